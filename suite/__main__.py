@@ -1,0 +1,7 @@
+"""Entry point of ``python -m suite``."""
+
+import sys
+
+from suite.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""``F.binary_cross_entropy`` / ``nn.BCELoss``: loss on probabilities, optional element weights.
+
+Exact loss: ``-w (y log p + (1 - y) log(1 - p))`` for ``p, y`` in [0, 1], with ``0 * log 0 = 0`` and
+``BCE(p=0, y=1) = +inf`` (torch clamps each log at -100; the truth does not).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from suite.cases.base import Case, InputSpec
+from suite.exact_math import ONE, log, log1m, reciprocal, times
+from suite.truth import Reference
+
+FINITE = sys.float_info.max
+
+
+def reference(sample: Mapping[str, list[Any]]) -> Reference:
+    """Exact BCE of one element and its gradients with respect to ``input`` (p) and ``target`` (y)."""
+    p, y = sample["input"][0], sample["target"][0]
+    w = sample["weight"][0] if "weight" in sample else ONE
+    value = times(w, times(y, -log(p)) + times(ONE - y, -log1m(p)))
+    grad_p = times(w, times(ONE - y, reciprocal(ONE - p)) - times(y, reciprocal(p)))
+    grad_y = times(w, log1m(p) - log(p))
+    return Reference([value], {"input": [grad_p], "target": [grad_y]})
+
+
+def forward(t: Mapping[str, torch.Tensor], reduction: str) -> torch.Tensor:
+    return F.binary_cross_entropy(t["input"], t["target"], weight=t.get("weight"), reduction=reduction)
+
+
+def module_forward(t: Mapping[str, torch.Tensor], reduction: str) -> torch.Tensor:
+    return nn.BCELoss(weight=t.get("weight"), reduction=reduction)(t["input"], t["target"])
+
+
+PROBABILITY = InputSpec("input", "probability", 0.0, 1.0)
+TARGET = InputSpec("target", "target", 0.0, 1.0)
+WEIGHT = InputSpec("weight", "weight", -FINITE, FINITE, differentiable=False, role="parameter")
+
+CASES = (
+    Case("bce", "bce", "F.binary_cross_entropy(p, y)", (PROBABILITY, TARGET), forward, reference,
+         module_forward=module_forward),
+    Case("bce_weight", "bce", "F.binary_cross_entropy(p, y, weight=w)", (PROBABILITY, TARGET, WEIGHT),
+         forward, reference, module_forward=module_forward),
+)

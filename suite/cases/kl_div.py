@@ -1,0 +1,59 @@
+"""``F.kl_div`` / ``nn.KLDivLoss`` (knowledge distillation): pointwise ``t (log t - x)`` of a
+log-probability ``x`` and a target ``t`` given as a probability or (``log_target=True``) as its log.
+
+Exact loss with ``0 * log 0 = 0``: a zero target contributes 0 whatever ``x`` is, so
+``kl_div(input=-inf, target=0) = 0``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from suite.cases.base import Case, InputSpec
+from suite.exact_math import ONE, exp, log, times
+from suite.truth import Reference
+
+FINITE = sys.float_info.max
+REDUCTIONS = ("none", "mean", "sum", "batchmean")
+
+
+def reference(sample: Mapping[str, list[Any]]) -> Reference:
+    """Exact pointwise KL term with a probability target, and its gradients."""
+    x, t = sample["input"][0], sample["target"][0]
+    value = times(t, log(t) - x)
+    return Reference([value], {"input": [-t], "target": [log(t) - x + ONE]})
+
+
+def reference_log_target(sample: Mapping[str, list[Any]]) -> Reference:
+    """Exact pointwise KL term with a log-probability target ``lt`` (``t = e^lt``), and its gradients."""
+    x, lt = sample["input"][0], sample["target"][0]
+    t = exp(lt)
+    return Reference([times(t, lt - x)], {"input": [-t], "target": [times(t, lt - x + ONE)]})
+
+
+def forward(t: Mapping[str, torch.Tensor], reduction: str, log_target: bool = False) -> torch.Tensor:
+    return F.kl_div(t["input"], t["target"], reduction=reduction, log_target=log_target)
+
+
+def module_forward(t: Mapping[str, torch.Tensor], reduction: str, log_target: bool = False) -> torch.Tensor:
+    return nn.KLDivLoss(reduction=reduction, log_target=log_target)(t["input"], t["target"])
+
+
+LOG_PROBABILITY = InputSpec("input", "log_probability")
+TARGET = InputSpec("target", "target", 0.0, FINITE)
+LOG_TARGET = InputSpec("target", "log_target", -float("inf"), FINITE)
+
+CASES = (
+    Case("kl_div", "kl_div", "F.kl_div(x, t)", (LOG_PROBABILITY, TARGET), forward, reference,
+         reductions=REDUCTIONS, module_forward=module_forward),
+    Case("kl_div_log_target", "kl_div", "F.kl_div(x, lt, log_target=True)", (LOG_PROBABILITY, LOG_TARGET),
+         partial(forward, log_target=True), reference_log_target, reductions=REDUCTIONS,
+         module_forward=partial(module_forward, log_target=True), params={"log_target": True}),
+)

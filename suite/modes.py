@@ -1,0 +1,53 @@
+"""Execution modes: the same case forward run eagerly, through ``torch.compile``, or under
+``torch.autocast``.  Compiled functions are built once per (case, reduction, device) and reused."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+
+import torch
+
+from suite.cases.base import Case
+
+MODES = ("eager", "compile", "autocast")
+AUTOCAST_DTYPES = ("float16", "bfloat16")
+
+Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+_COMPILED: dict[tuple[str, str, str, int], Forward] = {}
+
+
+def applies(mode: str, dtype: str) -> bool:
+    """Whether a mode is meaningful for a dtype (autocast only lowers to float16/bfloat16)."""
+    check(mode)
+    return mode != "autocast" or dtype in AUTOCAST_DTYPES
+
+
+def check(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+
+
+def forward_for(case: Case, reduction: str, mode: str, device: str) -> Forward:
+    """The callable that computes ``case`` with ``reduction`` in ``mode``."""
+    check(mode)
+
+    def eager(t: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return case.forward(t, reduction)
+
+    if mode != "compile":
+        return eager
+    key = (case.name, reduction, torch.device(device).type, id(case.forward))
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(eager)  # type: ignore[assignment]
+    return _COMPILED[key]
+
+
+@contextlib.contextmanager
+def context(mode: str, device: str, dtype: torch.dtype) -> Iterator[None]:
+    """The context a forward and backward run in: ``torch.autocast`` to ``dtype`` for autocast mode."""
+    if mode == "autocast":
+        with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
+            yield
+    else:
+        yield

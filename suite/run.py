@@ -1,0 +1,183 @@
+"""Evaluate a case on a batch for one dtype and device: torch's values, gradients and reduced values next to
+their exact truths and error measures.  Nothing here formats for humans.
+
+    from suite import cases, run
+    result = run.evaluate(cases.get("bce_with_logits"), {"input": x, "target": y}, dtype="float32")
+    result.get("none", "loss").metrics.labels
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from suite import budgets, dtypes, modes, truth
+from suite.cases.base import REDUCTION_DIVISORS, Case
+from suite.dtypes import FloatArray, FloatFormat
+from suite.metrics import ElementMetrics, Label, measure
+
+LOSS = "loss"
+
+
+def grad_name(input_name: str) -> str:
+    """Name of the quantity holding the gradient with respect to an input."""
+    return f"grad_{input_name}"
+
+
+@dataclass
+class QuantityResult:
+    """One quantity (the loss, or the gradient with respect to one input) under one reduction."""
+
+    quantity: str
+    reduction: str
+    got: FloatArray
+    truth: truth.Truth
+    metrics: ElementMetrics
+    fmt: FloatFormat
+    error: str | None = None  # the exception torch raised, if it did
+
+
+@dataclass
+class CaseResult:
+    """Everything measured for a case on a batch: inputs as used (rounded to the dtype), the truth set and a
+    :class:`QuantityResult` per ``(reduction, quantity)``."""
+
+    case: Case
+    fmt: FloatFormat
+    device: str
+    mode: str
+    inputs: dict[str, FloatArray]
+    truth: truth.TruthSet
+    quantities: dict[tuple[str, str], QuantityResult] = field(default_factory=dict)
+
+    def get(self, reduction: str = "none", quantity: str = LOSS) -> QuantityResult:
+        try:
+            return self.quantities[(reduction, quantity)]
+        except KeyError:
+            raise KeyError(f"no result for reduction {reduction!r}, quantity {quantity!r}; have "
+                           f"{sorted(self.quantities)}") from None
+
+
+def to_tensor(values: FloatArray, fmt: FloatFormat, device: str, requires_grad: bool = False) -> torch.Tensor:
+    """Exact conversion of carrier values (already representable in ``fmt``) to a tensor."""
+    t = torch.tensor(values, dtype=torch.float64).to(fmt.torch_dtype).to(device)
+    return t.requires_grad_(requires_grad)
+
+
+def to_carrier(t: torch.Tensor) -> FloatArray:
+    """Exact float64 copy of a floating tensor's values."""
+    return t.detach().to("cpu", torch.float64).numpy().copy()
+
+
+def prepare_inputs(case: Case, inputs: Mapping[str, npt.ArrayLike], fmt: FloatFormat) -> dict[str, FloatArray]:
+    """Check the input names and round every input to the dtype (truth is for the inputs torch sees)."""
+    expected = {s.name for s in case.inputs}
+    if set(inputs) != expected:
+        raise ValueError(f"case {case.name!r} takes inputs {sorted(expected)}, got {sorted(inputs)}")
+    return {name: dtypes.round_array(np.asarray(v, dtype=np.float64), fmt) for name, v in inputs.items()}
+
+
+def evaluate(case: Case, inputs: Mapping[str, npt.ArrayLike], dtype: Any, device: str = "cpu", *,
+             reductions: tuple[str, ...] | None = None, gradients: bool = True,
+             budget: float | None = None, truth_set: truth.TruthSet | None = None,
+             mode: str = "eager", workers: int | None = None) -> CaseResult:
+    """Run ``case`` on ``inputs`` in ``dtype`` on ``device`` in ``mode`` (see :mod:`suite.modes`) and
+    measure every quantity.  Under autocast, ``dtype`` is the autocast dtype and the inputs its values.
+
+    ``reductions`` defaults to all of the case's; ``budget`` (ULPs of algorithmic error) to the budget
+    registry's value; ``truth_set`` may be passed when already computed for the same rounded inputs.
+    """
+    fmt = dtypes.get(dtype)
+    modes.check(mode)
+    used = prepare_inputs(case, inputs, fmt)
+    if truth_set is None:
+        truth_set = truth.evaluate(case.reference, used, rows=case.rows, in_domain=case.in_domain,
+                                   workers=workers)
+    if budget is None:
+        budget = budgets.ulp_budget(case.name, fmt.name, device)
+    result = CaseResult(case, fmt, device, mode, used, truth_set)
+    shape = truth_set.values.shape
+    for reduction in reductions or case.reductions:
+        if reduction not in case.reductions:
+            raise ValueError(f"case {case.name!r} has no reduction {reduction!r}")
+        for q in _run_reduction(case, used, fmt, device, mode, reduction, gradients, truth_set, shape, budget):
+            result.quantities[(reduction, q.quantity)] = q
+    return result
+
+
+def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, device: str, mode: str,
+                   reduction: str, gradients: bool, truth_set: truth.TruthSet, shape: tuple[int, ...], budget: float,
+                   ) -> list[QuantityResult]:
+    differentiable = [s.name for s in case.inputs if s.differentiable] if gradients else []
+    tensors = {k: to_tensor(v, fmt, device, k in differentiable) for k, v in used.items()}
+    divisor_of = REDUCTION_DIVISORS[reduction]
+    divisor = None if divisor_of is None else divisor_of(shape)
+    loss_truth, loss_condition = _reduced_truth(truth_set, divisor)
+    forward = modes.forward_for(case, reduction, mode, device)
+    try:
+        with warnings.catch_warnings(), modes.context(mode, device, fmt.torch_dtype):
+            warnings.simplefilter("ignore")
+            out = forward(tensors)
+    except Exception as exc:  # torch's error is the observation
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        failed = [_failed(LOSS, reduction, loss_truth, fmt, budget, message)]
+        failed += [_failed(grad_name(n), reduction, truth_set.grads[n].scaled(divisor or 1), fmt, budget, message)
+                   for n in differentiable]
+        return failed
+    out_fmt = dtypes.get(out.dtype)
+    got = to_carrier(out).reshape(loss_truth.shape)
+    results = [QuantityResult(LOSS, reduction, got, loss_truth,
+                              measure(got, loss_truth, out_fmt, budget, loss_condition), out_fmt)]
+    if differentiable:
+        with modes.context(mode, device, fmt.torch_dtype):
+            results += _gradients(out, tensors, differentiable, truth_set, divisor or 1, reduction, fmt, budget)
+    return results
+
+
+def _gradients(out: torch.Tensor, tensors: dict[str, torch.Tensor], names: list[str], truth_set: truth.TruthSet,
+               divisor: int, reduction: str, fmt: FloatFormat, budget: float) -> list[QuantityResult]:
+    results = []
+    error = None
+    try:
+        out.backward(torch.ones_like(out))
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    for name in names:
+        grad_truth = truth_set.grads[name].scaled(divisor)
+        grad = tensors[name].grad
+        if error is not None or grad is None:
+            results.append(_failed(grad_name(name), reduction, grad_truth, fmt, budget,
+                                   error or "torch computed no gradient for this input"))
+            continue
+        g_fmt = dtypes.get(grad.dtype)
+        got = to_carrier(grad)
+        results.append(QuantityResult(grad_name(name), reduction, got, grad_truth,
+                                      measure(got, grad_truth, g_fmt, budget), g_fmt))
+    return results
+
+
+def _failed(quantity: str, reduction: str, t: truth.Truth, fmt: FloatFormat, budget: float,
+            message: str) -> QuantityResult:
+    got = np.full(t.shape, np.nan)
+    return QuantityResult(quantity, reduction, got, t, measure(got, t, fmt, budget, failure=Label.RAISED), fmt,
+                          message)
+
+
+def _reduced_truth(truth_set: truth.TruthSet, divisor: int | None) -> tuple[truth.Truth, FloatArray]:
+    """Truth and condition number of the loss under a reduction: the elements themselves, or their exact
+    sum divided by ``divisor``.  The condition of a sum is ``sum(kappa_i |L_i|) / |sum L_i|`` (an upper
+    bound for row cases, whose elements share inputs)."""
+    values = truth_set.values
+    if divisor is None:
+        return values, truth_set.condition
+    total = truth.exact_sum(values, divisor)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        weighted = np.nansum(truth_set.condition * np.abs(values.hi)) / divisor
+        condition = np.asarray(weighted / abs(total.hi) if total.hi != 0 else np.inf)
+    return total, condition
