@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from mpmath.libmp import finf, fnan, fninf, fzero
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +65,8 @@ class FloatFormat:
     def torch_dtype(self) -> torch.dtype:
         import torch
 
-        return getattr(torch, self.name)  # type: ignore[no-any-return]
+        dtype: torch.dtype = getattr(torch, self.name)
+        return dtype
 
     def __str__(self) -> str:
         return self.name
@@ -152,8 +154,6 @@ def round_fraction(numerator: int, denominator: int, fmt: FloatFormat) -> float:
 
 def round_mpf(x: Any, fmt: FloatFormat) -> float:
     """Round an mpmath number (``mpf``) to ``fmt`` exactly; ``nan``/``inf`` pass through."""
-    from mpmath.libmp import finf, fnan, fninf, fzero
-
     raw = x._mpf_
     if raw == fzero:
         return 0.0

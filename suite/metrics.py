@@ -181,26 +181,18 @@ def _labels(g: FloatArray, truth: Truth, fmt: FloatFormat, algorithmic: FloatArr
     ]
     labels = np.select([c for c, _ in conditions], [int(v) for _, v in conditions], default=int(Label.INACCURATE))
     labels = labels.astype(np.int8)
-    _mark_plateaus(labels, g, rounded, smaller)
+    _mark_plateaus(labels, g, smaller)
     return labels
 
 
-def _mark_plateaus(labels: npt.NDArray[np.int8], g: FloatArray, rounded: FloatArray, smaller: BoolArray) -> None:
-    """Relabel as CLAMPED the inaccurate elements where torch returns one value below the truth's magnitude
-    for several different truths: a saturation, like BCE's log clamp at -100."""
-    candidates = (labels == Label.INACCURATE) & smaller
-    if candidates.sum() < 2:
+def _mark_plateaus(labels: npt.NDArray[np.int8], g: FloatArray, smaller: BoolArray) -> None:
+    """Relabel as CLAMPED the inaccurate elements where torch returns, below the truth's magnitude, the very
+    value it returns where the truth is infinite or beyond range: its saturation value (BCE's 100)."""
+    saturation = np.unique(g[(labels == Label.CLAMPED) & (g != 0)])
+    if saturation.size == 0:
         return
-    flat_labels = labels.reshape(-1)
-    index = np.flatnonzero(candidates.reshape(-1))
-    values, truths = g.reshape(-1)[index], rounded.reshape(-1)[index]
-    order = np.lexsort((truths, values))
-    values, truths, index = values[order], truths[order], index[order]
-    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
-    ends = np.r_[starts[1:], values.size]
-    for s, e in zip(starts, ends, strict=True):
-        if e - s >= 2 and truths[s] != truths[e - 1]:
-            flat_labels[index[s:e]] = Label.CLAMPED
+    candidates = (labels == Label.INACCURATE) & smaller & np.isin(g, saturation)
+    labels[candidates] = Label.CLAMPED
 
 
 def label_counts(labels: npt.ArrayLike) -> dict[str, int]:

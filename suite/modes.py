@@ -39,7 +39,7 @@ def forward_for(case: Case, reduction: str, mode: str, device: str) -> Forward:
         return eager
     key = (case.name, reduction, torch.device(device).type, id(case.forward))
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(eager)  # type: ignore[assignment]
+        _COMPILED[key] = torch.compile(eager)
     return _COMPILED[key]
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from suite import budgets, dtypes, modes, truth
+from suite import budgets, dtypes, modes, truth, truth_cache
 from suite.cases.base import REDUCTION_DIVISORS, Case
 from suite.dtypes import FloatArray, FloatFormat
 from suite.metrics import ElementMetrics, Label, measure
@@ -76,29 +76,36 @@ def to_carrier(t: torch.Tensor) -> FloatArray:
 
 
 def prepare_inputs(case: Case, inputs: Mapping[str, npt.ArrayLike], fmt: FloatFormat) -> dict[str, FloatArray]:
-    """Check the input names and round every input to the dtype (truth is for the inputs torch sees)."""
+    """Check the input names, round every input to the dtype (truth is for the inputs torch sees) and
+    broadcast the data inputs to the batch shape (torch requires input and target of one shape; parameters
+    such as ``weight`` keep their own shape and broadcast inside torch)."""
     expected = {s.name for s in case.inputs}
     if set(inputs) != expected:
         raise ValueError(f"case {case.name!r} takes inputs {sorted(expected)}, got {sorted(inputs)}")
-    return {name: dtypes.round_array(np.asarray(v, dtype=np.float64), fmt) for name, v in inputs.items()}
+    rounded = {name: dtypes.round_array(np.asarray(v, dtype=np.float64), fmt) for name, v in inputs.items()}
+    data = [s.name for s in case.inputs if s.role == "data"]
+    shape = np.broadcast_shapes(*(rounded[name].shape for name in data))
+    for name in data:
+        rounded[name] = np.broadcast_to(rounded[name], shape).copy()
+    return rounded
 
 
 def evaluate(case: Case, inputs: Mapping[str, npt.ArrayLike], dtype: Any, device: str = "cpu", *,
              reductions: tuple[str, ...] | None = None, gradients: bool = True,
              budget: float | None = None, truth_set: truth.TruthSet | None = None,
-             mode: str = "eager", workers: int | None = None) -> CaseResult:
+             mode: str = "eager", workers: int | None = None, cache: bool = False) -> CaseResult:
     """Run ``case`` on ``inputs`` in ``dtype`` on ``device`` in ``mode`` (see :mod:`suite.modes`) and
     measure every quantity.  Under autocast, ``dtype`` is the autocast dtype and the inputs its values.
 
     ``reductions`` defaults to all of the case's; ``budget`` (ULPs of algorithmic error) to the budget
-    registry's value; ``truth_set`` may be passed when already computed for the same rounded inputs.
+    registry's value; ``truth_set`` may be passed when already computed for the same rounded inputs, else it
+    is computed (with ``workers`` processes; read from and stored in the on-disk cache with ``cache``).
     """
     fmt = dtypes.get(dtype)
     modes.check(mode)
     used = prepare_inputs(case, inputs, fmt)
     if truth_set is None:
-        truth_set = truth.evaluate(case.reference, used, rows=case.rows, in_domain=case.in_domain,
-                                   workers=workers)
+        truth_set = truth_cache.cached_truth(case, used, workers=workers, cache=cache)
     if budget is None:
         budget = budgets.ulp_budget(case.name, fmt.name, device)
     result = CaseResult(case, fmt, device, mode, used, truth_set)
@@ -136,7 +143,8 @@ def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, de
                               measure(got, loss_truth, out_fmt, budget, loss_condition), out_fmt)]
     if differentiable:
         with modes.context(mode, device, fmt.torch_dtype):
-            results += _gradients(out, tensors, differentiable, truth_set, divisor or 1, reduction, fmt, budget)
+            results += _gradients(out, tensors, differentiable, truth_set, divisor or 1, reduction, fmt,
+                                  budget)
     return results
 
 
@@ -157,8 +165,9 @@ def _gradients(out: torch.Tensor, tensors: dict[str, torch.Tensor], names: list[
             continue
         g_fmt = dtypes.get(grad.dtype)
         got = to_carrier(grad)
+        condition = truth_set.grad_condition.get(name)
         results.append(QuantityResult(grad_name(name), reduction, got, grad_truth,
-                                      measure(got, grad_truth, g_fmt, budget), g_fmt))
+                                      measure(got, grad_truth, g_fmt, budget, condition), g_fmt))
     return results
 
 

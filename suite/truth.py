@@ -89,12 +89,14 @@ class Truth:
 @dataclass(frozen=True)
 class Reference:
     """What a case's reference returns for one sample: exact values (one per element of the sample), the
-    gradient of their sum with respect to each differentiable input, and optionally the relative condition
-    number of each value.  ``None`` anywhere means "mathematically undefined here"."""
+    gradient of their sum with respect to each differentiable input, optionally the relative condition
+    number of each value (computed from ``grads`` for elementwise samples when omitted) and of each gradient
+    element (from second derivatives; unknown when omitted).  ``None`` anywhere means "undefined here"."""
 
     values: Sequence[Any]
     grads: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     condition: Sequence[Any] | None = None
+    grad_condition: Mapping[str, Sequence[Any]] = field(default_factory=dict)
 
 
 ReferenceFn = Callable[[Mapping[str, list[Any]]], Reference | None]
@@ -109,6 +111,7 @@ class TruthSet:
     grads: dict[str, Truth]
     condition: FloatArray
     precision: npt.NDArray[np.int32]
+    grad_condition: dict[str, FloatArray] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,21 +149,25 @@ def dd_from_fraction(x: Fraction) -> tuple[float, float]:
 _Quantity = tuple[float, float, bool] | None  # dd, or None when undefined
 
 
+_Conditions = tuple[list[float], dict[str, list[float]]]
+
+
 def _evaluate_at(reference: ReferenceFn, sample: Mapping[str, list[float]], precision: int,
-                 ) -> tuple[list[_Quantity], dict[str, list[_Quantity]], list[float]]:
+                 ) -> tuple[list[_Quantity], dict[str, list[_Quantity]], _Conditions]:
     with mpmath.workprec(precision):
         mp_sample = {name: [mpmath.mpf(v) for v in values] for name, values in sample.items()}
         ref = reference(mp_sample)
         width = len(next(iter(sample.values())))
         if ref is None:
-            return [None] * width, {}, [math.nan] * width
+            return [None] * width, {}, ([math.nan] * width, {})
         values = [_dd_or_none(v) for v in ref.values]
         grads = {name: [_dd_or_none(g) for g in gs] for name, gs in ref.grads.items()}
         if ref.condition is not None:
             condition = [_to_float(c) for c in ref.condition]
         else:
             condition = [_generic_condition(mp_sample, ref, i) for i in range(len(values))]
-    return values, grads, condition
+        grad_condition = {name: [_to_float(c) for c in cs] for name, cs in ref.grad_condition.items()}
+    return values, grads, (condition, grad_condition)
 
 
 def _dd_or_none(x: Any) -> _Quantity:
@@ -182,11 +189,11 @@ def _generic_condition(sample: Mapping[str, list[Any]], ref: Reference, i: int) 
 
 def evaluate_sample(reference: ReferenceFn, sample: Mapping[str, list[float]], *,
                     precision: int = DEFAULT_PRECISION, max_precision: int = MAX_PRECISION,
-                    ) -> tuple[list[_Quantity | str], dict[str, list[_Quantity | str]], list[float], int]:
+                    ) -> tuple[list[_Quantity | str], dict[str, list[_Quantity | str]], _Conditions, int]:
     """Evaluate one sample at rising precision until every quantity is settled.
 
     Returns values and gradients (a dd, ``None`` for undefined, or the string ``"undetermined"``), the
-    condition numbers, and the last precision used.
+    condition numbers of values and gradients, and the last precision used.
     """
     values, grads, condition = _evaluate_at(reference, sample, precision)
     settled_values: list[_Quantity | str | bool] = [False] * len(values)
@@ -229,7 +236,7 @@ def _same(a: _Quantity, b: _Quantity) -> bool:
 
 
 def _final(settled: Any) -> _Quantity | str:
-    return "undetermined" if settled is False else settled  # type: ignore[no-any-return]
+    return "undetermined" if settled is False else settled
 
 
 # --------------------------------------------------------------------------------------------------
@@ -252,10 +259,13 @@ def _evaluate_chunk(args: tuple[ReferenceFn, list[dict[str, list[float]]], int, 
 
 def evaluate(reference: ReferenceFn, inputs: Mapping[str, npt.ArrayLike], *, rows: bool = False,
              in_domain: Callable[[Mapping[str, list[float]]], bool] | None = None,
+             differentiable: Sequence[str] | None = None,
              precision: int = DEFAULT_PRECISION, max_precision: int = MAX_PRECISION,
              workers: int | None = None) -> TruthSet:
     """Truth of ``reference`` on a batch.  Inputs broadcast together to the batch shape; with ``rows`` a
     sample is a row along the last axis, else one element.  Samples outside ``in_domain`` are UNDEFINED.
+    ``differentiable`` names the inputs whose gradients are kept (default: all the reference returns, which
+    are known only once a sample is defined, so pass it to get gradient truths even for an undefined batch).
     ``workers`` > 1 evaluates chunks in forked processes (default: ``SUITE_TRUTH_WORKERS`` or 1).
     """
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
@@ -270,7 +280,9 @@ def evaluate(reference: ReferenceFn, inputs: Mapping[str, npt.ArrayLike], *, row
             indices.append(index)
             samples.append(sample)
     results = _run_chunks(reference, samples, precision, max_precision, _worker_count(workers))
-    return _assemble(shape, rows, indices, results, list(arrays))
+    if differentiable is None:
+        differentiable = sorted({name for r in results for name in r[1]})
+    return _assemble(shape, rows, indices, results, differentiable)
 
 
 def _worker_count(workers: int | None) -> int:
@@ -290,21 +302,24 @@ def _run_chunks(reference: ReferenceFn, samples: list[dict[str, list[float]]], p
 
 
 def _assemble(shape: tuple[int, ...], rows: bool, indices: list[tuple[int, ...]], results: list[Any],
-              names: list[str]) -> TruthSet:
+              differentiable: Sequence[str]) -> TruthSet:
     values = Truth.empty(shape)
-    grads: dict[str, Truth] = {}
+    grads: dict[str, Truth] = {name: Truth.empty(shape) for name in differentiable}
     condition = np.full(shape, np.nan)
+    grad_condition = {name: np.full(shape, np.nan) for name in differentiable}
     precision = np.zeros(shape[:-1] if rows else shape, np.int32)
-    for index, (vals, grad_map, cond, p) in zip(indices, results, strict=True):
+    for index, (vals, grad_map, (cond, grad_cond), p) in zip(indices, results, strict=True):
         precision[index] = p
         for name, qs in grad_map.items():
-            if name not in grads:
-                grads[name] = Truth.empty(shape)
-            _store(grads[name], index, rows, qs)
+            if name in grads:
+                _store(grads[name], index, rows, qs)
         _store(values, index, rows, vals)
         for j, c in enumerate(cond):
             condition[index + ((j,) if rows else ())] = c
-    return TruthSet(values, grads, condition, precision)
+        for name, cs in grad_cond.items():
+            for j, c in enumerate(cs if name in grad_condition else ()):
+                grad_condition[name][index + ((j,) if rows else ())] = c
+    return TruthSet(values, grads, condition, precision, grad_condition)
 
 
 def _store(truth: Truth, index: tuple[int, ...], rows: bool, quantities: Sequence[_Quantity | str]) -> None:
@@ -312,10 +327,10 @@ def _store(truth: Truth, index: tuple[int, ...], rows: bool, quantities: Sequenc
         at = index + ((j,) if rows else ())
         if q is None:
             truth.status[at] = Status.UNDEFINED
-        elif q == "undetermined":
+        elif isinstance(q, str):
             truth.status[at] = Status.UNDETERMINED
         else:
-            hi, lo, infinite = q  # type: ignore[misc]
+            hi, lo, infinite = q
             truth.hi[at], truth.lo[at], truth.infinite[at] = hi, lo, infinite
             truth.status[at] = Status.DETERMINED
 

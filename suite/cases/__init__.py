@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from suite.cases import binary_cross_entropy, bce_with_logits, compositions, kl_div
+from suite.cases import bce_with_logits, binary_cross_entropy, compositions, kl_div
 from suite.cases.base import INPUT_KINDS, REDUCTION_DIVISORS, Case, InputSpec
 
 __all__ = ["INPUT_KINDS", "REDUCTION_DIVISORS", "Case", "InputSpec", "all_cases", "get", "load_plugin",

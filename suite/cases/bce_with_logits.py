@@ -17,24 +17,31 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from suite.cases.base import Case, InputSpec
-from suite.exact_math import ONE, sigmoid, softplus, times
+from suite.exact_math import ONE, condition_number, sigmoid, softplus, times
 from suite.truth import Reference
 
 FINITE = sys.float_info.max
 
 
 def reference(sample: Mapping[str, list[Any]]) -> Reference:
-    """Exact BCE-with-logits of one element and its gradients with respect to ``input`` and ``target``."""
+    """Exact BCE-with-logits of one element, its gradients with respect to ``input`` and ``target``, and the
+    gradients' condition numbers from the second derivatives."""
     x, y = sample["input"][0], sample["target"][0]
     w = sample["weight"][0] if "weight" in sample else ONE
     pw = sample["pos_weight"][0] if "pos_weight" in sample else ONE
+    s_pos, s_neg = sigmoid(x), sigmoid(-x)
     value = times(w, times(pw * y, softplus(-x)) + times(ONE - y, softplus(x)))
-    grad_x = times(w, times(ONE - y, sigmoid(x)) - times(pw * y, sigmoid(-x)))
+    grad_x = times(w, times(ONE - y, s_pos) - times(pw * y, s_neg))
     if mpmath.isinf(x):
         grad_y = times(w, times(pw, softplus(-x)) - softplus(x))
     else:  # pw softplus(-x) - softplus(x) = (pw - 1) softplus(-x) - x, free of cancellation at pw = 1
         grad_y = times(w, times(pw - ONE, softplus(-x)) - x)
-    return Reference([value], {"input": [grad_x], "target": [grad_y]})
+    # d(grad_x)/dx = w (1 - y + pw y) s(x) s(-x); d(grad_x)/dy = d(grad_y)/dx = -w (s(x) + pw s(-x))
+    dgx_dx = times(w, times(ONE - y + pw * y, s_pos * s_neg))
+    cross = -times(w, s_pos + times(pw, s_neg))
+    return Reference([value], {"input": [grad_x], "target": [grad_y]}, grad_condition={
+        "input": [condition_number([times(x, dgx_dx), times(y, cross)], grad_x)],
+        "target": [condition_number([times(x, cross)], grad_y)]})
 
 
 def forward(t: Mapping[str, torch.Tensor], reduction: str) -> torch.Tensor:

@@ -15,20 +15,27 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from suite.cases.base import Case, InputSpec
-from suite.exact_math import ONE, log, log1m, reciprocal, times
+from suite.exact_math import ONE, condition_number, log, log1m, reciprocal, times
 from suite.truth import Reference
 
 FINITE = sys.float_info.max
 
 
 def reference(sample: Mapping[str, list[Any]]) -> Reference:
-    """Exact BCE of one element and its gradients with respect to ``input`` (p) and ``target`` (y)."""
+    """Exact BCE of one element, its gradients with respect to ``input`` (p) and ``target`` (y), and the
+    gradients' condition numbers from the second derivatives."""
     p, y = sample["input"][0], sample["target"][0]
     w = sample["weight"][0] if "weight" in sample else ONE
+    inv_p, inv_q = reciprocal(p), reciprocal(ONE - p)
     value = times(w, times(y, -log(p)) + times(ONE - y, -log1m(p)))
-    grad_p = times(w, times(ONE - y, reciprocal(ONE - p)) - times(y, reciprocal(p)))
+    grad_p = times(w, times(ONE - y, inv_q) - times(y, inv_p))
     grad_y = times(w, log1m(p) - log(p))
-    return Reference([value], {"input": [grad_p], "target": [grad_y]})
+    # d(grad_p)/dp = w ((1-y)/(1-p)^2 + y/p^2), d(grad_p)/dy = -w (1/(1-p) + 1/p), d(grad_y)/dp = the same
+    dgp_dp = times(w, times(ONE - y, inv_q * inv_q) + times(y, inv_p * inv_p))
+    cross = -times(w, inv_q + inv_p)
+    return Reference([value], {"input": [grad_p], "target": [grad_y]}, grad_condition={
+        "input": [condition_number([times(p, dgp_dp), times(y, cross)], grad_p)],
+        "target": [condition_number([times(p, cross)], grad_y)]})
 
 
 def forward(t: Mapping[str, torch.Tensor], reduction: str) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from suite.cases.base import Case, InputSpec
-from suite.exact_math import ONE, exp, log, times
+from suite.exact_math import ONE, condition_number, exp, log, times
 from suite.truth import Reference
 
 FINITE = sys.float_info.max
@@ -25,17 +25,25 @@ REDUCTIONS = ("none", "mean", "sum", "batchmean")
 
 
 def reference(sample: Mapping[str, list[Any]]) -> Reference:
-    """Exact pointwise KL term with a probability target, and its gradients."""
+    """Exact pointwise KL term with a probability target, its gradients and their condition numbers."""
     x, t = sample["input"][0], sample["target"][0]
-    value = times(t, log(t) - x)
-    return Reference([value], {"input": [-t], "target": [log(t) - x + ONE]})
+    grad_t = log(t) - x + ONE
+    # grad_x = -t has condition 1; d(grad_t)/dt = 1/t, d(grad_t)/dx = -1
+    return Reference([times(t, log(t) - x)], {"input": [-t], "target": [grad_t]}, grad_condition={
+        "input": [condition_number([-t], -t)],
+        "target": [condition_number([ONE if t != 0 else None, -x], grad_t)]})
 
 
 def reference_log_target(sample: Mapping[str, list[Any]]) -> Reference:
-    """Exact pointwise KL term with a log-probability target ``lt`` (``t = e^lt``), and its gradients."""
+    """Exact pointwise KL term with a log-probability target ``lt`` (``t = e^lt``), its gradients and their
+    condition numbers."""
     x, lt = sample["input"][0], sample["target"][0]
     t = exp(lt)
-    return Reference([times(t, lt - x)], {"input": [-t], "target": [times(t, lt - x + ONE)]})
+    grad_lt = times(t, lt - x + ONE)
+    # d(-e^lt)/dlt = -e^lt; d(grad_lt)/dlt = e^lt (lt - x + 2), d(grad_lt)/dx = -e^lt
+    return Reference([times(t, lt - x)], {"input": [-t], "target": [grad_lt]}, grad_condition={
+        "input": [condition_number([times(lt, -t)], -t)],
+        "target": [condition_number([times(lt, times(t, lt - x + 2)), times(x, -t)], grad_lt)]})
 
 
 def forward(t: Mapping[str, torch.Tensor], reduction: str, log_target: bool = False) -> torch.Tensor:

@@ -1,0 +1,146 @@
+"""Known torch deviations, as data (``suite/data/deviations.toml``).
+
+Each entry is something the suite discovered by running its grids and strategies, then recorded: an id, a
+description and reason, the torch versions, cases, dtypes, devices and modes it applies to, the quantity and
+reductions, the label torch gives there (and for ``inaccurate``, the worst ULP error seen), and a *region*:
+for each input, one or more closed intervals; an element is in the region when every named input lies in
+one of its intervals.  Tests use entries to excuse exactly these elements (so anything else still fails) and
+to run a strict xfail per entry, so a torch that fixes a deviation shows up as XPASS.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
+
+from suite.metrics import Label
+
+DEVIATION_FILE = "deviations.toml"
+Interval = tuple[float, float]
+
+
+def _number(value: Any) -> float:
+    """A bound from TOML: a number, or the strings ``"inf"``/``"-inf"``."""
+    if isinstance(value, str):
+        return float(value)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """One known deviation of torch from the exact loss (see the module docstring)."""
+
+    id: str
+    description: str
+    reason: str
+    torch: str
+    cases: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    quantity: str
+    label: str
+    region: Mapping[str, tuple[Interval, ...]]
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    modes: tuple[str, ...] = ("eager", "compile", "autocast")
+    reductions: tuple[str, ...] = ("none", "mean", "sum", "batchmean")
+    max_ulps: float | None = None
+    seen: Mapping[str, Any] = field(default_factory=dict)
+
+    def applies(self, case: str, dtype: str, device: str, torch_version: str, mode: str = "eager",
+                quantity: str | None = None, reduction: str | None = None) -> bool:
+        """Whether the entry is about this case, dtype, device, torch version, mode (and quantity/reduction)."""
+        return (case in self.cases and dtype in self.dtypes and device.split(":")[0] in self.devices
+                and mode in self.modes and Version(torch_version.split("+")[0]) in SpecifierSet(self.torch)
+                and (quantity is None or quantity == self.quantity)
+                and (reduction is None or reduction in self.reductions))
+
+    def in_region(self, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:
+        """Elements of a batch of ``shape`` whose inputs lie in the region."""
+        inside = np.ones(shape, dtype=bool)
+        for name, intervals in self.region.items():
+            values = np.broadcast_to(np.asarray(inputs[name], dtype=np.float64), shape)
+            hit = np.zeros(shape, dtype=bool)
+            for low, high in intervals:
+                hit |= (values >= low) & (values <= high)
+            inside &= hit
+        return inside
+
+    def matches(self, case: str, dtype: str, device: str, torch_version: str,
+                inputs: Mapping[str, npt.ArrayLike], mode: str = "eager") -> npt.NDArray[np.bool_]:
+        """Elements of a batch this entry is about: it applies, and the inputs lie in its region."""
+        shape = np.broadcast_shapes(*(np.shape(v) for v in inputs.values()))
+        if not self.applies(case, dtype, device, torch_version, mode):
+            return np.zeros(shape, dtype=bool)
+        return self.in_region(inputs, shape)
+
+    def explains(self, labels: npt.ArrayLike, ulp_error: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Elements whose outcome is the recorded one: the entry's label (and within ``max_ulps``)."""
+        lab = np.asarray(labels)
+        ok = lab == Label[self.label.upper()]
+        if self.max_ulps is not None:
+            with np.errstate(invalid="ignore"):
+                ok &= np.asarray(ulp_error) <= self.max_ulps
+        return ok
+
+
+def _parse(entry: Mapping[str, Any]) -> Deviation:
+    try:
+        region = {name: _intervals(bounds) for name, bounds in entry["region"].items()}
+        deviation = Deviation(
+            id=entry["id"], description=entry["description"], reason=entry["reason"], torch=entry["torch"],
+            cases=tuple(entry["cases"]), dtypes=tuple(entry["dtypes"]), quantity=entry["quantity"],
+            label=entry["label"], region=region, devices=tuple(entry.get("devices", ("cpu", "cuda"))),
+            modes=tuple(entry.get("modes", ("eager", "compile", "autocast"))),
+            reductions=tuple(entry.get("reductions", ("none", "mean", "sum", "batchmean"))),
+            max_ulps=entry.get("max_ulps"),
+            seen=entry.get("seen", {}))
+        SpecifierSet(deviation.torch)
+        Label[deviation.label.upper()]
+    except (KeyError, TypeError, ValueError, InvalidSpecifier) as exc:
+        raise ValueError(f"malformed deviation entry {entry.get('id', '?')!r}: {exc!r}") from None
+    return deviation
+
+
+def _intervals(bounds: Sequence[Any]) -> tuple[Interval, ...]:
+    """``[lo, hi]`` or ``[[lo, hi], ...]`` -> intervals, each checked to be ordered."""
+    pairs = [bounds] if bounds and not isinstance(bounds[0], list | tuple) else list(bounds)
+    out = []
+    for pair in pairs:
+        low, high = (_number(b) for b in pair)
+        if math.isnan(low) or math.isnan(high) or low > high:
+            raise ValueError(f"bad interval {pair!r}")
+        out.append((low, high))
+    return tuple(out)
+
+
+@cache
+def load() -> tuple[Deviation, ...]:
+    """All registered deviations (ids unique)."""
+    text = resources.files("suite.data").joinpath(DEVIATION_FILE).read_text(encoding="utf-8")
+    entries = tuple(_parse(e) for e in tomllib.loads(text).get("deviation", []))
+    ids = [e.id for e in entries]
+    duplicated = {i for i in ids if ids.count(i) > 1}
+    if duplicated:
+        raise ValueError(f"duplicate deviation ids: {sorted(duplicated)}")
+    return entries
+
+
+def applicable(case: str, dtype: str, device: str, torch_version: str, mode: str = "eager",
+               quantity: str | None = None, reduction: str | None = None) -> list[Deviation]:
+    return [d for d in load() if d.applies(case, dtype, device, torch_version, mode, quantity, reduction)]
+
+
+def get(deviation_id: str) -> Deviation:
+    for d in load():
+        if d.id == deviation_id:
+            return d
+    raise KeyError(f"no deviation {deviation_id!r}")

@@ -1,0 +1,73 @@
+"""What every accuracy property test does with one drawn batch: evaluate, judge against budgets and known
+deviations, steer Hypothesis toward the worst error, and fail with a copy-paste reproducer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from hypothesis import note, target
+
+from suite import judge, run
+from suite.cases.base import Case
+from suite.metrics import Label
+from suite.report import findings
+
+#: ULP errors are clipped to this before being given to hypothesis.target (it needs finite numbers).
+TARGET_CAP = 1e30
+
+
+def evaluate(case: Case, inputs: Mapping[str, np.ndarray], dtype: str, device: str, reduction: str,
+             mode: str = "eager") -> run.CaseResult:
+    """Run the case for ``reduction`` and for ``none`` (the root cause of a reduced value's failure)."""
+    reductions = tuple(dict.fromkeys(("none", reduction)))
+    return run.evaluate(case, inputs, dtype, device, reductions=reductions, mode=mode)
+
+
+def check(result: run.CaseResult, reduction: str) -> None:
+    """Assert that no quantity of ``reduction`` has a failure that no known deviation explains.
+
+    Before asserting, report to Hypothesis the worst algorithmic ULP error and bits of error of the
+    unexplained elements, so that the search climbs toward the worst inputs.
+    """
+    problems: list[str] = []
+    for (red, _), q in sorted(result.quantities.items()):
+        if red != reduction:
+            continue
+        verdict = judge.judge(result, q)
+        unexplained = verdict.unexplained
+        considered = ~np.isin(q.metrics.labels, [Label.UNDEFINED, Label.UNDETERMINED])
+        _target(q, considered & ~_explained(verdict))
+        if unexplained.any():
+            index = tuple(int(i) for i in np.argwhere(unexplained)[0])
+            problems.append(_describe(result, q, index, int(unexplained.sum())))
+    if problems:
+        raise AssertionError("\n\n".join(problems))
+
+
+def _explained(verdict: judge.Verdict) -> np.ndarray:
+    return verdict.failing & ~verdict.unexplained
+
+
+def _target(q: run.QuantityResult, mask: np.ndarray) -> None:
+    if not mask.any():
+        return
+    ulps = np.nan_to_num(q.metrics.algorithmic_ulp[mask], nan=0.0, posinf=TARGET_CAP)
+    bits = np.nan_to_num(q.metrics.bits_error[mask], nan=0.0)
+    key = f"{q.reduction}/{q.quantity}"
+    target(float(min(ulps.max(), TARGET_CAP)), label=f"algorithmic ULP error {key}")
+    target(float(bits.max()), label=f"bits of error {key}")
+
+
+def _describe(result: run.CaseResult, q: run.QuantityResult, index: tuple[int, ...], count: int) -> str:
+    label = Label(int(q.metrics.labels[index])).text
+    ulp = float(q.metrics.ulp_error[index])
+    where = f"{result.case.name} {result.fmt.name} {result.device} {result.mode} {q.reduction} {q.quantity}"
+    snippet = findings.reproducer_for(result, q, index, torch.__version__)
+    text = (f"{where}: {count} element(s) fail; first: label {label}, ULP error "
+            f"{'nan' if math.isnan(ulp) else f'{ulp:.4g}'} (budget {q.metrics.budget}), torch gave "
+            f"{float(q.got[index])!r}, exact {float(q.truth.hi[index])!r}\nReproducer:\n{snippet}")
+    note(text)
+    return text
