@@ -2,7 +2,7 @@
 
 Each entry is something the suite discovered by running its grids and strategies, then recorded: an id, a
 description and reason, the torch versions, cases, dtypes, devices and modes it applies to, the quantity and
-reductions, the label torch gives there (and for ``inaccurate``, the worst ULP error seen), and a *region*:
+reductions, the label or labels torch gives there (optionally a ``max_ulps`` bound), and a *region*:
 for each input, one or more closed intervals; an element is in the region when every named input lies in
 one of its intervals.  Tests use entries to excuse exactly these elements (so anything else still fails) and
 to run a strict xfail per entry, so a torch that fixes a deviation shows up as XPASS.
@@ -47,7 +47,7 @@ class Deviation:
     cases: tuple[str, ...]
     dtypes: tuple[str, ...]
     quantity: str
-    label: str
+    labels: tuple[str, ...]
     region: Mapping[str, tuple[Interval, ...]]
     devices: tuple[str, ...] = ("cpu", "cuda")
     modes: tuple[str, ...] = ("eager", "compile", "autocast")
@@ -83,9 +83,9 @@ class Deviation:
         return self.in_region(inputs, shape)
 
     def explains(self, labels: npt.ArrayLike, ulp_error: npt.ArrayLike) -> npt.NDArray[np.bool_]:
-        """Elements whose outcome is the recorded one: the entry's label (and within ``max_ulps``)."""
+        """Elements whose outcome is a recorded one: one of the entry's labels (and within ``max_ulps``)."""
         lab = np.asarray(labels)
-        ok = lab == Label[self.label.upper()]
+        ok = np.isin(lab, [int(Label[name.upper()]) for name in self.labels])
         if self.max_ulps is not None:
             with np.errstate(invalid="ignore"):
                 ok &= np.asarray(ulp_error) <= self.max_ulps
@@ -98,16 +98,21 @@ def _parse(entry: Mapping[str, Any]) -> Deviation:
         deviation = Deviation(
             id=entry["id"], description=entry["description"], reason=entry["reason"], torch=entry["torch"],
             cases=tuple(entry["cases"]), dtypes=tuple(entry["dtypes"]), quantity=entry["quantity"],
-            label=entry["label"], region=region, devices=tuple(entry.get("devices", ("cpu", "cuda"))),
+            labels=_names(entry["label"]), region=region, devices=tuple(entry.get("devices", ("cpu", "cuda"))),
             modes=tuple(entry.get("modes", ("eager", "compile", "autocast"))),
             reductions=tuple(entry.get("reductions", ("none", "mean", "sum", "batchmean"))),
             max_ulps=entry.get("max_ulps"),
             seen=entry.get("seen", {}))
         SpecifierSet(deviation.torch)
-        Label[deviation.label.upper()]
+        for name in deviation.labels:
+            Label[name.upper()]
     except (KeyError, TypeError, ValueError, InvalidSpecifier) as exc:
         raise ValueError(f"malformed deviation entry {entry.get('id', '?')!r}: {exc!r}") from None
     return deviation
+
+
+def _names(value: str | Sequence[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _intervals(bounds: Sequence[Any]) -> tuple[Interval, ...]:

@@ -10,6 +10,7 @@ other input, the interval spanned by the values where it occurs.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -25,6 +26,7 @@ from suite.metrics import Label
 from suite.report.findings import group_regions
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
+MAX_RUNS = 2  # main-input intervals per region: few and wide, so draws between grid values are covered
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,66 +39,80 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _widen(low: float, high: float, grid: np.ndarray) -> tuple[float, float]:
-    """Extend ``[low, high]`` to the neighbouring grid values outside it (to +-inf at the ends)."""
+    """Extend ``[low, high]`` to the neighbouring grid values outside it (to +-inf at the ends), so that
+    points between grid values are covered."""
     finite = grid[~np.isnan(grid)]
     below = finite[finite < low]
     above = finite[finite > high]
-    return (float(below.max()) if below.size else low, float(above.min()) if above.size else high)
+    return (float(below.max()) if below.size else -math.inf, float(above.min()) if above.size else math.inf)
 
 
 def regions(case: Case, q: run.QuantityResult, inputs: dict[str, np.ndarray], mask: np.ndarray,
             ) -> list[dict[str, list[list[float]]]]:
-    """Regions covering the elements of ``mask``: one per group of other-input values that share the same
-    main-input intervals."""
+    """Regions covering the elements of ``mask``: for each group of other-input values sharing the same
+    main-input intervals, those intervals and the widened span of each other input's values."""
     shape = q.got.shape
-    main = np.broadcast_to(grids.main_values(case, inputs), shape)
+    main = np.broadcast_to(grids.main_values(case, inputs), shape).reshape(-1)
     others = [s.name for s in case.inputs[1:]]
-    full = {name: np.broadcast_to(inputs[name], shape) for name in others}
+    full = {name: np.broadcast_to(inputs[name], shape).reshape(-1) for name in others}
+    flat = mask.reshape(-1)
+    keys = np.stack([full[n] for n in others], axis=1) if others else np.zeros((flat.size, 0))
     combos: dict[tuple[tuple[float, float], ...], list[tuple[float, ...]]] = {}
-    keys = np.stack([full[n].reshape(-1) for n in others], axis=1) if others else np.zeros((mask.size, 0))
-    flat_mask, flat_main = mask.reshape(-1), main.reshape(-1)
-    for combo in {tuple(row) for row in keys[flat_mask].tolist()}:
-        selected = np.all(keys == np.array(combo), axis=1) if others else np.ones(flat_mask.size, bool)
-        grid = np.unique(flat_main[selected])
-        intervals = tuple(_widen(lo, hi, grid) for lo, hi in group_regions(flat_main[selected],
-                                                                            flat_mask[selected]))
-        combos.setdefault(intervals, []).append(combo)
+    for combo in sorted({tuple(row) for row in keys[flat].tolist()}):
+        selected = np.all(keys == np.array(combo), axis=1)
+        grid = np.unique(main[selected])
+        runs = group_regions(main[selected], flat[selected], max_regions=MAX_RUNS)
+        combos.setdefault(tuple(_widen(lo, hi, grid) for lo, hi in runs), []).append(combo)
     out = []
     for intervals, members in combos.items():
         region: dict[str, list[list[float]]] = {case.main_input.name: [list(iv) for iv in intervals]}
         for i, name in enumerate(others):
             values = [m[i] for m in members]
-            region[name] = [[min(values), max(values)]]
+            low, high = _widen(min(values), max(values), np.unique(full[name]))
+            region[name] = [[max(low, case.spec(name).low), min(high, case.spec(name).high)]]
         out.append(region)
     return out
 
 
 def propose(result: run.CaseResult) -> Iterable[dict[str, Any]]:
-    """Proposed entries for the unexplained failures of one case result (elementwise quantities)."""
+    """Proposed entries for the unexplained failures of one case result (elementwise quantities): one per
+    quantity and region, listing every label seen there."""
     version = torch.__version__.split("+")[0]
     for (reduction, quantity), q in sorted(result.quantities.items()):
         if reduction != "none":
             continue
-        verdict = judge.judge(result, q)
-        for label in sorted(set(q.metrics.labels[verdict.unexplained].tolist())):
-            mask = verdict.unexplained & (q.metrics.labels == label)
-            seen = np.nan_to_num(q.metrics.ulp_error[mask], nan=0.0)
-            for region in regions(result.case, q, result.inputs, mask):
-                yield {"cases": [result.case.name], "dtypes": [result.fmt.name], "devices": [result.device],
-                       "quantity": quantity, "label": Label(label).text, "torch": f">={version}",
-                       "region": region, "seen": {"count": int(mask.sum()), "max_ulps": float(seen.max()),
-                                                  "torch": torch.__version__}}
+        mask = judge.judge(result, q).unexplained
+        if not mask.any():
+            continue
+        for region in regions(result.case, q, result.inputs, mask):
+            inside = mask & _in_region(region, result.inputs, mask.shape)
+            labels = sorted(Label(v).text for v in set(q.metrics.labels[inside].tolist()))
+            seen = np.nan_to_num(q.metrics.ulp_error[inside], nan=0.0)
+            yield {"cases": [result.case.name], "dtypes": [result.fmt.name], "devices": [result.device],
+                   "quantity": quantity, "label": labels, "torch": f">={version}", "region": region,
+                   "seen": {"count": int(inside.sum()), "max_ulps": float(seen.max()) if seen.size else 0.0,
+                            "torch": torch.__version__}}
+
+
+def _in_region(region: dict[str, list[list[float]]], inputs: dict[str, np.ndarray], shape: tuple[int, ...],
+               ) -> np.ndarray:
+    inside = np.ones(shape, bool)
+    for name, intervals in region.items():
+        values = np.broadcast_to(inputs[name], shape)
+        inside &= np.any([(values >= lo) & (values <= hi) for lo, hi in intervals], axis=0)
+    return inside
 
 
 def merge(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Merge proposals that differ only in case or dtype."""
     merged: dict[str, dict[str, Any]] = {}
     for e in entries:
-        key = repr((e["quantity"], e["label"], e["devices"], e["region"]))
+        key = repr((e["quantity"], e["devices"], e["region"]))
         if key in merged:
             m = merged[key]
             m["cases"] = sorted(set(m["cases"]) | set(e["cases"]))
             m["dtypes"] = sorted(set(m["dtypes"]) | set(e["dtypes"]))
+            m["label"] = sorted(set(m["label"]) | set(e["label"]))
             m["seen"]["count"] += e["seen"]["count"]
             m["seen"]["max_ulps"] = max(m["seen"]["max_ulps"], e["seen"]["max_ulps"])
         else:

@@ -188,7 +188,8 @@ def round_array(hi: npt.ArrayLike, fmt: FloatFormat, lo: npt.ArrayLike | None = 
     tie = (np.abs(scaled - rounded) == 0.5) & (lv != 0)
     rounded = np.where(tie & (lv > 0), np.floor(scaled) + 1, rounded)
     rounded = np.where(tie & (lv < 0), np.ceil(scaled) - 1, rounded)
-    result = np.ldexp(rounded, q)
+    with np.errstate(over="ignore"):  # beyond the format's range: overflow to inf is the right answer
+        result = np.ldexp(rounded, q)
     result = np.where(np.abs(result) > fmt.max_finite, np.copysign(np.inf, hv), result)
     result = np.where(result == 0, np.copysign(0.0, hv), result)
     out[mask] = result

@@ -18,8 +18,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 @dataclass
 class Verdict:
-    """``failing``: elements with a never-acceptable label that conditioning does not excuse (a flush caused
-    by cancellation at an ill-conditioned point is inherent, not algorithmic).  ``known``: for each deviation
+    """``failing``: elements with a never-acceptable label (see :func:`failing`).  ``known``: for each deviation
     id, the failing elements it explains.  ``unexplained``: failing and explained by none."""
 
     failing: BoolArray
@@ -35,11 +34,10 @@ class Verdict:
 
 
 def failing(q: QuantityResult) -> BoolArray:
-    """Elements of a quantity that fail: a never-acceptable label, unless it is a flush at an
-    ill-conditioned point."""
-    bad = np.isin(q.metrics.labels, [int(Label[n.upper()]) for n in budgets.never_acceptable()])
-    inherent = (q.metrics.labels == Label.FLUSHED) & q.metrics.ill_conditioned
-    result: BoolArray = bad & ~inherent
+    """Elements of a quantity with a never-acceptable label.  (Conditioning is already in the labels: a 0 at
+    an ill-conditioned point whose error the conditioning explains, like ``sigmoid(x) - y`` at ``y = 1``, is
+    ``ok``, not ``flushed``.)"""
+    result: BoolArray = np.isin(q.metrics.labels, [int(Label[n.upper()]) for n in budgets.never_acceptable()])
     return result
 
 
@@ -52,7 +50,7 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
     verdict = Verdict(fails)
     if not fails.any():
         return verdict
-    case, dtype, device, mode = result.case.name, result.fmt.name, result.device, result.mode
+    case, dtype, device, mode = result.case.registry_name, result.fmt.name, result.device, result.mode
     scalar = q.got.ndim == 0
     for d in deviations.applicable(case, dtype, device, version, mode, q.quantity, q.reduction):
         if scalar:

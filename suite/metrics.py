@@ -34,7 +34,7 @@ class Label(IntEnum):
     NAN = 3  # NaN where the truth is defined
     SPURIOUS_INF = 4  # inf where the truth is finite and representable
     CLAMPED = 5  # finite where the truth is larger or infinite (a saturation)
-    FLUSHED = 6  # 0 where the truth is a normal number
+    FLUSHED = 6  # 0 where the truth is a normal number (and conditioning does not explain the error)
     OVERFLOW = 7  # truth beyond the dtype's range; inf is then correct
     RAISED = 8  # torch raised a Python exception
     DEVICE_ASSERT = 9  # a CUDA device-side assert
@@ -176,8 +176,8 @@ def _labels(g: FloatArray, truth: Truth, fmt: FloatFormat, algorithmic: FloatArr
         (beyond, Label.INACCURATE),  # infinity of the wrong sign
         (np.isinf(g), Label.SPURIOUS_INF),
         (g == rounded, Label.EXACT),
-        ((g == 0) & (np.abs(rounded) >= fmt.smallest_normal), Label.FLUSHED),
         (algorithmic <= budget, Label.OK),
+        ((g == 0) & (np.abs(rounded) >= fmt.smallest_normal), Label.FLUSHED),
     ]
     labels = np.select([c for c, _ in conditions], [int(v) for _, v in conditions], default=int(Label.INACCURATE))
     labels = labels.astype(np.int8)

@@ -51,7 +51,8 @@ class Case:
     ``forward(tensors, reduction)`` calls torch; ``module_forward`` is the same through ``nn.Module`` (the two
     must agree bit for bit).  ``reference`` maps one sample of exact inputs to a :class:`suite.truth.Reference`.
     With ``rows`` a sample is a row along the last axis (softmax compositions), else one element.
-    ``fused`` names the case a composition should be compared with.
+    ``fused`` names the case a composition should be compared with; ``known_as`` names the built-in case whose
+    registered deviations this one shares.
     """
 
     name: str
@@ -65,6 +66,13 @@ class Case:
     rows: bool = False
     fused: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    known_as: str | None = None
+
+    @property
+    def registry_name(self) -> str:
+        """The name under which known deviations are registered: a variant of a built-in loss (``known_as``)
+        inherits the built-in's, so that only what the variant changes is judged."""
+        return self.known_as or self.name
 
     def __post_init__(self) -> None:
         unknown = set(self.reductions) - set(REDUCTION_DIVISORS)

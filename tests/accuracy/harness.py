@@ -65,7 +65,7 @@ def _describe(result: run.CaseResult, q: run.QuantityResult, index: tuple[int, .
     label = Label(int(q.metrics.labels[index])).text
     ulp = float(q.metrics.ulp_error[index])
     where = f"{result.case.name} {result.fmt.name} {result.device} {result.mode} {q.reduction} {q.quantity}"
-    snippet = findings.reproducer_for(result, q, index, torch.__version__)
+    snippet = findings._reproducer(result, q, index, torch.__version__, None)
     text = (f"{where}: {count} element(s) fail; first: label {label}, ULP error "
             f"{'nan' if math.isnan(ulp) else f'{ulp:.4g}'} (budget {q.metrics.budget}), torch gave "
             f"{float(q.got[index])!r}, exact {float(q.truth.hi[index])!r}\nReproducer:\n{snippet}")

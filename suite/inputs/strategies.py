@@ -1,0 +1,298 @@
+"""Hypothesis strategies for the inputs of every case, in every format.
+
+Every value drawn is exactly a value of the format (carried as a Python / NumPy float64).  Values come from
+three sources mixed by ``one_of`` (earlier sources are where shrinking goes):
+
+1. the format's special values (:func:`suite.inputs.grids.specials`: +-0, +-inf, subnormal and normal
+   edges, 1 and its neighbours, the largest finite value),
+2. the thresholds of :mod:`suite.inputs.thresholds` and the values within :data:`REACH` ordinals of them,
+3. ordinals (bit patterns in value order) drawn as integers, so every value of the range can appear,
+
+and NaN as a fourth source where ``allow_nan``.  Bounds are validated like ``hypothesis.strategies.floats``:
+they are rounded inward to the format and an empty range is an ``InvalidArgument``.
+
+    from suite.inputs import strategies as xs
+    @given(xs.case_inputs(cases.get("bce_with_logits_pos_weight"), dtypes.FLOAT16))
+    def test_something(inputs): ...
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+from hypothesis.extra import numpy as hnp
+
+from suite import dtypes
+from suite.cases.base import INPUT_KINDS, Case, InputSpec
+from suite.dtypes import FloatArray, FloatFormat
+from suite.inputs import grids
+from suite.inputs.thresholds import threshold_values
+
+#: Ordinals either side of each threshold that are drawn with high probability.
+REACH = 3
+
+
+def _bound(value: float | None, default: float, name: str) -> float:
+    if value is None:
+        return default
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidArgument(f"{name}={value!r} must be a real number or None")
+    if math.isnan(value):
+        raise InvalidArgument(f"{name} must not be NaN")
+    return float(value)
+
+
+def _inward(low: float, high: float, fmt: FloatFormat, allow_infinity: bool) -> tuple[int, int]:
+    """Ordinals of the smallest and largest values of ``fmt`` in ``[low, high]`` (finite ones only unless
+    ``allow_infinity``); InvalidArgument when there is none."""
+    lo_v, hi_v = grids.ceil_to(low, fmt), grids.floor_to(high, fmt)
+    if not allow_infinity:
+        lo_v, hi_v = max(lo_v, -fmt.max_finite), min(hi_v, fmt.max_finite)
+    if lo_v > hi_v:
+        raise InvalidArgument(f"no {'finite ' if not allow_infinity else ''}value of {fmt.name} lies in "
+                              f"[{low!r}, {high!r}]")
+    lo, hi = (int(o) for o in dtypes.to_ordinal([lo_v, hi_v], fmt))
+    return lo, hi
+
+
+def floats_of(fmt: Any, *, min_value: float | None = None, max_value: float | None = None,
+              allow_nan: bool = False, allow_infinity: bool = True, allow_subnormal: bool = True,
+              kind: str | None = None) -> st.SearchStrategy[float]:
+    """Values of ``fmt`` (a :class:`FloatFormat`, its name or a ``torch.dtype``) in
+    ``[min_value, max_value]``.
+
+    Args:
+        min_value, max_value: inclusive bounds (None: unbounded), rounded inward to ``fmt``; ``-0.0`` and
+            ``+0.0`` are both inside any range containing 0.
+        allow_nan: also draw NaN (which lies outside any ordering, so bounds do not exclude it).
+        allow_infinity: draw +-inf where the bounds include them.
+        allow_subnormal: draw subnormal values (when False, draws that would be subnormal become the nearest
+            of 0 and +-smallest normal inside the bounds).
+        kind: favour the thresholds of this input kind (None: every threshold of ``fmt``).
+    """
+    fmt = dtypes.get(fmt)
+    if kind is not None and kind not in INPUT_KINDS:
+        raise InvalidArgument(f"kind={kind!r} must be one of {', '.join(INPUT_KINDS)}")
+    low = _bound(min_value, -math.inf, "min_value")
+    high = _bound(max_value, math.inf, "max_value")
+    if low > high:
+        raise InvalidArgument(f"min_value={low!r} is greater than max_value={high!r}")
+    lo, hi = _inward(low, high, fmt, allow_infinity)
+    lo_v, hi_v = (float(v) for v in dtypes.from_ordinal([lo, hi], fmt))
+    subnormal = int(dtypes.to_ordinal(fmt.smallest_normal, fmt))  # ordinals 1 .. subnormal - 1 are subnormal
+
+    def allowed(v: float) -> bool:
+        if not (lo_v <= v <= hi_v):
+            return False
+        return allow_subnormal or v == 0 or not abs(v) < fmt.smallest_normal
+
+    if not allow_subnormal and not any(allowed(v) for v in (0.0, lo_v, hi_v, fmt.smallest_normal,
+                                                             -fmt.smallest_normal)):
+        raise InvalidArgument(f"[{low!r}, {high!r}] holds only subnormal values of {fmt.name}")
+
+    def from_ordinal(o: int) -> float:
+        if not allow_subnormal and 0 < abs(o) < subnormal:
+            candidates = [0.0, math.copysign(fmt.smallest_normal, o), -math.copysign(fmt.smallest_normal, o)]
+            return min((c for c in candidates if allowed(c)), key=lambda c: abs(c - o))
+        return float(dtypes.from_ordinal(o, fmt))
+
+    sources: list[st.SearchStrategy[float]] = []
+    for notable in (grids.specials(fmt), threshold_values(fmt, kind, REACH, mirrored=True)):
+        inside = [v for v in notable.tolist() if allowed(v)]
+        if inside:
+            sources.append(st.sampled_from(inside))
+    sources.append(st.integers(lo, hi).map(from_ordinal))
+    if allow_nan:
+        sources.append(st.just(math.nan))
+    return st.one_of(sources)
+
+
+def logits(fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
+    """Logits: the whole line with +-inf (keywords as :func:`floats_of`)."""
+    return floats_of(fmt, kind="logit", **kw)
+
+
+def probabilities(fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
+    """Probabilities in [0, 1] (with -0)."""
+    return floats_of(fmt, **{"min_value": 0.0, "max_value": 1.0, "kind": "probability", **kw})
+
+
+def hard_targets(fmt: Any) -> st.SearchStrategy[float]:
+    """Targets 0 and 1."""
+    dtypes.get(fmt)
+    return st.sampled_from([0.0, 1.0])
+
+
+def soft_targets(fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
+    """Targets strictly between 0 and 1 (label smoothing, distillation)."""
+    f = dtypes.get(fmt)
+    top = float(dtypes.next_toward(1.0, 0.0, f))
+    return floats_of(f, **{"min_value": f.smallest_subnormal, "max_value": top, "kind": "target", **kw})
+
+
+def targets(fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
+    """Hard or soft targets, [0, 1]."""
+    return st.one_of(hard_targets(fmt), floats_of(fmt, **{"min_value": 0.0, "max_value": 1.0,
+                                                         "kind": "target", **kw}))
+
+
+def log_probabilities(fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
+    """kl_div inputs: the whole line with +-inf (log-probabilities are <= 0, but kl_div takes any value)."""
+    return floats_of(fmt, kind="log_probability", **kw)
+
+
+def log_targets(fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
+    """kl_div targets as logs (``log_target=True``): [-inf, largest finite]."""
+    f = dtypes.get(fmt)
+    return floats_of(f, **{"max_value": f.max_finite, "kind": "log_target", **kw})
+
+
+def weights(fmt: Any, *, min_value: float = 0.0, max_value: float | None = None,
+            **kw: Any) -> st.SearchStrategy[float]:
+    """Finite element weights, by default nonnegative: the grid's meaningful set
+    (:func:`suite.inputs.grids.weight_values`) or any value in range."""
+    f = dtypes.get(fmt)
+    high = f.max_finite if max_value is None else max_value
+    meaningful = [v for v in grids.weight_values(f).tolist() if min_value <= v <= high]
+    drawn = floats_of(f, **{"min_value": min_value, "max_value": high, "allow_infinity": False,
+                            "kind": "weight", **kw})
+    return st.one_of(st.sampled_from(meaningful), drawn) if meaningful else drawn
+
+
+def pos_weights(fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
+    """Finite nonnegative weights of positive examples (``pos_weight``)."""
+    return weights(fmt, **kw)
+
+
+KIND_STRATEGIES: dict[str, Callable[..., st.SearchStrategy[float]]] = {
+    "logit": logits,
+    "probability": probabilities,
+    "target": targets,
+    "log_probability": log_probabilities,
+    "log_target": log_targets,
+    "weight": weights,
+    "pos_weight": pos_weights,
+}
+
+
+def for_kind(kind: str, fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
+    """The strategy of an input kind (:data:`suite.cases.base.INPUT_KINDS`); keywords go to it."""
+    try:
+        strategy = KIND_STRATEGIES[kind]
+    except KeyError:
+        raise InvalidArgument(f"kind={kind!r} must be one of {', '.join(INPUT_KINDS)}") from None
+    return strategy(fmt, **kw)
+
+
+def for_spec(spec: InputSpec, fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
+    """Values of one input of a case: its kind's strategy within the input's domain (never NaN)."""
+    f = dtypes.get(fmt)
+    if spec.kind == "target" and spec.low == 0 and spec.high >= 1:
+        return targets(f)
+    if spec.kind in ("weight", "pos_weight"):
+        return for_kind(spec.kind, f, min_value=max(0.0, spec.low), max_value=min(spec.high, f.max_finite))
+    low, high = grids.KIND_RANGES[spec.kind]
+    high = f.max_finite if high is None else high
+    bounds = {"min_value": max(low, spec.low), "max_value": min(high, spec.high)}
+    return for_kind(spec.kind, f, **{**bounds, **kw})
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole inputs of a case.
+
+Shape = tuple[int, ...]
+
+
+def _array(draw: Callable[[st.SearchStrategy[Any]], Any], elements: st.SearchStrategy[float],
+           shape: Shape) -> FloatArray:
+    result: FloatArray = draw(hnp.arrays(np.float64, shape, elements=elements, fill=st.nothing()))
+    return result
+
+
+def _parameter_shape(draw: Callable[[st.SearchStrategy[Any]], Any], shape: Shape) -> Shape:
+    """Shape of a broadcast parameter: the batch's, its last dimension ``(C,)``, or a scalar ``()``."""
+    options: list[Shape] = [shape, shape[-1:], ()]
+    chosen: Shape = draw(st.sampled_from(options))
+    return chosen
+
+
+@st.composite
+def case_inputs(draw: Callable[[st.SearchStrategy[Any]], Any], case: Case, fmt: Any, *,
+                max_batch: int = 8) -> dict[str, FloatArray]:
+    """The inputs dict of ``case`` for :func:`suite.run.evaluate`, every value a value of ``fmt``, none NaN.
+
+    Data inputs have one batch shape ``(B,)`` or ``(B, C)`` with sides up to ``max_batch`` (``B`` > 1 is
+    common, for ``batchmean``); ``weight`` has that shape, ``(C,)`` or ``()``, ``pos_weight`` ``(C,)`` or
+    ``()`` (it broadcasts over the last dimension).  Rows cases get ``(B, K)`` rows with ``K >= 2``: logit
+    rows may hold ``-inf`` but are never all ``-inf``, target rows are in [0, 1] with zeros, sometimes
+    normalised to sum to about 1 (rounded to ``fmt``).
+    """
+    f = dtypes.get(fmt)
+    if max_batch < 2:
+        raise InvalidArgument(f"max_batch={max_batch!r} must be at least 2")
+    min_side = 2 if case.rows else 1
+    shape: Shape = draw(hnp.array_shapes(min_dims=1 if not case.rows else 2, max_dims=2, min_side=min_side,
+                                         max_side=max_batch))
+    out: dict[str, FloatArray] = {}
+    for spec in case.inputs:
+        elements = for_spec(spec, f)
+        if spec.role == "parameter":
+            param_shape = _parameter_shape(draw, shape)
+            if spec.kind == "pos_weight" and param_shape == shape and len(shape) > 1:
+                param_shape = shape[-1:]
+            out[spec.name] = _array(draw, elements, param_shape)
+        elif case.rows and spec.kind == "target":
+            out[spec.name] = _target_rows(draw, elements, shape, f)
+        else:
+            if spec.kind == "target":
+                elements = st.one_of(elements, st.just(0.0))
+            out[spec.name] = _array(draw, elements, shape)
+    if case.rows:
+        main = case.main_input.name
+        out[main] = _not_all_minus_inf(draw, out[main], f)
+    return out
+
+
+def _target_rows(draw: Callable[[st.SearchStrategy[Any]], Any], elements: st.SearchStrategy[float],
+                 shape: Shape, fmt: FloatFormat) -> FloatArray:
+    rows = _array(draw, st.one_of(st.just(0.0), elements), shape)
+    if draw(st.booleans()):
+        totals = rows.sum(axis=-1, keepdims=True)
+        safe = np.where((totals > 0) & np.isfinite(totals), totals, 1.0)
+        rows = dtypes.round_array(rows / safe, fmt)
+    return rows
+
+
+def _not_all_minus_inf(draw: Callable[[st.SearchStrategy[Any]], Any], rows: FloatArray,
+                       fmt: FloatFormat) -> FloatArray:
+    """Replace one entry of every all ``-inf`` row by a finite logit (softmax is undefined there)."""
+    rows = rows.copy()
+    for index in np.ndindex(*rows.shape[:-1]):
+        if np.all(rows[index] == -math.inf):
+            slot = draw(st.integers(0, rows.shape[-1] - 1))
+            rows[(*index, slot)] = draw(logits(fmt, allow_infinity=False))
+    return rows
+
+
+def drawn_classes(values: Sequence[float], fmt: FloatFormat) -> set[str]:
+    """Which special classes occur among ``values``: ``nan``, ``+inf``, ``-inf``, ``+0``, ``-0``,
+    ``subnormal``, ``normal``, ``threshold`` (within :data:`REACH` ordinals of a threshold of ``fmt``)."""
+    near = set(threshold_values(fmt, None, REACH, mirrored=True).tolist())
+    classes = set()
+    for v in values:
+        if math.isnan(v):
+            classes.add("nan")
+        elif math.isinf(v):
+            classes.add("+inf" if v > 0 else "-inf")
+        elif v == 0:
+            classes.add("-0" if math.copysign(1.0, v) < 0 else "+0")
+        else:
+            classes.add("subnormal" if abs(v) < fmt.smallest_normal else "normal")
+        if v in near and not (v == 0 or math.isinf(v)):
+            classes.add("threshold")
+    return classes

@@ -1,0 +1,138 @@
+"""Hypothesis strategies: every special class of value is reached in every format, drawn values are values
+of the format inside their bounds, case inputs broadcast as torch needs, and bad bounds are refused."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from suite import cases, dtypes, run
+from suite.inputs import strategies as xs
+
+FORMATS = list(dtypes.FORMATS.values())
+FIXED = settings(derandomize=True, database=None, deadline=None, max_examples=300)
+ALL_CLASSES = {"+0", "-0", "+inf", "-inf", "nan", "subnormal", "normal", "threshold"}
+
+
+def _draws(strategy: st.SearchStrategy, n: int = 300) -> list:
+    out: list = []
+
+    @settings(FIXED, max_examples=n)
+    @given(strategy)
+    def collect(value: object) -> None:
+        out.append(value)
+
+    collect()
+    return out
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=str)
+def test_floats_of_reaches_every_special_class(fmt: dtypes.FloatFormat) -> None:
+    values = _draws(xs.floats_of(fmt, allow_nan=True))
+    assert xs.drawn_classes(values, fmt) == ALL_CLASSES
+    finite = np.array([v for v in values if not math.isnan(v)])
+    assert dtypes.is_representable(finite, fmt).all()
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=str)
+def test_probabilities_reach_zeros_subnormals_one_and_thresholds(fmt: dtypes.FloatFormat) -> None:
+    values = _draws(xs.probabilities(fmt))
+    assert xs.drawn_classes(values, fmt) == {"+0", "-0", "subnormal", "normal", "threshold"}
+    assert 1.0 in values
+    assert all(0 <= v <= 1 for v in values)
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=str)
+@pytest.mark.parametrize("kind", list(xs.KIND_STRATEGIES))
+def test_kind_strategies_draw_representable_values_in_range(kind: str, fmt: dtypes.FloatFormat) -> None:
+    values = np.array(_draws(xs.for_kind(kind, fmt), 60))
+    assert not np.isnan(values).any()
+    assert dtypes.is_representable(values, fmt).all()
+    if kind in ("probability", "target"):
+        assert ((values >= 0) & (values <= 1)).all()
+    if kind in ("weight", "pos_weight"):
+        assert np.isfinite(values).all() and (values >= 0).all()
+    if kind == "log_target":
+        assert (values <= fmt.max_finite).all()
+
+
+@given(st.data())
+def test_bounded_draws_stay_inside_inward_rounded_bounds(data: st.DataObject) -> None:
+    fmt = data.draw(st.sampled_from(FORMATS))
+    low = data.draw(st.floats(-1e4, 1e4))
+    high = data.draw(st.floats(low + 64, 3e4))  # float16 spacing is at most 16 below 3e4
+    allow_subnormal = data.draw(st.booleans())
+    value = data.draw(xs.floats_of(fmt, min_value=low, max_value=high, allow_subnormal=allow_subnormal))
+    assert low <= value <= high
+    assert dtypes.is_representable(value, fmt)
+    if not allow_subnormal:
+        assert value == 0 or abs(value) >= fmt.smallest_normal
+
+
+def test_subnormals_can_be_excluded() -> None:
+    values = _draws(xs.floats_of(dtypes.FLOAT16, allow_subnormal=False), 200)
+    assert "subnormal" not in xs.drawn_classes(values, dtypes.FLOAT16)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"min_value": 1.0, "max_value": 0.0}, "greater than"),
+    ({"min_value": math.nan}, "NaN"),
+    ({"max_value": "1"}, "real number"),
+    ({"min_value": 0.1, "max_value": 0.1}, "no value of float16"),
+    ({"min_value": 1e-7, "max_value": 5e-5, "allow_subnormal": False}, "only subnormal"),
+    ({"min_value": 7e4, "allow_infinity": False}, "no finite value"),
+    ({"kind": "probabilty"}, "kind"),
+])
+def test_bad_bounds_are_refused_with_a_clear_error(kwargs: dict, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        xs.floats_of(dtypes.FLOAT16, **kwargs)
+
+
+def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="must be one of"):
+        xs.for_kind("logits", dtypes.FLOAT32)
+
+
+@pytest.mark.parametrize("case", cases.all_cases(), ids=lambda c: c.name)
+def test_case_inputs_broadcast_and_run_in_torch(case: cases.Case) -> None:
+    fmt = dtypes.FLOAT16
+    seen_shapes: set[tuple[str, int]] = set()
+    batches: set[int] = set()
+
+    @settings(FIXED, max_examples=20)
+    @given(xs.case_inputs(case, fmt))
+    def check(inputs: dict[str, np.ndarray]) -> None:
+        assert set(inputs) == {s.name for s in case.inputs}
+        shape = np.broadcast_shapes(*(v.shape for v in inputs.values()))
+        batches.add(shape[0])
+        for name, values in inputs.items():
+            assert not np.isnan(values).any()
+            assert dtypes.is_representable(values, fmt).all()
+            spec = case.spec(name)
+            assert ((values >= spec.low) & (values <= spec.high)).all()
+            if spec.role == "parameter":
+                seen_shapes.add((name, values.ndim))
+                if spec.kind == "pos_weight":
+                    assert values.shape in ((), shape[-1:])
+        if case.rows:
+            assert not np.all(inputs["input"] == -math.inf, axis=-1).any()
+        tensors = {k: run.to_tensor(v, fmt, "cpu") for k, v in inputs.items()}
+        with torch.no_grad():
+            for reduction in case.reductions:
+                case.forward(tensors, reduction)  # raises if shapes do not broadcast as torch needs
+
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check()
+    assert max(batches) > 1
+    for spec in case.inputs:
+        if spec.role == "parameter":
+            assert {d for n, d in seen_shapes if n == spec.name} >= ({0, 1} if spec.kind == "pos_weight"
+                                                                     else {0, 1, 2})
