@@ -52,8 +52,60 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def report(session: nox.Session) -> None:
+    """The main job: accuracy report of the installed torch under reports/<torch>-cpu/ (JSON, Markdown, HTML
+    with plots), then its diff against the committed baseline (reports/<torch>-cpu/diff.md)."""
+    args = install(session, "report")
+    session.run("python", "-m", "suite", "report", *args)
+    version = session.run("python", "-c", "import torch; print(torch.__version__.split('+')[0])",
+                          silent=True)
+    version = str(version).strip()
+    baseline = f"reports/baselines/{version}-cpu"
+    if os.path.isdir(baseline):
+        session.run("python", "-m", "suite", "diff", baseline, f"reports/{version}-cpu",
+                    "--out", f"reports/{version}-cpu/diff.md", success_codes=[0, 1])
+    else:
+        session.log(f"no committed baseline for torch {version}; skipping the diff")
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy."""
     install(session, "dev")
     session.run("ruff", "check", "suite", "tests", "noxfile.py")
     session.run("mypy")
+
+
+# --------------------------------------------------------------------------------------------------
+# Benchmarks (tests/bench, suite/bench): throughput against the copy bandwidth measured in the same run.
+
+BENCH_STORAGE = "reports/benchmarks"
+BENCH_PYTEST = ["tests/bench", "--benchmark-only", "--benchmark-enable",
+                f"--benchmark-storage=file://{BENCH_STORAGE}"]
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput benchmarks, saved under reports/benchmarks/ (SUITE_BENCH_FULL=1: the full matrix)."""
+    args = install(session)
+    session.run("pytest", *BENCH_PYTEST, "--benchmark-save=bench", *args)
+
+
+@nox.session
+def bench_compare(session: nox.Session) -> None:
+    """Rerun the benchmarks against the latest saved run: fail when a median slowed by more than
+    SUITE_BENCH_THRESHOLD percent (default 15) or a fraction of copy bandwidth fell by as much."""
+    args = install(session)
+    threshold = os.environ.get("SUITE_BENCH_THRESHOLD", "15")
+    latest = session.run("python", "-m", "suite.bench.compare", "--latest", BENCH_STORAGE, silent=True)
+    baseline = str(latest).strip().splitlines()[-1]
+    current = f"{BENCH_STORAGE}/compare-current.json"
+    medians_ok = True
+    try:
+        session.run("pytest", *BENCH_PYTEST, f"--benchmark-compare={baseline}",
+                    f"--benchmark-compare-fail=median:{threshold}%", f"--benchmark-json={current}", *args)
+    except nox.command.CommandFailed:
+        medians_ok = False
+    session.run("python", "-m", "suite.bench.compare", baseline, current, "--threshold", threshold)
+    if not medians_ok:
+        session.error(f"a benchmark failed or its median slowed by more than {threshold}% (see above)")

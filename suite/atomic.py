@@ -12,6 +12,12 @@ from typing import Any
 from suite.errors import UsageError
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (creating parent folders); bad folders are a UsageError."""
     target = Path(path)
@@ -21,6 +27,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     except OSError as exc:
         raise UsageError(f"cannot write to {target.parent}: {exc.strerror or exc}") from None
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -1,0 +1,271 @@
+"""Run every selected case x dtype x device x mode on its grid and build the ``accuracy.json`` payload
+(:mod:`suite.report.schema`), plus the per-value profiles the plots draw.
+
+The truth of a case on a grid is computed once per dtype (it does not depend on the device or mode), with
+``workers`` processes, through the on-disk truth cache, so a second run only re-runs torch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+import suite
+from suite import dtypes, judge, modes, run, truth_cache
+from suite.cases.base import Case
+from suite.dtypes import FloatArray, FloatFormat
+from suite.metrics import Label
+from suite.report import findings, schema
+from suite.report.safe_range import TYPICAL, safe_range
+from suite.truth import TruthSet
+
+Progress = Callable[[str], None]
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+@dataclass
+class Options:
+    """What to run: case names, dtypes, devices, modes, grid size, plugin modules (by case name)."""
+
+    cases: list[str]
+    dtypes: list[str]
+    devices: list[str]
+    modes: list[str] = field(default_factory=lambda: ["eager"])
+    quick: bool = False
+    plugins: dict[str, str] = field(default_factory=dict)  # case name -> module that registered it
+    workers: int = 2
+    cache_dir: str | None = None
+
+
+@dataclass
+class Profile:
+    """One quantity along the main input, for plots: distinct grid values ``x``, the largest ULP error at
+    each (NaN where none is defined), and for each label seen, where it occurs."""
+
+    case: str
+    dtype: str
+    device: str
+    quantity: str
+    input: str
+    x: FloatArray
+    max_ulp: FloatArray
+    labels: dict[str, npt.NDArray[np.bool_]]
+
+
+@dataclass
+class Collected:
+    payload: dict[str, Any]
+    profiles: list[Profile]
+
+
+def default_devices() -> list[str]:
+    return ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+def _git_commit() -> str | None:
+    root = Path(suite.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "") if commit else None
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware of this run."""
+    import mpmath
+
+    cuda = torch.cuda.is_available()
+    return {"torch": torch.__version__, "cuda": torch.version.cuda,
+            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+            "cpu": _cpu(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "numpy": np.__version__, "mpmath": mpmath.__version__,
+            "suite": suite.__version__, "suite_commit": _git_commit()}
+
+
+def grid_inputs(case: Case, fmt: FloatFormat, quick: bool) -> dict[str, np.ndarray]:
+    """The case's deterministic grid (:func:`suite.inputs.grids.case_grid`)."""
+    from suite.inputs import grids
+
+    return grids.case_grid(case, fmt, quick=quick)
+
+
+def truth_for(case: Case, used: Mapping[str, FloatArray], workers: int, cache_dir: str | None) -> TruthSet:
+    """The truth at already-rounded inputs, from the on-disk cache or computed with ``workers`` processes."""
+    return truth_cache.cached_truth(case, used, workers=workers, cache_dir=cache_dir)
+
+
+# --------------------------------------------------------------------------------------------------
+# Summaries of one quantity.
+
+
+def _argmax(values: FloatArray) -> tuple[int, ...] | None:
+    """Index of the largest non-NaN value (inf counts), or None."""
+    finite = np.where(np.isnan(values), -np.inf, values)
+    if not (~np.isnan(values)).any():
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(finite)), values.shape))
+
+
+def _max(values: FloatArray, mask: npt.NDArray[np.bool_] | None = None) -> float | str | None:
+    v = values if mask is None else values[mask]
+    v = v[~np.isnan(v)]
+    return schema.encode_float(float(v.max())) if v.size else None
+
+
+def summarize(result: run.CaseResult, q: run.QuantityResult) -> dict[str, Any]:
+    """The ``results`` record of one quantity."""
+    m = q.metrics
+    ulp_at, bits_at = _argmax(m.ulp_error), _argmax(m.bits_error)
+    measured = ~np.isnan(m.algorithmic_ulp)
+    return {
+        "key": findings.result_key(result, q), "case": result.case.name, "dtype": result.fmt.name,
+        "device": result.device, "mode": result.mode, "reduction": q.reduction, "quantity": q.quantity,
+        "output_dtype": q.fmt.name, "elements": int(q.got.size), "budget": float(m.budget), "error": q.error,
+        "labels": m.count(), "histogram": m.histogram(),
+        "max_ulp": _max(m.ulp_error), "max_ulp_at": None if ulp_at is None else findings.point(result, q, ulp_at),
+        "max_bits": _max(m.bits_error),
+        "max_bits_at": None if bits_at is None else findings.point(result, q, bits_at),
+        "algorithmic": {"max_ulp": _max(m.algorithmic_ulp),
+                        "over_budget": int((m.algorithmic_ulp[measured] > m.budget).sum())},
+        "ill_conditioned": {"count": int(m.ill_conditioned.sum()), "max_ulp": _max(m.ulp_error, m.ill_conditioned)},
+        "failing": int(judge.failing(q).sum()),
+    }
+
+
+def profile(result: run.CaseResult, q: run.QuantityResult) -> Profile:
+    """Per distinct main-input value: the largest ULP error and the labels that occur there."""
+    name = result.case.main_input.name
+    x = findings.main_values(result, q.got.shape).reshape(-1)
+    keep = ~np.isnan(x)
+    x = x[keep]
+    err = q.metrics.ulp_error.reshape(-1)[keep]
+    labels = q.metrics.labels.reshape(-1)[keep]
+    values, inverse = np.unique(x, return_inverse=True)
+    worst = np.full(values.size, -np.inf)
+    np.maximum.at(worst, inverse, np.nan_to_num(err, nan=-np.inf))
+    worst[np.isneginf(worst)] = np.nan
+    seen: dict[str, npt.NDArray[np.bool_]] = {}
+    for code in np.unique(labels):
+        where = np.zeros(values.size, bool)
+        where[inverse[labels == code]] = True
+        seen[Label(int(code)).text] = where
+    return Profile(result.case.name, result.fmt.name, result.device, q.quantity, name, values, worst, seen)
+
+
+def safe_range_record(result: run.CaseResult) -> dict[str, Any]:
+    """Safe range of the main input for the unreduced loss and the gradient with respect to the main input."""
+    case = result.case
+    main = case.main_input
+    failures: dict[str, npt.NDArray[np.bool_]] = {}
+    shape = result.truth.values.shape
+    for quantity in (run.LOSS, run.grad_name(main.name)):
+        q = result.quantities.get(("none", quantity))
+        if q is None:
+            continue
+        fails = judge.failing(q)
+        for code in np.unique(q.metrics.labels[fails]):
+            failures[f"{quantity} {Label(int(code)).text}"] = fails & (q.metrics.labels == code)
+    x = findings.main_values(result, shape)
+    center = TYPICAL.get(main.kind, 0.0)
+    found = safe_range(x, failures, center)
+    return {"case": case.name, "dtype": result.fmt.name, "device": result.device, "mode": result.mode,
+            "input": main.name, "kind": main.kind, "center": center,
+            "low": schema.encode_float(found.low) if found.low is not None else None,
+            "high": schema.encode_float(found.high) if found.high is not None else None,
+            "limits": found.limits, "status": found.status}
+
+
+# --------------------------------------------------------------------------------------------------
+# The run.
+
+
+@dataclass
+class _Parts:
+    results: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    safe_ranges: list[dict[str, Any]] = field(default_factory=list)
+    profiles: list[Profile] = field(default_factory=list)
+
+
+def collect_case(case: Case, fmt: FloatFormat, used: Mapping[str, FloatArray], truth_set: TruthSet,
+                 devices: list[str], mode_names: list[str], plugin: str | None, parts: _Parts) -> None:
+    """Run one case and dtype on every device and mode, adding its records to ``parts``."""
+    version = torch.__version__
+    for device in devices:
+        for mode in mode_names:
+            if not modes.applies(mode, fmt.name):
+                continue
+            result = run.evaluate(case, used, fmt, device, mode=mode, truth_set=truth_set)
+            parts.results.extend(summarize(result, q) for q in result.quantities.values())
+            parts.findings.extend(findings.find(result, version, plugin))
+            parts.safe_ranges.append(safe_range_record(result))
+            for quantity in (run.LOSS, run.grad_name(case.main_input.name)):
+                q = result.quantities.get(("none", quantity))
+                if q is not None and mode == mode_names[0]:
+                    parts.profiles.append(profile(result, q))
+
+
+def _case_info(case: Case, plugin: str | None) -> dict[str, Any]:
+    return {"family": case.family, "description": case.description, "main_input": case.main_input.name,
+            "main_kind": case.main_input.kind, "inputs": [s.name for s in case.inputs], "rows": case.rows,
+            "reductions": list(case.reductions), "plugin": plugin, "grid": {}}
+
+
+def collect(options: Options, cases_to_run: list[Case], progress: Progress,
+            inputs_for: Callable[[Case, FloatFormat], Mapping[str, np.ndarray]] | None = None) -> Collected:
+    """Run everything ``options`` selects; ``inputs_for`` replaces the grids (tests pass small inputs)."""
+    started = time.monotonic()
+    parts = _Parts()
+    case_info: dict[str, Any] = {}
+    jobs = [(case, dtypes.get(d)) for case in cases_to_run for d in options.dtypes]
+    for number, (case, fmt) in enumerate(jobs, 1):
+        plugin = options.plugins.get(case.name)
+        info = case_info.setdefault(case.name, _case_info(case, plugin))
+        t0 = time.monotonic()
+        raw = inputs_for(case, fmt) if inputs_for else grid_inputs(case, fmt, options.quick)
+        used = run.prepare_inputs(case, raw, fmt)
+        truth_set = truth_for(case, used, options.workers, options.cache_dir)
+        t1 = time.monotonic()
+        collect_case(case, fmt, used, truth_set, options.devices, options.modes, plugin, parts)
+        t2 = time.monotonic()
+        shape = list(truth_set.values.shape)
+        info["grid"][fmt.name] = {"elements": int(np.prod(shape)), "shape": shape}
+        progress(f"[{number}/{len(jobs)}] {case.name} {fmt.name}: {int(np.prod(shape))} elements, "
+                 f"truth {t1 - t0:.1f}s, torch+metrics {t2 - t1:.1f}s (total {t2 - started:.0f}s)")
+    payload = {
+        "schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION,
+        "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "environment": environment(),
+        "options": {"cases": [c.name for c in cases_to_run], "dtypes": list(options.dtypes),
+                    "devices": list(options.devices), "modes": list(options.modes), "quick": options.quick,
+                    "plugins": sorted(set(options.plugins.values())),
+                    "grid": "custom" if inputs_for else ("quick" if options.quick else "full")},
+        "cases": case_info, "results": parts.results, "findings": parts.findings,
+        "safe_ranges": parts.safe_ranges, "seconds": round(time.monotonic() - started, 1),
+    }
+    return Collected(schema.validate(payload, "the collected report"), parts.profiles)

@@ -1,0 +1,143 @@
+"""Differences between two accuracy reports A (before) and B (after): new and fixed findings, failing-count
+and max-ULP changes, budget changes, safe-range changes.  B *regressed* when it has a finding A lacks, more
+failing elements on an equal grid, a larger max ULP that is beyond its budget, or a narrower safe range.
+
+Findings are matched by their result key and label, and their regions by overlap along the main input (a
+region of B that meets none of A's is new; one of A that meets none of B's is fixed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from suite.report.schema import decode_float
+from suite.report.summary import number, region, safe_text
+
+
+@dataclass
+class Change:
+    kind: str  # new_finding, fixed_finding, failing, max_ulp, budget, safe_range, missing, added
+    key: str
+    text: str
+    regression: bool
+
+
+@dataclass
+class Diff:
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> bool:
+        return any(c.regression for c in self.changes)
+
+    def add(self, kind: str, key: str, text: str, regression: bool = False) -> None:
+        self.changes.append(Change(kind, key, text, regression))
+
+
+def _findings(payload: dict[str, Any], cases: set[str] | None) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for f in payload["findings"]:
+        if cases is None or f["case"] in cases:
+            out.setdefault((f["key"], f["label"]), []).append(f)
+    return out
+
+
+def _results(payload: dict[str, Any], cases: set[str] | None) -> dict[str, dict[str, Any]]:
+    return {r["key"]: r for r in payload["results"] if cases is None or r["case"] in cases}
+
+
+def _width(s: dict[str, Any]) -> tuple[float, float] | None:
+    if s["status"] == "none":
+        return None
+    return decode_float(s["low"]), decode_float(s["high"])
+
+
+def _narrower(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    wa, wb = _width(a), _width(b)
+    if wa is None:
+        return False
+    return wb is None or wb[0] > wa[0] or wb[1] < wa[1]
+
+
+def _overlap(f: dict[str, Any], g: dict[str, Any]) -> bool:
+    """Whether two findings' regions of the main input intersect (a reduced value's covers everything)."""
+    if not f.get("region") or not g.get("region"):
+        return True
+    lo_f, hi_f = decode_float(f["region"]["low"]), decode_float(f["region"]["high"])
+    lo_g, hi_g = decode_float(g["region"]["low"]), decode_float(g["region"]["high"])
+    return lo_f <= hi_g and lo_g <= hi_f
+
+
+def _regions(items: Iterable[dict[str, Any]]) -> str:
+    return "; ".join(f"{region(f)} ({f['count']} elements, {f['attribution']})" for f in items)
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None) -> Diff:
+    """Everything that changed from ``a`` to ``b`` (only ``cases`` when given)."""
+    diff = Diff()
+    fa, fb = _findings(a, cases), _findings(b, cases)
+    for key in sorted(fb.keys() - fa.keys()):
+        diff.add("new_finding", key[0], f"new {key[1]}: {_regions(fb[key])}", regression=True)
+    for key in sorted(fa.keys() - fb.keys()):
+        diff.add("fixed_finding", key[0], f"fixed {key[1]}: {_regions(fa[key])}")
+    for key in sorted(fa.keys() & fb.keys()):
+        fresh = [f for f in fb[key] if not any(_overlap(f, g) for g in fa[key])]
+        gone = [f for f in fa[key] if not any(_overlap(f, g) for g in fb[key])]
+        if fresh:
+            diff.add("new_finding", key[0], f"new {key[1]} region: {_regions(fresh)}", regression=True)
+        if gone:
+            diff.add("fixed_finding", key[0], f"fixed {key[1]} region: {_regions(gone)}")
+    ra, rb = _results(a, cases), _results(b, cases)
+    for name in sorted(ra.keys() - rb.keys()):
+        diff.add("missing", name, "measured in A only (not compared)")
+    for name in sorted(rb.keys() - ra.keys()):
+        diff.add("added", name, "measured in B only", regression=rb[name].get("failing", 0) > 0)
+    for name in sorted(ra.keys() & rb.keys()):
+        _compare_result(diff, name, ra[name], rb[name])
+    sa = {(s["case"], s["dtype"], s["device"], s.get("mode", "eager")): s for s in a["safe_ranges"]}
+    for s in b["safe_ranges"]:
+        k = (s["case"], s["dtype"], s["device"], s.get("mode", "eager"))
+        if k in sa and (cases is None or s["case"] in cases) and _width(sa[k]) != _width(s):
+            diff.add("safe_range", "/".join(k), f"safe range {safe_text(sa[k])} -> {safe_text(s)}",
+                     regression=_narrower(sa[k], s))
+    return diff
+
+
+def _compare_result(diff: Diff, key: str, a: dict[str, Any], b: dict[str, Any]) -> None:
+    if a["budget"] != b["budget"]:
+        diff.add("budget", key, f"budget {number(a['budget'])} -> {number(b['budget'])} ULP")
+    same_grid = a["elements"] == b["elements"]
+    fail_a, fail_b = int(a.get("failing", 0)), int(b.get("failing", 0))
+    if same_grid and fail_a != fail_b:
+        diff.add("failing", key, f"failing elements {fail_a} -> {fail_b}", regression=fail_b > fail_a)
+    ua, ub = decode_float(a["max_ulp"]), decode_float(b["max_ulp"])
+    if not _same(ua, ub):
+        worse = (math.isnan(ua) or ub > ua) and not math.isnan(ub)
+        over = decode_float(b["algorithmic"]["max_ulp"]) > float(b["budget"])
+        diff.add("max_ulp", key, f"max ULP {number(a['max_ulp'])} -> {number(b['max_ulp'])}",
+                 regression=worse and over and same_grid)
+
+
+def _same(x: float, y: float) -> bool:
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    return x == y or abs(x - y) <= 1e-9 * max(abs(x), abs(y))
+
+
+def render(diff: Diff, a_name: str, b_name: str) -> str:
+    """The diff as Markdown: regressions first."""
+    lines = [f"# Accuracy diff: {a_name} -> {b_name}\n"]
+    if not diff.changes:
+        return lines[0] + "\nNo differences.\n"
+    verdict = "REGRESSED" if diff.regressed else "no regression"
+    lines.append(f"{len(diff.changes)} changes; {verdict}.\n")
+    for title, regression in (("Regressions", True), ("Other changes", False)):
+        items = [c for c in diff.changes if c.regression == regression]
+        if items:
+            lines.append(f"## {title}\n")
+            lines += [f"- `{c.key}` ({c.kind}): {c.text}" for c in items]
+            lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,36 @@
+"""``python -m suite diff A B``: what changed between two accuracy reports; exit status 1 when B regressed
+(a new finding, more failing elements, a max ULP beyond budget that grew, a narrower safe range), else 0."""
+
+from __future__ import annotations
+
+import argparse
+
+from suite import atomic
+from suite.errors import UsageError
+from suite.report import diff, schema
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split(":", 1)[1].strip() if __doc__ else None
+    parser.add_argument("a", metavar="A", help="the earlier accuracy.json (or its report folder)")
+    parser.add_argument("b", metavar="B", help="the later accuracy.json (or its report folder)")
+    parser.add_argument("--cases", metavar="NAME[,NAME]",
+                        help="compare only these cases (each must be in A or B)")
+    parser.add_argument("--out", metavar="FILE", help="also write the diff as Markdown to FILE")
+
+
+def main(args: argparse.Namespace) -> int:
+    a, b = schema.load(args.a), schema.load(args.b)
+    cases = None
+    if args.cases:
+        cases = {n.strip() for n in args.cases.split(",") if n.strip()}
+        known = set(a["cases"]) | set(b["cases"])
+        unknown = sorted(cases - known)
+        if unknown:
+            raise UsageError(f"unknown case {unknown[0]!r}; the reports hold {', '.join(sorted(known))}")
+    result = diff.compare(a, b, cases)
+    text = diff.render(result, args.a, args.b)
+    if args.out:
+        atomic.write_text(args.out, text)
+    print(text, end="")
+    return 1 if result.regressed else 0

@@ -1,0 +1,116 @@
+"""The versioned layout of ``accuracy.json`` and its validation.
+
+Layout (``schema_version`` 1).  Floats that are not finite are written as ``null`` (NaN) or the strings
+``"inf"`` / ``"-inf"`` (see :func:`encode_float`), so the file is strict JSON::
+
+    {
+      "schema": "loss-stability-suite/accuracy",
+      "schema_version": 1,
+      "created": "2026-...Z",                      # UTC time of the run
+      "environment": {"torch": ..., "cuda": ... | null, "gpus": [...], "cpu": ..., "python": ...,
+                      "platform": ..., "numpy": ..., "mpmath": ..., "suite": ..., "suite_commit": ... | null},
+      "options": {"cases": [...], "dtypes": [...], "devices": [...], "modes": [...], "quick": bool,
+                  "plugins": [...]},
+      "cases": {name: {"family", "description", "main_input", "main_kind", "plugin": module | null,
+                       "grid": {dtype: {"samples": int, "shape": [...]}}}},
+      "results": [                                   # one per case/dtype/device/mode/reduction/quantity
+        {"key": "case/dtype/device/mode/reduction/quantity", "case", "dtype", "device", "mode",
+         "reduction", "quantity", "elements": int, "budget": ulps, "error": torch's exception | null,
+         "labels": {label: count, ... every label},
+         "histogram": {"0", "<=0.5", "<=1", "<=2", "<=4", "<=16", ">16"},  # ULP error buckets
+         "max_ulp": float, "max_ulp_at": point | null, "max_bits": float, "max_bits_at": point | null,
+         "algorithmic": {"max_ulp": float, "over_budget": int},          # judged against the budget
+         "ill_conditioned": {"count": int, "max_ulp": float}}           # inherent error excused
+      ],
+      "findings": [                                  # each distinct problem, see suite.report.findings
+        {"id", "key" (the result's), "case", "dtype", "device", "mode", "reduction", "quantity",
+         "kind": "label" | "ulp_excess", "label", "count", "input": main input name,
+         "region": {"low", "high", "values": distinct main-input values in it},
+         "others": {input: {"values": [...]} | {"low", "high"}},
+         "worst": point, "description", "reproducer": Python source, "attribution": "known: <id>" | "new"}
+      ],
+      "safe_ranges": [
+        {"case", "dtype", "device", "mode", "input", "kind", "center", "low", "high",
+         "limits": {"low": why | null, "high": why | null}, "status": "range" | "whole_grid" | "none"}
+      ]
+    }
+
+A *point* is ``{"inputs": {name: value or [row values]}, "element": j, "got", "exact", "ulp_error",
+"bits_error", "label"}``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from suite import atomic
+from suite.errors import UsageError
+
+SCHEMA_NAME = "loss-stability-suite/accuracy"
+SCHEMA_VERSION = 1
+
+_TOP_LEVEL = {"schema": str, "schema_version": int, "created": str, "environment": dict, "options": dict,
+              "cases": dict, "results": list, "findings": list, "safe_ranges": list}
+_RESULT = {"key": str, "case": str, "dtype": str, "device": str, "mode": str, "reduction": str, "quantity": str,
+           "elements": int, "labels": dict, "histogram": dict}
+_FINDING = {"id": str, "key": str, "case": str, "dtype": str, "label": str, "kind": str, "count": int,
+            "reproducer": str, "attribution": str, "description": str}
+_SAFE = {"case": str, "dtype": str, "device": str, "input": str, "status": str}
+
+
+def encode_float(value: float | None) -> float | str | None:
+    """A float as strict JSON: itself when finite, ``null`` for NaN, ``"inf"``/``"-inf"`` for infinities."""
+    if value is None or math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return float(value)
+
+
+def decode_float(value: Any) -> float:
+    """Inverse of :func:`encode_float` (``null`` reads as NaN)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        return float(value)
+    return float(value)
+
+
+def _check_fields(item: Any, fields: Mapping[str, type], where: str, source: str) -> None:
+    if not isinstance(item, dict):
+        raise UsageError(f"{source}: {where} is not an object")
+    for name, kind in fields.items():
+        if name not in item:
+            raise UsageError(f"{source}: {where} lacks field {name!r}")
+        value = item[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise UsageError(f"{source}: {where} field {name!r} should be {kind.__name__}")
+
+
+def validate(payload: Any, source: str = "accuracy.json") -> dict[str, Any]:
+    """Check that ``payload`` is an accuracy report of this schema version; a UsageError (one line) names
+    the first problem."""
+    if not isinstance(payload, dict) or payload.get("schema") != SCHEMA_NAME:
+        raise UsageError(f"{source} is not an accuracy report (no \"schema\": \"{SCHEMA_NAME}\")")
+    version = payload.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UsageError(f"{source} has schema version {version!r}; this suite reads version {SCHEMA_VERSION}")
+    _check_fields(payload, _TOP_LEVEL, "the report", source)
+    for i, result in enumerate(payload["results"]):
+        _check_fields(result, _RESULT, f"results[{i}]", source)
+    for i, finding in enumerate(payload["findings"]):
+        _check_fields(finding, _FINDING, f"findings[{i}]", source)
+    for i, safe in enumerate(payload["safe_ranges"]):
+        _check_fields(safe, _SAFE, f"safe_ranges[{i}]", source)
+    return payload
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate an ``accuracy.json`` (a report folder means its ``accuracy.json``)."""
+    target = os.fspath(path)
+    if os.path.isdir(target):
+        target = os.path.join(target, "accuracy.json")
+    return validate(atomic.read_json(target), target)

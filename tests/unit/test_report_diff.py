@@ -1,0 +1,120 @@
+"""``python -m suite diff``: identical reports, injected regressions, fixes, and bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suite import cli
+from suite.report import diff, schema
+
+KEY = "bce/float32/cpu/eager/none/loss"
+
+
+def finding(low: float, high: float, label: str = "clamped") -> dict[str, Any]:
+    return {"id": f"{label}{low}", "key": KEY, "case": "bce", "dtype": "float32", "device": "cpu", "mode": "eager",
+            "reduction": "none", "quantity": "loss", "kind": "label", "label": label, "count": 3, "input": "input",
+            "region": {"low": low, "high": high, "values": 3}, "others": {}, "worst": None,
+            "description": "d", "reproducer": "print(1)\n", "attribution": "new"}
+
+
+def report() -> dict[str, Any]:
+    result = {"key": KEY, "case": "bce", "dtype": "float32", "device": "cpu", "mode": "eager", "reduction": "none",
+              "quantity": "loss", "elements": 100, "budget": 4.0, "labels": {"exact": 97, "clamped": 3},
+              "histogram": {}, "max_ulp": 2.0, "algorithmic": {"max_ulp": 2.0, "over_budget": 0}, "failing": 3}
+    return {"schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION, "created": "t",
+            "environment": {}, "options": {}, "cases": {"bce": {}}, "results": [result],
+            "findings": [finding(0.0, 1e-30)],
+            "safe_ranges": [{"case": "bce", "dtype": "float32", "device": "cpu", "mode": "eager", "input": "input",
+                             "status": "range", "low": 1e-12, "high": 0.99, "limits": {}}]}
+
+
+def test_identical_reports_differ_in_nothing() -> None:
+    d = diff.compare(report(), report())
+    assert d.changes == [] and not d.regressed
+
+
+def test_new_label_region_is_a_regression_and_named() -> None:
+    b = report()
+    b["findings"].append(finding(0.5, 0.75, "nan"))
+    d = diff.compare(report(), b)
+    assert d.regressed
+    assert [(c.kind, c.key) for c in d.changes] == [("new_finding", KEY)]
+    assert "nan" in d.changes[0].text
+
+
+def test_fixed_finding_and_smaller_error_are_not_regressions() -> None:
+    b = report()
+    b["findings"] = []
+    b["results"][0]["max_ulp"] = 1.0
+    d = diff.compare(report(), b)
+    assert not d.regressed
+    assert {c.kind for c in d.changes} == {"fixed_finding", "max_ulp"}
+
+
+def test_more_failing_elements_larger_ulp_beyond_budget_and_narrower_range_regress() -> None:
+    for mutate, kind in [(lambda r: r["results"][0].update(failing=5), "failing"),
+                         (lambda r: r["results"][0].update(max_ulp=9.0, algorithmic={"max_ulp": 9.0,
+                                                                                   "over_budget": 1}), "max_ulp"),
+                         (lambda r: r["safe_ranges"][0].update(high=0.5), "safe_range")]:
+        b = report()
+        mutate(b)
+        d = diff.compare(report(), b)
+        assert d.regressed and [c.kind for c in d.changes if c.regression] == [kind]
+
+
+def test_budget_change_is_reported() -> None:
+    b = report()
+    b["results"][0]["budget"] = 8.0
+    assert [c.kind for c in diff.compare(report(), b).changes] == ["budget"]
+
+
+def _write(path: Path, payload: Any) -> str:
+    path.write_text(json.dumps(payload))
+    return str(path)
+
+
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _write(tmp_path / "a.json", report())
+    assert cli.main(["diff", a, a]) == 0
+    assert "No differences" in capsys.readouterr().out
+    regressed = report()
+    regressed["findings"].append(finding(0.5, 0.75, "nan"))
+    b = _write(tmp_path / "b.json", regressed)
+    assert cli.main(["diff", a, b, "--out", str(tmp_path / "d.md")]) == 1
+    assert KEY in capsys.readouterr().out and KEY in (tmp_path / "d.md").read_text()
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"schema": schema.SCHEMA_NAME, "schema_version": 99}),
+                                     json.dumps([1, 2]), None])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          content: str | None) -> None:
+    good = _write(tmp_path / "good.json", report())
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        bad.write_text(content)
+    assert cli.main(["diff", good, str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.json" in err
+
+
+def test_cli_unknown_case_and_unwritable_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = _write(tmp_path / "good.json", report())
+    assert cli.main(["diff", good, good, "--cases", "nope"]) == 2
+    assert "unknown case 'nope'" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["diff", good, good, "--out", str(tmp_path / "file" / "d.md")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_regression_injected_into_a_copy_of_a_real_shape_report() -> None:
+    a = report()
+    b = copy.deepcopy(a)
+    b["results"][0]["labels"]["nan"] = 1
+    b["results"][0]["failing"] = 4
+    d = diff.compare(a, b)
+    assert d.regressed and d.changes[0].key == KEY

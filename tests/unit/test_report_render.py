@@ -1,0 +1,158 @@
+"""A small real report (two cases, two dtypes, hand-made inputs): its JSON, Markdown, HTML, plots and
+reproducers; the report command's bad-input exits and interrupted runs; and a headless-browser check."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from suite import cases, cli
+from suite.report import collect, command, schema
+
+CASES = ["bce_with_logits", "kl_div"]
+LOGITS = np.array([-np.inf, -200.0, -90.0, -30.0, -17.0, -3.0, -0.5, 0.0, 0.5, 3.0, 17.0, 30.0, 200.0, np.inf])
+HAND = {"bce_with_logits": {"input": np.tile(LOGITS, (2, 1)), "target": np.repeat([[0.0], [1.0]], LOGITS.size, 1)},
+        "kl_div": {"input": np.tile(-np.abs(LOGITS), (2, 1)), "target": np.repeat([[0.0], [0.25]], LOGITS.size, 1)}}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("report")
+    options = collect.Options(CASES, ["float32", "float16"], ["cpu"], workers=1,
+                              cache_dir=str(folder / "cache"))
+    result = collect.collect(options, [cases.get(n) for n in CASES], lambda _: None,
+                             inputs_for=lambda case, fmt: HAND[case.name])
+    out = folder / "out"
+    out.mkdir()
+    command.write_report(result, out)
+    return out
+
+
+def _strict(text: str) -> dict:
+    def refuse(name: str) -> None:
+        raise ValueError(f"non-strict JSON constant {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_is_strict_valid_and_complete(report: Path) -> None:
+    payload = schema.validate(_strict((report / "accuracy.json").read_text()))
+    keys = {r["key"] for r in payload["results"]}
+    for dtype in ("float32", "float16"):
+        assert f"bce_with_logits/{dtype}/cpu/eager/none/loss" in keys
+        assert f"kl_div/{dtype}/cpu/eager/batchmean/grad_input" in keys
+    for r in payload["results"]:
+        assert sum(r["labels"].values()) == r["elements"]
+        assert list(r["histogram"]) == ["0", "<=0.5", "<=1", "<=2", "<=4", "<=16", ">16"]
+    assert payload["cases"]["kl_div"]["grid"]["float16"]["elements"] == 2 * LOGITS.size
+
+
+def test_bce_with_logits_nan_at_infinite_logits_is_a_finding(report: Path) -> None:
+    # torch's BCEWithLogits returns NaN at x = +-inf (issue 3's known behaviour of torch 2.13)
+    payload = _strict((report / "accuracy.json").read_text())
+    nan = [f for f in payload["findings"] if f["key"] == "bce_with_logits/float32/cpu/eager/none/loss"
+           and f["label"] == "nan"]
+    assert nan, "no NaN finding for BCEWithLogits at infinite logits"
+    lows = {schema.decode_float(f["region"]["low"]) for f in nan}
+    assert lows & {math.inf, -math.inf}
+
+
+def test_reproducers_print_the_measured_value(report: Path) -> None:
+    payload = _strict((report / "accuracy.json").read_text())
+    checked = 0
+    for f in payload["findings"]:
+        if f["reduction"] != "none" or checked >= 6:
+            continue
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(f["reproducer"], "<reproducer>", "exec"), {})
+        printed = float(out.getvalue().split()[-1])
+        expected = schema.decode_float(f["worst"]["got"])
+        assert printed == expected or (math.isnan(printed) and math.isnan(expected)), f["reproducer"]
+        checked += 1
+    assert checked > 0
+
+
+def test_markdown_has_every_section(report: Path) -> None:
+    text = (report / "accuracy.md").read_text()
+    for heading in ("# Accuracy of torch", "## Summary", "## Safe ranges", "## Worst cases", "## Findings",
+                    "## Reproducers", "```python"):
+        assert heading in text
+    assert "| bce_with_logits | float16 | cpu |" in text
+
+
+def test_html_links_existing_nonempty_images(report: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    text = (report / "index.html").read_text()
+    for heading in ("Summary", "Safe ranges", "Plots", "Worst cases", "Findings with reproducers"):
+        assert f"<h2>{heading}</h2>" in text
+    sources = [part.split('"', 1)[0] for part in text.split('<img src="')[1:]]
+    assert len(sources) == 2 * len(CASES)
+    for src in sources:
+        image = plt.imread(report / src)
+        assert image.shape[0] > 50 and image.shape[1] > 50
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no /usr/bin/chromium")
+def test_html_opens_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    page = tmp_path / "page"
+    shutil.copytree(report, page)
+    probe = """<script>window.__errors = []; window.onerror = (m) => window.__errors.push(String(m));
+addEventListener('load', () => { const bad = [...document.images].filter(i => !i.complete || !i.naturalWidth)
+.map(i => i.getAttribute('src')); document.body.setAttribute('data-check', JSON.stringify(
+{images: document.images.length, bad: bad, errors: window.__errors})); });</script></body>"""
+    html = (page / "index.html").read_text().replace("</body>", probe)
+    (page / "check.html").write_text(html)
+    run = subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                          "--allow-file-access-from-files", "--enable-logging=stderr", "--v=0",
+                          "--virtual-time-budget=10000", "--dump-dom", (page / "check.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    marker = 'data-check="'
+    assert marker in run.stdout, run.stderr[-2000:]
+    check = json.loads(run.stdout.split(marker, 1)[1].split('"', 1)[0].replace("&quot;", '"'))
+    assert check == {"images": 2 * len(CASES), "bad": [], "errors": []}
+    assert "Uncaught" not in run.stderr and "Failed to load resource" not in run.stderr
+
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_unknown_case_dtype_device_are_one_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for extra in (["--cases", "no_such_case"], ["--dtypes", "float8"], ["--devices", "tpu"],
+                  ["--modes", "fast"], ["--plugin", "no_such_plugin_module"]):
+        code, err = _cli(["report", "--out", str(tmp_path / "r"), *extra], capsys)
+        assert code == 2 and err.count("\n") == 1, (extra, err)
+
+
+def test_unwritable_output_folder_exits_2_before_running(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, err = _cli(["report", "--cases", "bce", "--out", str(blocker / "sub")], capsys)
+    assert code == 2 and "cannot write" in err and err.count("\n") == 1
+
+
+def test_interrupted_run_keeps_previous_report(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "accuracy.json").write_text("previous")
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(collect, "collect", interrupted)
+    code, _ = _cli(["report", "--cases", "bce", "--dtypes", "float32", "--out", str(out)], capsys)
+    assert code == 130
+    assert (out / "accuracy.json").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
