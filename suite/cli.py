@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("suite.report.command", "run every case on full-range grids and write accuracy reports"),
     "diff": ("suite.report.diff_command", "compare two accuracy.json files; exit 1 when accuracy regressed"),
     "bench-report": ("suite.bench.summary", "turn a saved benchmark run into a table and a plot"),
+    "modes": ("suite.modes_report", "compare eager/compile/autocast and CPU/CUDA, probe bad inputs, dtype promotion"),
     "discover": ("suite.discover", "propose known-deviation entries for failures the registry does not explain"),
 }
 

@@ -11,6 +11,8 @@ import torch
 from suite.cases.base import Case
 
 MODES = ("eager", "compile", "autocast")
+#: Recompilations allowed per code object under :func:`strict_compile`.
+RECOMPILE_LIMIT = 1024
 AUTOCAST_DTYPES = ("float16", "bfloat16")
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
@@ -44,10 +46,24 @@ def forward_for(case: Case, reduction: str, mode: str, device: str) -> Forward:
 
 
 @contextlib.contextmanager
+def strict_compile() -> Iterator[None]:
+    """Make ``compile`` mean compiled.  Dynamo recompiles a code object at most 8 times and then silently
+    runs it eagerly; :func:`forward_for` compiles one closure (one code object) for every case, reduction,
+    dtype and shape, so after 8 variants "compile" results would be eager ones.  Inside this context the
+    limit is :data:`RECOMPILE_LIMIT` and reaching it raises instead of falling back."""
+    with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True):
+        yield
+
+
+@contextlib.contextmanager
 def context(mode: str, device: str, dtype: torch.dtype) -> Iterator[None]:
-    """The context a forward and backward run in: ``torch.autocast`` to ``dtype`` for autocast mode."""
+    """The context a forward and backward run in: ``torch.autocast`` to ``dtype`` for autocast mode,
+    :func:`strict_compile` for compile mode."""
     if mode == "autocast":
         with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
+            yield
+    elif mode == "compile":
+        with strict_compile():
             yield
     else:
         yield

@@ -8,15 +8,12 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from hypothesis import note, target
+from hypothesis import note
 
-from suite import judge, run
+from suite import judge, run, search
 from suite.cases.base import Case
 from suite.metrics import Label
 from suite.report import findings
-
-#: ULP errors are clipped to this before being given to hypothesis.target (it needs finite numbers).
-TARGET_CAP = 1e30
 
 
 def evaluate(case: Case, inputs: Mapping[str, np.ndarray], dtype: str, device: str, reduction: str,
@@ -38,27 +35,12 @@ def check(result: run.CaseResult, reduction: str) -> None:
             continue
         verdict = judge.judge(result, q)
         unexplained = verdict.unexplained
-        considered = ~np.isin(q.metrics.labels, [Label.UNDEFINED, Label.UNDETERMINED])
-        _target(q, considered & ~_explained(verdict))
+        search.steer(q, ~(verdict.failing & ~unexplained))
         if unexplained.any():
             index = tuple(int(i) for i in np.argwhere(unexplained)[0])
             problems.append(_describe(result, q, index, int(unexplained.sum())))
     if problems:
         raise AssertionError("\n\n".join(problems))
-
-
-def _explained(verdict: judge.Verdict) -> np.ndarray:
-    return verdict.failing & ~verdict.unexplained
-
-
-def _target(q: run.QuantityResult, mask: np.ndarray) -> None:
-    if not mask.any():
-        return
-    ulps = np.nan_to_num(q.metrics.algorithmic_ulp[mask], nan=0.0, posinf=TARGET_CAP)
-    bits = np.nan_to_num(q.metrics.bits_error[mask], nan=0.0)
-    key = f"{q.reduction}/{q.quantity}"
-    target(float(min(ulps.max(), TARGET_CAP)), label=f"algorithmic ULP error {key}")
-    target(float(bits.max()), label=f"bits of error {key}")
 
 
 def _describe(result: run.CaseResult, q: run.QuantityResult, index: tuple[int, ...], count: int) -> str:

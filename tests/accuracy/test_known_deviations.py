@@ -16,7 +16,7 @@ from suite.inputs import grids
 from tests.conftest import DEVICES
 
 
-class KnownDeviationObserved(Exception):
+class DeviationStillPresentError(Exception):
     """Raised when torch still shows a registered deviation (the expected outcome of these xfails)."""
 
 
@@ -43,7 +43,7 @@ def _params() -> list:
                 for device in DEVICES:
                     if device.values[0] not in d.devices:
                         continue
-                    marks = [*device.marks, pytest.mark.xfail(strict=True, raises=KnownDeviationObserved,
+                    marks = [*device.marks, pytest.mark.xfail(strict=True, raises=DeviationStillPresentError,
                                                               reason=f"{d.id}: {d.description}")]
                     out.append(pytest.param(d.id, case_name, dtype, device.values[0], marks=marks,
                                             id=f"{d.id}-{case_name}-{dtype}-{device.values[0]}"))
@@ -67,5 +67,5 @@ def test_known_deviation_still_present(deviation_id: str, case_name: str, dtype:
         pytest.fail(f"{deviation_id}: {int(stray.sum())} failing element(s) in the region are not explained by it")
     shown = verdict.known.get(deviation_id)
     if shown is not None and shown.any():
-        raise KnownDeviationObserved(f"{deviation_id}: {int(shown.sum())} element(s) still show "
+        raise DeviationStillPresentError(f"{deviation_id}: {int(shown.sum())} element(s) still show "
                                      f"{'/'.join(deviation.labels)}")

@@ -1,0 +1,425 @@
+"""What torch does with bad inputs: for each case, dtype, device and mode, a probe feeds one kind of bad
+input (a value outside an input's domain, NaN, a target of another shape, integer or mismatched dtypes,
+empty tensors) and records the outcome: raises (first line of the message), returns NaN, returns a number,
+returns an empty tensor, or triggers a CUDA device-side assert.
+
+A device-side assert poisons the CUDA context of its process, so probes on CUDA (or all, with ``isolate``)
+run in child processes: one child runs tasks in turn and reports each on a line; when a child dies (a
+signal, ``os._exit``), hangs past the timeout, or stops after a device-side assert, the task is recorded
+as such and a fresh child takes the rest.  The parent never touches CUDA for them.
+
+    outcomes = probes.run_probes(probes.tasks_for(cases.all_cases(), ["float32"], ["cpu"], ["eager"]))
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+import torch
+
+from suite import cases, dtypes, modes
+from suite.cases.base import Case, InputSpec
+
+#: Outcome kinds.
+RAISES, NAN, NUMBER, EMPTY = "raises", "nan", "number", "empty"
+DEVICE_ASSERT, CHILD_DIED, TIMEOUT = "device_assert", "child_died", "timeout"
+NOT_APPLICABLE = "not_applicable"
+#: Reduction every probe uses: torch's default.
+REDUCTION = "mean"
+#: Seconds a child may take for one probe (compilation included) and to start (import torch and the suite).
+TIMEOUT_S = 120.0
+STARTUP_S = 120.0
+RESULT_PREFIX = "PROBE-RESULT "
+READY_LINE = "PROBE-READY"
+
+#: Batch shape of the data inputs; parameters (weight, pos_weight) are per-class vectors of the last axis.
+SHAPE = (2, 4)
+#: Typical in-domain values of each input kind (one row, repeated for the batch).
+TYPICAL: dict[str, tuple[float, ...]] = {
+    "logit": (-2.0, -0.5, 0.5, 3.0), "probability": (0.125, 0.375, 0.625, 0.875),
+    "target": (0.0, 0.25, 0.5, 1.0), "log_probability": (-3.0, -1.0, -0.5, -0.125),
+    "log_target": (-2.0, -1.0, -0.5, -0.25), "weight": (1.0, 2.0, 0.5, 3.0), "pos_weight": (2.0, 0.5, 1.0, 3.0)}
+#: Distance outside a finite domain bound of a probed value.
+OUTSIDE = 0.5
+
+Tensors = dict[str, torch.Tensor]
+#: A probe builds the bad inputs for a case in a dtype on a device, or returns None where it does not apply.
+Builder = Callable[[Case, torch.dtype, str], Tensors | None]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One probe to run: ``probe`` is a name of :data:`PROBES` or ``"module:function"`` (a :data:`Builder`)."""
+
+    case: str
+    probe: str
+    dtype: str
+    device: str
+    mode: str
+    reduction: str = REDUCTION
+
+
+@dataclass
+class Outcome:
+    """What one probe did: ``kind`` (one of the outcome kinds) and ``message`` (the error's first line, the
+    value, or what killed the child); result dtype and shape when torch returned a tensor; the distinct
+    warnings (first lines); and the kind and message of the backward pass when the forward returned a value."""
+
+    task: Task
+    kind: str
+    message: str
+    result_dtype: str | None = None
+    shape: list[int] | None = None
+    warnings: list[str] = field(default_factory=list)
+    backward: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self.task), "kind": self.kind, "message": self.message, "result_dtype": self.result_dtype,
+                "shape": self.shape, "warnings": self.warnings, "backward": self.backward}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Outcome:
+        task = Task(d["case"], d["probe"], d["dtype"], d["device"], d["mode"], d["reduction"])
+        return cls(task, d["kind"], d["message"], d.get("result_dtype"), d.get("shape"), list(d.get("warnings", [])),
+                   d.get("backward"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Building the inputs of a probe.
+
+
+def typical(case: Case, dtype: torch.dtype, device: str) -> Tensors:
+    """In-domain inputs of ``case``: data inputs of :data:`SHAPE`, parameters of its last axis."""
+    out = {}
+    for spec in case.inputs:
+        row = torch.tensor(TYPICAL[spec.kind], dtype=torch.float64)
+        value = row if spec.role == "parameter" else row.expand(SHAPE).clone()
+        out[spec.name] = value.to(dtype).to(device)
+    return out
+
+
+def _data(case: Case) -> list[InputSpec]:
+    return [s for s in case.inputs if s.role == "data"]
+
+
+def _finite_bound(bound: float) -> bool:
+    return math.isfinite(bound) and abs(bound) < sys.float_info.max
+
+
+def _set_first(t: Tensors, name: str, value: float) -> Tensors:
+    t[name] = t[name].clone()
+    t[name].view(-1)[0] = value
+    return t
+
+
+def _outside(name: str, above: bool) -> Builder:
+    def build(case: Case, dtype: torch.dtype, device: str) -> Tensors | None:
+        spec = next((s for s in case.inputs if s.name == name), None)
+        if spec is None or spec.role != "data":
+            return None
+        bound = spec.high if above else spec.low
+        if not _finite_bound(bound):
+            return None
+        return _set_first(typical(case, dtype, device), name, bound + OUTSIDE if above else bound - OUTSIDE)
+    return build
+
+
+def _nan(name: str) -> Builder:
+    def build(case: Case, dtype: torch.dtype, device: str) -> Tensors | None:
+        if name not in {s.name for s in _data(case)}:
+            return None
+        return _set_first(typical(case, dtype, device), name, math.nan)
+    return build
+
+
+def _second(case: Case) -> str | None:
+    data = _data(case)
+    return data[1].name if len(data) > 1 else None
+
+
+def _target_shape(columns: int) -> Builder:
+    """The second data input (the target) with ``columns`` columns instead of the input's."""
+    def build(case: Case, dtype: torch.dtype, device: str) -> Tensors | None:
+        name = _second(case)
+        if name is None:
+            return None
+        t = typical(case, dtype, device)
+        t[name] = t[name][..., :columns].contiguous()
+        return t
+    return build
+
+
+def _integer(which: int) -> Builder:
+    """Data input number ``which`` as int64 (its typical values truncated)."""
+    def build(case: Case, dtype: torch.dtype, device: str) -> Tensors | None:
+        data = _data(case)
+        if which >= len(data):
+            return None
+        t = typical(case, dtype, device)
+        t[data[which].name] = t[data[which].name].to(torch.int64)
+        return t
+    return build
+
+
+def _empty(case: Case, dtype: torch.dtype, device: str) -> Tensors | None:
+    t = typical(case, dtype, device)
+    for spec in _data(case):
+        t[spec.name] = t[spec.name][:0]
+    return t
+
+
+def _mismatched(case: Case, dtype: torch.dtype, device: str) -> Tensors | None:
+    """The second data input in another floating dtype (float64, or float32 when the dtype is float64)."""
+    name = _second(case)
+    if name is None:
+        return None
+    t = typical(case, dtype, device)
+    t[name] = t[name].to(torch.float32 if dtype == torch.float64 else torch.float64)
+    return t
+
+
+#: Built-in probes: name -> (what it feeds, builder).  Domain probes exist for inputs with a finite bound.
+PROBES: dict[str, tuple[str, Builder]] = {
+    "input_above": ("input above its domain (p = 1.5)", _outside("input", True)),
+    "input_below": ("input below its domain (p = -0.5)", _outside("input", False)),
+    "target_above": ("target above its domain (1.5)", _outside("target", True)),
+    "target_below": ("target below its domain (-0.5)", _outside("target", False)),
+    "input_nan": ("one NaN in input", _nan("input")),
+    "target_nan": ("one NaN in target", _nan("target")),
+    "target_broadcastable": ("target (2, 1) for input (2, 4)", _target_shape(1)),
+    "target_other_shape": ("target (2, 3) for input (2, 4)", _target_shape(3)),
+    "integer_input": ("input as int64", _integer(0)),
+    "integer_target": ("target as int64", _integer(1)),
+    "empty": ("empty input and target (0, 4)", _empty),
+    "mismatched_dtype": ("target in float64 (float32 for float64)", _mismatched),
+}
+
+
+def builder(name: str) -> Builder:
+    """The builder of a probe name: a built-in, or ``module:function`` imported from a user's module."""
+    if name in PROBES:
+        return PROBES[name][1]
+    module, sep, function = name.partition(":")
+    if not sep:
+        raise KeyError(f"unknown probe {name!r}; known probes: {', '.join(PROBES)}")
+    found: Builder = getattr(importlib.import_module(module), function)
+    return found
+
+
+def tasks_for(selected: Iterable[Case], dtype_names: Sequence[str], devices: Sequence[str],
+              mode_names: Sequence[str], probe_names: Sequence[str] | None = None) -> list[Task]:
+    """Every applicable task: each case x dtype x device x mode (that applies to the dtype) x probe (whose
+    builder applies to the case)."""
+    names = list(probe_names or PROBES)
+    out = []
+    for case in selected:
+        for name in names:
+            if builder(name)(case, torch.float64, "cpu") is None:  # cheap applicability check on CPU
+                continue
+            out += [Task(case.name, name, d, dev, m) for d in dtype_names for dev in devices
+                    for m in mode_names if modes.applies(m, d)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Running one probe (in this process or a child).
+
+
+#: How dynamo reports the error an operation raised while tracing: ``...: got ValueError('message')``.
+_TRACED_ERROR = re.compile(r"""got (\w+)\((['"])(.*?)\2\)""")
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception.  torch.compile wraps the error an operation raised in a generic
+    one ("RuntimeError when making fake tensor call"); the wrapped error is appended when it can be found
+    (the explicit cause, or the ``got Error('...')`` dynamo writes)."""
+    text = str(exc).strip()
+    line = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    cause = exc.__cause__
+    traced = _TRACED_ERROR.search(text)
+    if cause is not None and str(cause).strip():
+        line += f" (from {type(cause).__name__}: {str(cause).strip().splitlines()[0]})"
+    elif traced:
+        line += f" (from {traced.group(1)}: {traced.group(3)})"
+    return line
+
+
+def _describe_value(out: torch.Tensor) -> tuple[str, str]:
+    values = out.detach().to("cpu", torch.float64).reshape(-1)
+    if values.numel() == 0:
+        return EMPTY, "empty tensor"
+    if torch.isnan(values).any():
+        return NAN, f"{int(torch.isnan(values).sum())} of {values.numel()} NaN"
+    shown = ", ".join(f"{v:.6g}" for v in values[:4].tolist()) + (", ..." if values.numel() > 4 else "")
+    return NUMBER, shown
+
+
+def _failure(task: Task, exc: BaseException) -> Outcome:
+    message = first_line(exc)
+    kind = DEVICE_ASSERT if "device-side assert" in str(exc) else RAISES
+    return Outcome(task, kind, message)
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def execute(task: Task) -> Outcome:
+    """Run one probe in this process.  Exceptions are the observation, never propagated."""
+    case = cases.get(task.case)
+    fmt = dtypes.get(task.dtype)
+    tensors = builder(task.probe)(case, fmt.torch_dtype, task.device)
+    if tensors is None:
+        return Outcome(task, NOT_APPLICABLE, "probe does not apply to this case")
+    for spec in case.inputs:
+        t = tensors[spec.name]
+        if spec.differentiable and t.is_floating_point():
+            t.requires_grad_(True)
+    forward = modes.forward_for(case, task.reduction, task.mode, task.device)
+    with warnings.catch_warnings(record=True) as caught, modes.strict_compile():
+        warnings.simplefilter("always")
+        try:
+            with modes.context(task.mode, task.device, fmt.torch_dtype):
+                out = forward(tensors)
+            _sync(task.device)
+        except Exception as exc:  # torch's error is the observation
+            return _failure(task, exc)
+        kind, message = _describe_value(out)
+        outcome = Outcome(task, kind, message, str(out.dtype).removeprefix("torch."), list(out.shape))
+        outcome.backward = _backward(task, out, tensors)
+    texts = [str(w.message).strip().splitlines()[0] for w in caught if str(w.message).strip()]
+    outcome.warnings = list(dict.fromkeys(texts))
+    return outcome
+
+
+def _backward(task: Task, out: torch.Tensor, tensors: Tensors) -> str | None:
+    if not out.requires_grad:
+        return None
+    try:
+        with modes.context(task.mode, task.device, out.dtype):
+            out.backward(torch.ones_like(out))
+        _sync(task.device)
+    except Exception as exc:
+        failure = _failure(task, exc)
+        return f"{failure.kind}: {failure.message}"
+    grads = [t.grad for t in tensors.values() if t.grad is not None]
+    if not grads:
+        return "no gradient"
+    kinds = [_describe_value(g)[0] for g in grads]
+    return NAN if NAN in kinds else (EMPTY if all(k == EMPTY for k in kinds) else NUMBER)
+
+
+# --------------------------------------------------------------------------------------------------
+# Isolation in child processes.
+
+
+def child_main() -> None:
+    """Entry point of a child: read a JSON list of tasks on stdin, run them in turn, print each outcome on a
+    line; stop after a device-side assert (the CUDA context is poisoned)."""
+    tasks = [Task(**t) for t in json.loads(sys.stdin.read())]
+    print(READY_LINE, flush=True)
+    for task in tasks:
+        try:
+            outcome = execute(task)
+        except Exception as exc:  # a broken probe builder: report it, go on
+            outcome = Outcome(task, RAISES, f"probe failed: {first_line(exc)}")
+        print(RESULT_PREFIX + json.dumps(outcome.to_dict()), flush=True)
+        if outcome.kind == DEVICE_ASSERT:
+            return
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
+    return env
+
+
+def _reader(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _died(task: Task, proc: subprocess.Popen[str], stderr: IO[str]) -> Outcome:
+    code = proc.wait()
+    if code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    else:
+        how = f"exited with status {code}"
+    stderr.seek(0)
+    last = [line.strip() for line in stderr.read().splitlines() if line.strip()]
+    return Outcome(task, CHILD_DIED, how + (f"; stderr: {last[-1][:200]}" if last else ""))
+
+
+def _run_child(tasks: Sequence[Task], timeout: float, startup: float) -> list[Outcome]:
+    """Run ``tasks`` in one child until it finishes, dies, hangs or stops; the outcomes it gave, plus one for
+    the task it died or hung on."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", "from suite.probes import child_main; child_main()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                env=_child_env())
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps([asdict(t) for t in tasks]))
+        proc.stdin.close()
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+        outcomes: list[Outcome] = []
+        wait = startup
+        while len(outcomes) < len(tasks):
+            try:
+                line = lines.get(timeout=wait)
+            except queue.Empty:
+                proc.kill()
+                proc.wait()
+                outcomes.append(Outcome(tasks[len(outcomes)], TIMEOUT, f"no answer within {wait:g} s; killed"))
+                return outcomes
+            if line is None:
+                if not outcomes or outcomes[-1].kind != DEVICE_ASSERT:
+                    outcomes.append(_died(tasks[len(outcomes)], proc, stderr))
+                proc.wait()
+                return outcomes
+            if line.startswith(READY_LINE):
+                wait = timeout
+            elif line.startswith(RESULT_PREFIX):
+                outcomes.append(Outcome.from_dict(json.loads(line[len(RESULT_PREFIX):])))
+        proc.wait()
+        return outcomes
+
+
+def run_isolated(tasks: Sequence[Task], *, timeout: float = TIMEOUT_S, startup: float = STARTUP_S) -> list[Outcome]:
+    """Run ``tasks`` in child processes, a fresh one after each death, hang or device-side assert."""
+    outcomes: list[Outcome] = []
+    while len(outcomes) < len(tasks):
+        outcomes += _run_child(tasks[len(outcomes):], timeout, startup)
+    return outcomes
+
+
+def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: float = TIMEOUT_S) -> list[Outcome]:
+    """Outcomes of ``tasks`` in order.  ``isolate``: True runs every task in child processes, False none,
+    None (default) those on CUDA devices (where a device-side assert may happen)."""
+    def isolated(task: Task) -> bool:
+        return isolate if isolate is not None else torch.device(task.device).type == "cuda"
+
+    here = [t for t in tasks if not isolated(t)]
+    away = [t for t in tasks if isolated(t)]
+    by_task = {id(t): o for t, o in zip(here, [execute(t) for t in here], strict=True)}
+    by_task.update({id(t): o for t, o in zip(away, run_isolated(away, timeout=timeout), strict=True)})
+    return [by_task[id(t)] for t in tasks]

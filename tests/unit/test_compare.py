@@ -1,0 +1,77 @@
+"""Comparison of two runs on the same inputs: counts, largest gap, examples, and refusal of unequal inputs."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from suite import cases, compare, dtypes, run
+from suite.metrics import Label, measure
+
+INPUTS = {"input": [0.5, 1.0, 2.0, -3.0], "target": [0.0, 0.0, 1.0, 0.5]}
+
+
+@pytest.fixture(scope="module")
+def eager() -> run.CaseResult:
+    return run.evaluate(cases.get("bce_with_logits"), INPUTS, "float16", reductions=("none",), gradients=False)
+
+
+def _with_loss(result: run.CaseResult, got: np.ndarray) -> run.CaseResult:
+    other = copy.copy(result)
+    other.quantities = dict(result.quantities)
+    q = result.get("none", run.LOSS)
+    other.quantities[("none", run.LOSS)] = run.QuantityResult(
+        q.quantity, q.reduction, got, q.truth, measure(got, q.truth, q.fmt, q.metrics.budget), q.fmt)
+    return other
+
+
+def test_identical_results_do_not_differ(eager: run.CaseResult) -> None:
+    c = compare.compare(eager, eager)
+    (q,) = c.quantities
+    assert (q.points, q.differing, q.bitwise_differs, q.largest_gap) == (4, 0, 0, 0.0)
+    assert q.examples == []
+
+
+def test_nan_at_one_point_is_a_label_difference(eager: run.CaseResult) -> None:
+    got = eager.get().got.copy()
+    got[1] = math.nan
+    (q,) = compare.compare(eager, _with_loss(eager, got)).quantities
+    assert (q.label_differs, q.ulp_differs, q.differing, q.bitwise_differs) == (1, 0, 1, 1)
+    assert q.examples[0]["index"] == [1]
+    assert q.examples[0]["labels"][1] == Label.NAN.text
+    assert q.examples[0]["inputs"] == {"input": 1.0, "target": 0.0}
+
+
+def test_ulp_gap_beyond_budget_is_counted(eager: run.CaseResult) -> None:
+    fmt = dtypes.FLOAT16
+    got = eager.get().got.copy()
+    # 40 representable values away from torch's result: a gap of about 40 ULPs, far beyond any budget
+    got[2] = float(dtypes.from_ordinal(dtypes.to_ordinal([got[2]], fmt) + 40, fmt)[0])
+    (q,) = compare.compare(eager, _with_loss(eager, got), budget=4.0).quantities
+    assert q.differing == 1
+    assert q.largest_gap is not None and 39.0 <= q.largest_gap <= 41.0
+    assert q.examples[0]["index"] == [2]
+
+
+def test_different_inputs_are_refused(eager: run.CaseResult) -> None:
+    other = run.evaluate(cases.get("bce_with_logits"), {**INPUTS, "input": [0.5, 1.0, 2.0, 3.0]}, "float16",
+                         reductions=("none",), gradients=False)
+    with pytest.raises(ValueError, match="different case or inputs"):
+        compare.compare(eager, other)
+
+
+def test_coarser_format() -> None:
+    assert compare.coarser(dtypes.FLOAT32, dtypes.FLOAT16) is dtypes.FLOAT16
+    assert compare.coarser(dtypes.FLOAT16, dtypes.BFLOAT16) is dtypes.BFLOAT16
+
+
+def test_autocast_side_is_measured_in_the_coarser_format() -> None:
+    case = cases.get("bce_with_logits")
+    results = compare.evaluate_sides(case, INPUTS, "float16", [("cpu", "eager"), ("cpu", "autocast")],
+                                     reductions=("none",), gradients=False, cache=False)
+    (q,) = compare.compare(results[("cpu", "eager")], results[("cpu", "autocast")]).quantities
+    assert q.formats == ("float16", "float32")
+    assert q.unit == "float16"
