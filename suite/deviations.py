@@ -2,7 +2,8 @@
 
 Each entry is something the suite discovered by running its grids and strategies, then recorded: an id, a
 description and reason, the torch versions, cases, dtypes, devices and modes it applies to, the quantity and
-reductions, the label or labels torch gives there (optionally a ``max_ulps`` bound), and a *region*:
+reductions, the label or labels torch gives there (optionally a ``max_ulps`` bound and a ``witness``: a batch
+on which the suite found it, for deviations too rare for a short search to meet again), and a *region*:
 for each input, one or more closed intervals; an element is in the region when every named input lies in
 one of its intervals.  Tests use entries to excuse exactly these elements (so anything else still fails) and
 to run a strict xfail per entry, so a torch that fixes a deviation shows up as XPASS.
@@ -54,6 +55,7 @@ class Deviation:
     reductions: tuple[str, ...] = ("none", "mean", "sum", "batchmean")
     max_ulps: float | None = None
     seen: Mapping[str, Any] = field(default_factory=dict)
+    witness: Mapping[str, Any] = field(default_factory=dict)  # a batch the suite found it on: case, dtype, inputs
 
     def applies(self, case: str, dtype: str, device: str, torch_version: str, mode: str = "eager",
                 quantity: str | None = None, reduction: str | None = None) -> bool:
@@ -102,7 +104,7 @@ def _parse(entry: Mapping[str, Any]) -> Deviation:
             modes=tuple(entry.get("modes", ("eager", "compile", "autocast"))),
             reductions=tuple(entry.get("reductions", ("none", "mean", "sum", "batchmean"))),
             max_ulps=entry.get("max_ulps"),
-            seen=entry.get("seen", {}))
+            seen=entry.get("seen", {}), witness=entry.get("witness", {}))
         SpecifierSet(deviation.torch)
         for name in deviation.labels:
             Label[name.upper()]

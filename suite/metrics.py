@@ -39,7 +39,7 @@ class Label(IntEnum):
     RAISED = 8  # torch raised a Python exception
     DEVICE_ASSERT = 9  # a CUDA device-side assert
     UNDEFINED = 10  # input outside the mathematical domain: behaviour only
-    UNDETERMINED = 11  # the truth could not be settled at the precision cap
+    UNDETERMINED = 11  # the truth could not be settled at the precision cap (or is beyond the float64 carrier)
 
     @property
     def text(self) -> str:
@@ -102,7 +102,7 @@ def ulp_error(got: FloatArray, truth: Truth, fmt: FloatFormat) -> FloatArray:
     """``|g - t| / ulp_D(t)``; NaN where ``g`` is NaN or the truth is not determined."""
     u = truth_ulp(truth, fmt)
     d = _distance(got, truth)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         err = d / u
     both_inf = np.isinf(got) & np.isinf(truth.hi) & (got == truth.hi)
     err = np.where(both_inf & truth.determined, 0.0, err)
@@ -138,7 +138,7 @@ def measure(got: npt.ArrayLike, truth: Truth, fmt: FloatFormat, budget: float,
     err = ulp_error(g, truth, fmt)
     dist = ordinal_distance(g, truth, fmt)
     inherent = inherent_ulp(truth, fmt, kappa)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         absolute = _distance(g, truth)
         relative = np.where(absolute == 0, 0.0, absolute / np.abs(truth.hi))
         algorithmic = err / np.maximum(np.nan_to_num(inherent, nan=0.0), 1.0)
@@ -172,6 +172,9 @@ def _labels(g: FloatArray, truth: Truth, fmt: FloatFormat, algorithmic: FloatArr
         (np.isnan(g), Label.NAN),
         (beyond & (g == rounded) & truth.infinite, Label.EXACT),
         (beyond & (g == rounded), Label.OVERFLOW),
+        # a finite truth beyond float64 is carried as inf: next to the largest finite value it cannot be judged
+        (beyond & ~truth.infinite & np.isinf(truth.hi) & (np.abs(g) == fmt.max_finite), Label.UNDETERMINED),
+        (beyond & finite_g & ~truth.infinite & (algorithmic <= budget), Label.OK),  # max for a truth just past it
         (beyond & finite_g, Label.CLAMPED),
         (beyond, Label.INACCURATE),  # infinity of the wrong sign
         (np.isinf(g), Label.SPURIOUS_INF),

@@ -1,25 +1,34 @@
 """Exact ground truth of a case at given inputs, as double-double arrays.
 
-The inputs are exact dtype values (carried as float64); each is converted to an mpmath number exactly, the
-case's reference is evaluated as one expression at precision ``P`` and again at ``2P``, and the result is
-rounded once to a double-double ``(hi, lo)``.  A quantity is *determined* when two successive precisions
+The inputs are exact dtype values (carried as float64); each is converted to an arbitrary-precision number
+exactly, the case's reference is evaluated as one expression at precision ``P`` and again at ``2P``, and the
+result is rounded once to a double-double ``(hi, lo)``.  A quantity is *determined* when two successive precisions
 give the same double-double; otherwise the precision keeps doubling up to a cap, and what still disagrees is
 reported as *undetermined*, never guessed.  Infinite truths (``BCE(p=0, y=1)``) and undefined ones (an input
 outside the mathematical domain) are represented explicitly, so that callers never have to interpret a NaN.
+
+Two backends compute the same truths (see :mod:`suite.exact_math`): MPFR through gmpy2, the default for
+references marked backend-agnostic (all built-in ones), and mpmath, the reference implementation, which
+``SUITE_TRUTH_BACKEND=mpmath`` or ``backend="mpmath"`` selects and which references calling mpmath directly
+always use.  A sample whose MPFR evaluation leaves MPFR's exponent range (``exp`` of a logit beyond about
+7.4e8) is evaluated on mpmath.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from fractions import Fraction
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, cast
 
+import gmpy2
 import mpmath
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +39,10 @@ from suite.dtypes import FLOAT64, FloatArray
 
 DEFAULT_PRECISION = 128
 MAX_PRECISION = 8192
+#: Environment variable naming the truth backend ("mpfr" or "mpmath") when a call does not.
+BACKEND_ENV = "SUITE_TRUTH_BACKEND"
+
+_MPFR = type(gmpy2.mpfr(0))
 
 
 class Status(IntEnum):
@@ -75,15 +88,51 @@ class Truth:
         return Truth(self.hi[index], self.lo[index], self.status[index], self.infinite[index])
 
     def scaled(self, divisor: int) -> Truth:
-        """The exact truth divided by a positive integer (a ``mean`` gradient), re-rounded to double-double."""
+        """The truth divided by a positive integer (a ``mean`` gradient), as a double-double.
+
+        A power-of-two divisor scales exactly.  Otherwise the quotient is formed with error-free
+        transformations in float64 (``q = hi / n``, the exact remainder ``hi - q n`` by Dekker's product), which
+        leaves an error below 2^-104 relative in ``lo``; elements whose quotient comes near float64's subnormal
+        range are divided exactly with fractions instead.
+        """
         out = Truth(self.hi.copy(), self.lo.copy(), self.status.copy(), self.infinite.copy())
         if divisor == 1:
             return out
+        finite = np.isfinite(out.hi)
+        if divisor & (divisor - 1) == 0:
+            shift = divisor.bit_length() - 1
+            safe = finite & (np.abs(out.hi) >= np.ldexp(1.0, -1022 + 106 + shift))
+            out.hi[safe] = np.ldexp(out.hi[safe], -shift)
+            out.lo[safe] = np.ldexp(out.lo[safe], -shift)
+        else:
+            safe = finite & (np.abs(out.hi) >= np.ldexp(1.0, -900)) & (np.abs(out.hi) <= np.ldexp(1.0, 1000))
+            out.hi[safe], out.lo[safe] = _divide_dd(out.hi[safe], out.lo[safe], float(divisor))
         flat_hi, flat_lo = out.hi.reshape(-1), out.lo.reshape(-1)
-        for i in np.flatnonzero(np.isfinite(flat_hi)):
+        for i in np.flatnonzero((finite & ~safe).reshape(-1)):
             exact = (Fraction(float(flat_hi[i])) + Fraction(float(flat_lo[i]))) / divisor
             flat_hi[i], flat_lo[i] = dd_from_fraction(exact)
         return out
+
+
+def _split(a: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Dekker's split of float64 values into two 26-bit halves (exact: ``a = high + low``)."""
+    c = 134217729.0 * a  # 2^27 + 1
+    high = c - (c - a)
+    return high, a - high
+
+
+def _divide_dd(hi: FloatArray, lo: FloatArray, n: float) -> tuple[FloatArray, FloatArray]:
+    """``(hi + lo) / n`` as a normalised double-double, with error-free transformations."""
+    q = hi / n
+    # p = q * n exactly as p_hi + p_lo (Dekker's two-product)
+    p_hi = q * n
+    qh, ql = _split(q)
+    nh, nl = _split(np.full_like(q, n))
+    p_lo = ((qh * nh - p_hi) + qh * nl + ql * nh) + ql * nl
+    remainder = ((hi - p_hi) - p_lo) + lo  # hi - p_hi is exact (Sterbenz)
+    q_lo = remainder / n
+    s = q + q_lo  # fast two-sum renormalisation (|q| >= |q_lo|)
+    return s, q_lo - (s - q)
 
 
 @dataclass(frozen=True)
@@ -115,7 +164,9 @@ class TruthSet:
 
 
 # --------------------------------------------------------------------------------------------------
-# mpmath -> double-double
+# mpmath / MPFR -> double-double
+
+_Quantity = tuple[float, float, bool] | None  # dd, or None when undefined
 
 
 def dd_from_mpf(x: Any) -> tuple[float, float, bool]:
@@ -134,6 +185,24 @@ def dd_from_mpf(x: Any) -> tuple[float, float, bool]:
     return hi, lo, False
 
 
+def dd_from_mpfr(x: Any) -> tuple[float, float, bool]:
+    """:func:`dd_from_mpf` of a gmpy2 ``mpfr``: ``float()`` is MPFR's round-to-nearest-even to float64 (with
+    subnormals and overflow to inf, as :func:`suite.dtypes.round_mpf`); ``x - hi`` is exact in ``x``'s
+    precision, since both are multiples of ``x``'s last bit and ``|x - hi| <= ulp64(x) / 2``.  A zero of
+    either sign is ``+0``, as mpmath's."""
+    hi = float(x)
+    if math.isfinite(hi):
+        if not x:
+            return 0.0, 0.0, False
+        if x.precision > gmpy2.get_context().precision:
+            with gmpy2.context(gmpy2.get_context(), precision=x.precision):
+                return hi, float(x - hi), False
+        return hi, float(x - hi), False
+    if gmpy2.is_infinite(x):
+        return hi, 0.0, True
+    return hi, 0.0, False  # NaN, or finite beyond float64
+
+
 def dd_from_fraction(x: Fraction) -> tuple[float, float]:
     """Double-double nearest a rational, both parts rounded exactly."""
     hi = dtypes.round_fraction(x.numerator, x.denominator, FLOAT64)
@@ -144,37 +213,82 @@ def dd_from_fraction(x: Fraction) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Evaluation of one sample.
-
-_Quantity = tuple[float, float, bool] | None  # dd, or None when undefined
+# Backends.
 
 
-_Conditions = tuple[list[float], dict[str, list[float]]]
+def resolve_backend(reference: ReferenceFn, backend: str | None = None) -> str:
+    """The backend ``reference`` runs on: ``backend`` when given, else ``$SUITE_TRUTH_BACKEND``, else MPFR;
+    but a reference not marked :func:`suite.exact_math.backend_agnostic` always runs on mpmath.  Both
+    backends give the same truths; mpmath is the slow reference implementation."""
+    requested = backend or os.environ.get(BACKEND_ENV) or exact_math.MPFR
+    if requested not in exact_math.BACKENDS:
+        source = "backend" if backend else BACKEND_ENV
+        raise ValueError(f"{source}: unknown truth backend {requested!r}; choose from "
+                         f"{', '.join(exact_math.BACKENDS)}")
+    return requested if requested in exact_math.backends_of(reference) else exact_math.MPMATH
 
 
-def _evaluate_at(reference: ReferenceFn, sample: Mapping[str, list[float]], precision: int,
-                 ) -> tuple[list[_Quantity], dict[str, list[_Quantity]], _Conditions]:
-    with mpmath.workprec(precision):
-        mp_sample = {name: [mpmath.mpf(v) for v in values] for name, values in sample.items()}
-        ref = reference(mp_sample)
-        width = len(next(iter(sample.values())))
-        if ref is None:
-            return [None] * width, {}, ([math.nan] * width, {})
-        values = [_dd_or_none(v) for v in ref.values]
-        grads = {name: [_dd_or_none(g) for g in gs] for name, gs in ref.grads.items()}
-        if ref.condition is not None:
-            condition = [_to_float(c) for c in ref.condition]
-        else:
-            condition = [_generic_condition(mp_sample, ref, i) for i in range(len(values))]
-        grad_condition = {name: [_to_float(c) for c in cs] for name, cs in ref.grad_condition.items()}
-    return values, grads, (condition, grad_condition)
-
-
-def _dd_or_none(x: Any) -> _Quantity:
+def _mpmath_quantity(x: Any) -> _Quantity:
     if x is None:
         return None
     x = mpmath.mpf(x)
     return None if mpmath.isnan(x) else dd_from_mpf(x)
+
+
+def _mpfr_quantity(x: Any) -> _Quantity:
+    if x is None:
+        return None
+    if type(x) is not _MPFR:
+        x = gmpy2.mpfr(x)
+    return None if x != x else dd_from_mpfr(x)
+
+
+@dataclass(frozen=True)
+class _Backend:
+    """What the evaluation needs from a backend: its name (for :mod:`suite.exact_math`'s contexts), the exact
+    conversion of an input and the conversion of a result to a quantity."""
+
+    name: str
+    number: Callable[[float], Any]
+    quantity: Callable[[Any], _Quantity]
+
+
+_BACKENDS = {exact_math.MPMATH: _Backend(exact_math.MPMATH, exact_math.converter(exact_math.MPMATH), _mpmath_quantity),
+             exact_math.MPFR: _Backend(exact_math.MPFR, exact_math.converter(exact_math.MPFR), _mpfr_quantity)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation of one sample.
+
+_Conditions = tuple[list[float], dict[str, list[float]]]
+_NO_CONDITIONS: _Conditions = ([], {})
+_WITHOUT_CONDITIONS = exact_math.without_conditions()
+
+
+def _evaluate_at(reference: ReferenceFn, numbers: Mapping[str, list[Any]], width: int, precision: int,
+                 backend: _Backend, conditions: bool,
+                 ) -> tuple[list[_Quantity], dict[str, list[_Quantity]], _Conditions]:
+    """Values and gradients at one precision; condition numbers only with ``conditions`` (they are kept
+    from the last precision only)."""
+    with exact_math.working_precision(backend.name, precision):
+        if conditions:
+            ref = reference(numbers)
+        else:
+            with _WITHOUT_CONDITIONS:
+                ref = reference(numbers)
+        if ref is None:
+            return [None] * width, {}, ([math.nan] * width, {})
+        quantity = backend.quantity
+        values = [quantity(v) for v in ref.values]
+        grads = {name: [quantity(g) for g in gs] for name, gs in ref.grads.items()}
+        if not conditions:
+            return values, grads, _NO_CONDITIONS
+        if ref.condition is not None:
+            condition = [_to_float(c) for c in ref.condition]
+        else:
+            condition = [_generic_condition(numbers, ref, i) for i in range(len(values))]
+        grad_condition = {name: [_to_float(c) for c in cs] for name, cs in ref.grad_condition.items()}
+    return values, grads, (condition, grad_condition)
 
 
 def _to_float(x: Any) -> float:
@@ -187,33 +301,86 @@ def _generic_condition(sample: Mapping[str, list[Any]], ref: Reference, i: int) 
     return _to_float(exact_math.condition_number(terms, ref.values[i]))
 
 
+_SampleResult = tuple[list[_Quantity | str], dict[str, list[_Quantity | str]], _Conditions, int]
+
+
 def evaluate_sample(reference: ReferenceFn, sample: Mapping[str, list[float]], *,
                     precision: int = DEFAULT_PRECISION, max_precision: int = MAX_PRECISION,
-                    ) -> tuple[list[_Quantity | str], dict[str, list[_Quantity | str]], _Conditions, int]:
+                    backend: str | None = None) -> _SampleResult:
     """Evaluate one sample at rising precision until every quantity is settled.
 
     Returns values and gradients (a dd, ``None`` for undefined, or the string ``"undetermined"``), the
-    condition numbers of values and gradients, and the last precision used.
+    condition numbers of values and gradients, and the last precision used.  ``backend`` is as in
+    :func:`resolve_backend`.
     """
-    values, grads, condition = _evaluate_at(reference, sample, precision)
-    settled_values: list[_Quantity | str | bool] = [False] * len(values)
-    settled_grads: dict[str, list[_Quantity | str | bool]] = {k: [False] * len(v) for k, v in grads.items()}
+    return _evaluate_on(resolve_backend(reference, backend), reference, sample, precision, max_precision)
+
+
+def _evaluate_on(backend: str, reference: ReferenceFn, sample: Mapping[str, list[float]], precision: int,
+                 max_precision: int) -> _SampleResult:
+    """:func:`evaluate_sample` on a resolved backend; a sample whose MPFR evaluation leaves MPFR's exponent
+    range is evaluated on mpmath."""
+    if backend == exact_math.MPFR:
+        try:
+            return _settled(_BACKENDS[backend], reference, sample, precision, max_precision)
+        except exact_math.RANGE_ERRORS:
+            pass
+    return _settled(_BACKENDS[exact_math.MPMATH], reference, sample, precision, max_precision)
+
+
+def _settled(backend: _Backend, reference: ReferenceFn, sample: Mapping[str, list[float]], precision: int,
+             max_precision: int) -> _SampleResult:
+    number = backend.number
+    numbers = {name: [number(v) for v in values] for name, values in sample.items()}  # exact at every precision
+    width = len(next(iter(sample.values())))
     p = precision
-    while True:
-        p_next = 2 * p
-        if p_next > max_precision:
+    values, grads, condition = _evaluate_at(reference, numbers, width, p, backend, 2 * p > max_precision)
+    pending: _Pending | None = None  # made at the first disagreement
+    while 2 * p <= max_precision:
+        p *= 2
+        values2, grads2, condition = _evaluate_at(reference, numbers, width, p, backend, True)
+        if pending is None:
+            if _identical(values, values2) and grads == grads2 and all(
+                    _identical(grads[name], grads2[name]) for name in grads):
+                return cast(_SampleResult, (values2, grads2, condition, p))  # the common case
+            pending = _Pending(values, grads)
+        if not pending.update(values, grads, values2, grads2):
             break
-        values2, grads2, condition = _evaluate_at(reference, sample, p_next)
-        pending = _settle(settled_values, values, values2)
-        for name in grads2:
-            pending |= _settle(settled_grads.setdefault(name, [False] * len(grads2[name])),
-                               grads.get(name, [None] * len(grads2[name])), grads2[name])
-        values, grads, p = values2, grads2, p_next
-        if not pending:
-            break
-    final_values = [_final(s) for s in settled_values]
-    final_grads = {k: [_final(s) for s in v] for k, v in settled_grads.items()}
+        values, grads = values2, grads2
+    if pending is None:
+        pending = _Pending(values, grads)
+    final_values, final_grads = pending.final()
     return final_values, final_grads, condition, p
+
+
+def _identical(before: list[_Quantity], after: list[_Quantity]) -> bool:
+    """Whether every quantity agrees, as :func:`_same` (``==`` does not see the sign of a zero ``hi``)."""
+    if before != after:
+        return False
+    for b in after:
+        if b is not None and not b[0]:
+            return all(_same(x, y) for x, y in zip(before, after, strict=True))
+    return True
+
+
+class _Pending:
+    """Quantities of a sample settled so far (False: not yet) while the precision rises."""
+
+    def __init__(self, values: list[_Quantity], grads: dict[str, list[_Quantity]]) -> None:
+        self.values: list[_Quantity | str | bool] = [False] * len(values)
+        self.grads: dict[str, list[_Quantity | str | bool]] = {k: [False] * len(v) for k, v in grads.items()}
+
+    def update(self, values: list[_Quantity], grads: dict[str, list[_Quantity]], values2: list[_Quantity],
+               grads2: dict[str, list[_Quantity]]) -> bool:
+        """Settle what agrees between two successive precisions; True if anything is still pending."""
+        pending = _settle(self.values, values, values2)
+        for name in grads2:
+            pending |= _settle(self.grads.setdefault(name, [False] * len(grads2[name])),
+                               grads.get(name, [None] * len(grads2[name])), grads2[name])
+        return pending
+
+    def final(self) -> tuple[list[_Quantity | str], dict[str, list[_Quantity | str]]]:
+        return [_final(s) for s in self.values], {k: [_final(s) for s in v] for k, v in self.grads.items()}
 
 
 def _settle(settled: list[Any], before: Sequence[_Quantity], after: Sequence[_Quantity]) -> bool:
@@ -243,46 +410,88 @@ def _final(settled: Any) -> _Quantity | str:
 # Batches.
 
 
+def _flat_samples(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], rows: bool,
+                  ) -> Iterator[dict[str, list[float]]]:
+    """The samples of a batch in C order: each element (``rows`` false) or each row along the last axis."""
+    names = list(inputs)
+    if rows:
+        count = math.prod(shape[:-1])
+        row_columns = [np.broadcast_to(inputs[k], shape).reshape(count, shape[-1]).tolist() for k in names]
+        for row in zip(*row_columns, strict=True):
+            yield dict(zip(names, row, strict=True))
+    else:
+        columns = [np.broadcast_to(inputs[k], shape).ravel().tolist() for k in names]
+        for element in zip(*columns, strict=True):
+            yield {k: [v] for k, v in zip(names, element, strict=True)}
+
+
 def iter_samples(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], rows: bool,
                  ) -> Iterator[tuple[tuple[int, ...], dict[str, list[float]]]]:
     """Yield ``(index, sample)``: each element (``rows`` false) or each row along the last axis."""
-    full = {k: np.broadcast_to(v, shape) for k, v in inputs.items()}
     outer = shape[:-1] if rows else shape
-    for index in np.ndindex(*outer):
-        yield index, {k: (v[index].tolist() if rows else [float(v[index])]) for k, v in full.items()}
+    for position, sample in enumerate(_flat_samples(inputs, shape, rows)):
+        yield tuple(int(i) for i in np.unravel_index(position, outer)), sample
 
 
-def _evaluate_chunk(args: tuple[ReferenceFn, list[dict[str, list[float]]], int, int]) -> list[Any]:
-    reference, samples, precision, max_precision = args
-    return [evaluate_sample(reference, s, precision=precision, max_precision=max_precision) for s in samples]
+def _evaluate_chunk(args: tuple[str, ReferenceFn, list[dict[str, list[float]]], int, int]) -> list[_SampleResult]:
+    backend, reference, samples, precision, max_precision = args
+    return [_evaluate_on(backend, reference, s, precision, max_precision) for s in samples]
 
 
 def evaluate(reference: ReferenceFn, inputs: Mapping[str, npt.ArrayLike], *, rows: bool = False,
              in_domain: Callable[[Mapping[str, list[float]]], bool] | None = None,
              differentiable: Sequence[str] | None = None,
              precision: int = DEFAULT_PRECISION, max_precision: int = MAX_PRECISION,
-             workers: int | None = None) -> TruthSet:
+             workers: int | None = None, backend: str | None = None) -> TruthSet:
     """Truth of ``reference`` on a batch.  Inputs broadcast together to the batch shape; with ``rows`` a
     sample is a row along the last axis, else one element.  Samples outside ``in_domain`` are UNDEFINED.
     ``differentiable`` names the inputs whose gradients are kept (default: all the reference returns, which
     are known only once a sample is defined, so pass it to get gradient truths even for an undefined batch).
     ``workers`` > 1 evaluates chunks in forked processes (default: ``SUITE_TRUTH_WORKERS`` or 1).
+    ``backend`` ("mpfr" or "mpmath") is as in :func:`resolve_backend`; the truths do not depend on it.
     """
+    resolved = resolve_backend(reference, backend)
+    with _gc_paused():
+        return _evaluate_batch(resolved, reference, inputs, rows, in_domain, differentiable, precision,
+                               max_precision, workers)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a batch allocates millions of small acyclic objects (tuples,
+    lists, numbers), and collections that re-scan the growing results slowed evaluation by up to 40%."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _evaluate_batch(resolved: str, reference: ReferenceFn, inputs: Mapping[str, npt.ArrayLike], rows: bool,
+                    in_domain: Callable[[Mapping[str, list[float]]], bool] | None,
+                    differentiable: Sequence[str] | None, precision: int, max_precision: int,
+                    workers: int | None) -> TruthSet:
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
     shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
-    indices: list[tuple[int, ...]] = []
+    positions: list[int] = []
     samples: list[dict[str, list[float]]] = []
-    undefined: list[tuple[int, ...]] = []
-    for index, sample in iter_samples(arrays, shape, rows):
-        if any(math.isnan(v) for vs in sample.values() for v in vs) or (in_domain and not in_domain(sample)):
-            undefined.append(index)
-        else:
-            indices.append(index)
-            samples.append(sample)
-    results = _run_chunks(reference, samples, precision, max_precision, _worker_count(workers))
+    for position, sample in enumerate(_flat_samples(arrays, shape, rows)):
+        if any(v != v for vs in sample.values() for v in vs) or (in_domain and not in_domain(sample)):
+            continue  # NaN or outside the domain: UNDEFINED
+        positions.append(position)
+        samples.append(sample)
+    if not rows and len(samples) > 1:
+        # Sorted by the first input (the main one of a case), the samples sharing a value follow each other,
+        # so exact_math's bounded memo serves them all; a grid crosses each main value with several others.
+        keys = [np.broadcast_to(arrays[k], shape).reshape(-1)[positions] for k in reversed(list(arrays))]
+        order = np.lexsort(keys).tolist()
+        positions, samples = [positions[i] for i in order], [samples[i] for i in order]
+    results = _run_chunks(resolved, reference, samples, precision, max_precision, _worker_count(workers))
     if differentiable is None:
         differentiable = sorted({name for r in results for name in r[1]})
-    return _assemble(shape, rows, indices, results, differentiable)
+    return _assemble(shape, rows, positions, results, differentiable)
 
 
 def _worker_count(workers: int | None) -> int:
@@ -291,48 +500,70 @@ def _worker_count(workers: int | None) -> int:
     return max(1, workers)
 
 
-def _run_chunks(reference: ReferenceFn, samples: list[dict[str, list[float]]], precision: int,
-                max_precision: int, workers: int) -> list[Any]:
+def _run_chunks(backend: str, reference: ReferenceFn, samples: list[dict[str, list[float]]], precision: int,
+                max_precision: int, workers: int) -> list[_SampleResult]:
     if workers == 1 or len(samples) < 256:
-        return _evaluate_chunk((reference, samples, precision, max_precision))
+        return _evaluate_chunk((backend, reference, samples, precision, max_precision))
     size = max(64, len(samples) // (workers * 8) + 1)
-    chunks = [(reference, samples[i:i + size], precision, max_precision) for i in range(0, len(samples), size)]
+    chunks = [(backend, reference, samples[i:i + size], precision, max_precision)
+              for i in range(0, len(samples), size)]
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
         return [r for part in pool.map(_evaluate_chunk, chunks) for r in part]
 
 
-def _assemble(shape: tuple[int, ...], rows: bool, indices: list[tuple[int, ...]], results: list[Any],
+class _Collector:
+    """Quantities of one Truth gathered as flat positions and values, written to arrays at once."""
+
+    def __init__(self) -> None:
+        self.at: list[int] = []
+        self.parts: list[tuple[float, float, bool]] = []
+        self.undetermined: list[int] = []
+
+    def add(self, start: int, quantities: Sequence[_Quantity | str]) -> None:
+        for j, q in enumerate(quantities):
+            if q is None:
+                continue  # UNDEFINED, as in Truth.empty
+            if isinstance(q, str):
+                self.undetermined.append(start + j)
+            else:
+                self.at.append(start + j)
+                self.parts.append(q)
+
+    def truth(self, shape: tuple[int, ...]) -> Truth:
+        out = Truth.empty((math.prod(shape),))
+        if self.parts:
+            hi, lo, infinite = zip(*self.parts, strict=True)
+            out.hi[self.at], out.lo[self.at], out.infinite[self.at] = hi, lo, infinite
+            out.status[self.at] = Status.DETERMINED
+        out.status[self.undetermined] = Status.UNDETERMINED
+        return Truth(out.hi.reshape(shape), out.lo.reshape(shape), out.status.reshape(shape),
+                     out.infinite.reshape(shape))
+
+
+def _assemble(shape: tuple[int, ...], rows: bool, positions: list[int], results: list[_SampleResult],
               differentiable: Sequence[str]) -> TruthSet:
-    values = Truth.empty(shape)
-    grads: dict[str, Truth] = {name: Truth.empty(shape) for name in differentiable}
-    condition = np.full(shape, np.nan)
-    grad_condition = {name: np.full(shape, np.nan) for name in differentiable}
+    """The TruthSet of a batch from the results of the samples at flat ``positions`` (C order)."""
+    width = shape[-1] if rows else 1
+    values = _Collector()
+    grads = {name: _Collector() for name in differentiable}
+    condition = np.full(math.prod(shape), np.nan)
+    grad_condition = {name: np.full(math.prod(shape), np.nan) for name in differentiable}
     precision = np.zeros(shape[:-1] if rows else shape, np.int32)
-    for index, (vals, grad_map, (cond, grad_cond), p) in zip(indices, results, strict=True):
-        precision[index] = p
+    flat_precision = precision.reshape(-1)
+    for position, (vals, grad_map, (cond, grad_cond), p) in zip(positions, results, strict=True):
+        start = position * width
+        flat_precision[position] = p
+        values.add(start, vals)
         for name, qs in grad_map.items():
             if name in grads:
-                _store(grads[name], index, rows, qs)
-        _store(values, index, rows, vals)
-        for j, c in enumerate(cond):
-            condition[index + ((j,) if rows else ())] = c
+                grads[name].add(start, qs)
+        condition[start:start + len(cond)] = cond
         for name, cs in grad_cond.items():
-            for j, c in enumerate(cs if name in grad_condition else ()):
-                grad_condition[name][index + ((j,) if rows else ())] = c
-    return TruthSet(values, grads, condition, precision, grad_condition)
-
-
-def _store(truth: Truth, index: tuple[int, ...], rows: bool, quantities: Sequence[_Quantity | str]) -> None:
-    for j, q in enumerate(quantities):
-        at = index + ((j,) if rows else ())
-        if q is None:
-            truth.status[at] = Status.UNDEFINED
-        elif isinstance(q, str):
-            truth.status[at] = Status.UNDETERMINED
-        else:
-            hi, lo, infinite = q
-            truth.hi[at], truth.lo[at], truth.infinite[at] = hi, lo, infinite
-            truth.status[at] = Status.DETERMINED
+            if name in grad_condition:
+                grad_condition[name][start:start + len(cs)] = cs
+    return TruthSet(values.truth(shape), {name: g.truth(shape) for name, g in grads.items()},
+                    condition.reshape(shape), precision,
+                    {name: c.reshape(shape) for name, c in grad_condition.items()})
 
 
 # --------------------------------------------------------------------------------------------------

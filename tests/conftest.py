@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -14,6 +14,8 @@ settings.register_profile("dev", deadline=None, max_examples=100, print_blob=Tru
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", deadline=None, max_examples=2000, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("triage", parent=settings.get_profile("ci"), phases=[Phase.explicit, Phase.generate, Phase.target],
+                          print_blob=False)  # fast first look at many failures: no shrinking
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -15,27 +15,35 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from suite.cases.base import Case, InputSpec
-from suite.exact_math import ONE, condition_number, log, log1m, reciprocal, times
+from suite.exact_math import backend_agnostic, condition_number, conditions_wanted, log, log1m, reciprocal, times
 from suite.truth import Reference
 
 FINITE = sys.float_info.max
 
 
+@backend_agnostic
 def reference(sample: Mapping[str, list[Any]]) -> Reference:
     """Exact BCE of one element, its gradients with respect to ``input`` (p) and ``target`` (y), and the
     gradients' condition numbers from the second derivatives."""
     p, y = sample["input"][0], sample["target"][0]
-    w = sample["weight"][0] if "weight" in sample else ONE
-    inv_p, inv_q = reciprocal(p), reciprocal(ONE - p)
-    value = times(w, times(y, -log(p)) + times(ONE - y, -log1m(p)))
-    grad_p = times(w, times(ONE - y, inv_q) - times(y, inv_p))
+    w = sample["weight"][0] if "weight" in sample else 1
+    inv_p, inv_q = reciprocal(p), reciprocal(1 - p)
+    value = times(w, times(y, -log(p)) + times(1 - y, -log1m(p)))
+    grad_p = times(w, times(1 - y, inv_q) - times(y, inv_p))
     grad_y = times(w, log1m(p) - log(p))
+    grads = {"input": [grad_p], "target": [grad_y]}
+    if not conditions_wanted():
+        return Reference([value], grads)
     # d(grad_p)/dp = w ((1-y)/(1-p)^2 + y/p^2), d(grad_p)/dy = -w (1/(1-p) + 1/p), d(grad_y)/dp = the same
-    dgp_dp = times(w, times(ONE - y, inv_q * inv_q) + times(y, inv_p * inv_p))
+    # A weight contributes w d/dw of a w-multiple: the quantity itself.
+    dgp_dp = times(w, times(1 - y, inv_q * inv_q) + times(y, inv_p * inv_p))
     cross = -times(w, inv_q + inv_p)
-    return Reference([value], {"input": [grad_p], "target": [grad_y]}, grad_condition={
-        "input": [condition_number([times(p, dgp_dp), times(y, cross)], grad_p)],
-        "target": [condition_number([times(p, cross)], grad_y)]})
+    weighted = "weight" in sample
+    value_terms = [times(p, grad_p), times(y, grad_y), *([value] if weighted else [])]
+    gp_terms = [times(p, dgp_dp), times(y, cross), *([grad_p] if weighted else [])]
+    gy_terms = [times(p, cross), *([grad_y] if weighted else [])]
+    return Reference([value], grads, condition=[condition_number(value_terms, value)], grad_condition={
+        "input": [condition_number(gp_terms, grad_p)], "target": [condition_number(gy_terms, grad_y)]})
 
 
 def forward(t: Mapping[str, torch.Tensor], reduction: str) -> torch.Tensor:

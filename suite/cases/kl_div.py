@@ -17,31 +17,39 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from suite.cases.base import Case, InputSpec
-from suite.exact_math import ONE, condition_number, exp, log, times
+from suite.exact_math import backend_agnostic, condition_number, conditions_wanted, exp, log, times
 from suite.truth import Reference
 
 FINITE = sys.float_info.max
 REDUCTIONS = ("none", "mean", "sum", "batchmean")
 
 
+@backend_agnostic
 def reference(sample: Mapping[str, list[Any]]) -> Reference:
     """Exact pointwise KL term with a probability target, its gradients and their condition numbers."""
     x, t = sample["input"][0], sample["target"][0]
-    grad_t = log(t) - x + ONE
+    grad_t = log(t) - x + 1
+    values, grads = [times(t, log(t) - x)], {"input": [-t], "target": [grad_t]}
+    if not conditions_wanted():
+        return Reference(values, grads)
     # grad_x = -t has condition 1; d(grad_t)/dt = 1/t, d(grad_t)/dx = -1
-    return Reference([times(t, log(t) - x)], {"input": [-t], "target": [grad_t]}, grad_condition={
+    return Reference(values, grads, grad_condition={
         "input": [condition_number([-t], -t)],
-        "target": [condition_number([ONE if t != 0 else None, -x], grad_t)]})
+        "target": [condition_number([1 if t != 0 else None, -x], grad_t)]})
 
 
+@backend_agnostic
 def reference_log_target(sample: Mapping[str, list[Any]]) -> Reference:
     """Exact pointwise KL term with a log-probability target ``lt`` (``t = e^lt``), its gradients and their
     condition numbers."""
     x, lt = sample["input"][0], sample["target"][0]
     t = exp(lt)
-    grad_lt = times(t, lt - x + ONE)
+    grad_lt = times(t, lt - x + 1)
+    values, grads = [times(t, lt - x)], {"input": [-t], "target": [grad_lt]}
+    if not conditions_wanted():
+        return Reference(values, grads)
     # d(-e^lt)/dlt = -e^lt; d(grad_lt)/dlt = e^lt (lt - x + 2), d(grad_lt)/dx = -e^lt
-    return Reference([times(t, lt - x)], {"input": [-t], "target": [grad_lt]}, grad_condition={
+    return Reference(values, grads, grad_condition={
         "input": [condition_number([times(lt, -t)], -t)],
         "target": [condition_number([times(lt, times(t, lt - x + 2)), times(x, -t)], grad_lt)]})
 

@@ -2,7 +2,8 @@
 (:mod:`suite.report.schema`), plus the per-value profiles the plots draw.
 
 The truth of a case on a grid is computed once per dtype (it does not depend on the device or mode), with
-``workers`` processes, through the on-disk truth cache, so a second run only re-runs torch.
+``workers`` processes, through the on-disk truth cache, so a second run only re-runs torch.  After the grid,
+a targeted search (:mod:`suite.report.search_records`) looks for the worst input of each quantity.
 """
 
 from __future__ import annotations
@@ -26,17 +27,18 @@ from suite import dtypes, judge, modes, run, truth_cache
 from suite.cases.base import Case
 from suite.dtypes import FloatArray, FloatFormat
 from suite.metrics import Label
-from suite.report import findings, schema
+from suite.report import findings, schema, search_records
+from suite.report.progress import Progress
 from suite.report.safe_range import TYPICAL, safe_range
 from suite.truth import TruthSet
 
-Progress = Callable[[str], None]
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
 @dataclass
 class Options:
-    """What to run: case names, dtypes, devices, modes, grid size, plugin modules (by case name)."""
+    """What to run: case names, dtypes, devices, modes, grid size, plugin modules (by case name), and the
+    targeted search's examples per case/dtype/device (0: none) and seed."""
 
     cases: list[str]
     dtypes: list[str]
@@ -46,6 +48,8 @@ class Options:
     plugins: dict[str, str] = field(default_factory=dict)  # case name -> module that registered it
     workers: int = 2
     cache_dir: str | None = None
+    search: int = 0
+    search_seed: int = 0
 
 
 @dataclass
@@ -209,6 +213,7 @@ class _Parts:
     results: list[dict[str, Any]] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
     safe_ranges: list[dict[str, Any]] = field(default_factory=list)
+    search: list[dict[str, Any]] = field(default_factory=list)
     profiles: list[Profile] = field(default_factory=list)
 
 
@@ -236,27 +241,47 @@ def _case_info(case: Case, plugin: str | None) -> dict[str, Any]:
             "reductions": list(case.reductions), "plugin": plugin, "grid": {}}
 
 
-def collect(options: Options, cases_to_run: list[Case], progress: Progress,
+def search_case(case: Case, fmt: FloatFormat, options: Options, plugin: str | None, parts: _Parts) -> None:
+    """The targeted search on every device, adding its records and new findings to ``parts``."""
+    for device in options.devices:
+        records, found = search_records.search_case(case, fmt, device, options.search, options.search_seed,
+                                                    torch.__version__, plugin)
+        parts.search.extend(records)
+        parts.findings.extend(found)
+
+
+def collect(options: Options, cases_to_run: list[Case], progress: Progress | None = None,
             inputs_for: Callable[[Case, FloatFormat], Mapping[str, np.ndarray]] | None = None) -> Collected:
-    """Run everything ``options`` selects; ``inputs_for`` replaces the grids (tests pass small inputs)."""
+    """Run everything ``options`` selects, reporting each job's steps to ``progress`` (default: none);
+    ``inputs_for`` replaces the grids (tests pass small inputs)."""
     started = time.monotonic()
     parts = _Parts()
     case_info: dict[str, Any] = {}
     jobs = [(case, dtypes.get(d)) for case in cases_to_run for d in options.dtypes]
+    progress = progress or Progress(quiet=True)
+    progress.total = len(jobs)
     for number, (case, fmt) in enumerate(jobs, 1):
+        label = f"{case.name} {fmt.name}"
         plugin = options.plugins.get(case.name)
         info = case_info.setdefault(case.name, _case_info(case, plugin))
         t0 = time.monotonic()
+        progress.step(number, label, "grid")
         raw = inputs_for(case, fmt) if inputs_for else grid_inputs(case, fmt, options.quick)
         used = run.prepare_inputs(case, raw, fmt)
+        progress.step(number, label, "exact truth")
         truth_set = truth_for(case, used, options.workers, options.cache_dir)
         t1 = time.monotonic()
+        progress.step(number, label, "torch and metrics")
         collect_case(case, fmt, used, truth_set, options.devices, options.modes, plugin, parts)
         t2 = time.monotonic()
+        if options.search > 0:
+            progress.step(number, label, f"targeted search ({options.search} examples)")
+            search_case(case, fmt, options, plugin, parts)
+        t3 = time.monotonic()
         shape = list(truth_set.values.shape)
         info["grid"][fmt.name] = {"elements": int(np.prod(shape)), "shape": shape}
-        progress(f"[{number}/{len(jobs)}] {case.name} {fmt.name}: {int(np.prod(shape))} elements, "
-                 f"truth {t1 - t0:.1f}s, torch+metrics {t2 - t1:.1f}s (total {t2 - started:.0f}s)")
+        progress.done(number, label, f"{int(np.prod(shape))} elements, truth {t1 - t0:.1f}s, torch+metrics "
+                                     f"{t2 - t1:.1f}s, search {t3 - t2:.1f}s (total {t3 - started:.0f}s)")
     payload = {
         "schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -264,8 +289,9 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress,
         "options": {"cases": [c.name for c in cases_to_run], "dtypes": list(options.dtypes),
                     "devices": list(options.devices), "modes": list(options.modes), "quick": options.quick,
                     "plugins": sorted(set(options.plugins.values())),
-                    "grid": "custom" if inputs_for else ("quick" if options.quick else "full")},
+                    "grid": "custom" if inputs_for else ("quick" if options.quick else "full"),
+                    "search": {"examples": options.search, "seed": options.search_seed}},
         "cases": case_info, "results": parts.results, "findings": parts.findings,
-        "safe_ranges": parts.safe_ranges, "seconds": round(time.monotonic() - started, 1),
+        "safe_ranges": parts.safe_ranges, "search": parts.search, "seconds": round(time.monotonic() - started, 1),
     }
     return Collected(schema.validate(payload, "the collected report"), parts.profiles)

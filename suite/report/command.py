@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -15,14 +14,27 @@ import torch
 
 from suite import atomic, cases, dtypes, modes
 from suite.errors import UsageError
-from suite.report import collect, html, markdown, plots
+from suite.report import collect, html, markdown, plots, summary
+from suite.report.progress import Progress
 
 DESCRIPTION = """\
-Run every registered case x dtype x device x mode x reduction, forward and gradients, on the deterministic
-full-range grids (exhaustive for float16/bfloat16) against exact truths, and write accuracy.json (versioned
-schema), accuracy.md (summary, worst cases, findings with reproducers, safe ranges) and index.html (the same
-with plots) into --out.  Truths are cached on disk (.cache/truth or SUITE_CACHE_DIR), so a second run only
-re-runs torch.  Progress goes to stderr."""
+Measure how accurate torch's BCELoss, BCEWithLogitsLoss and kl_div are, against exact (mpmath) values.
+
+Runs every registered case x dtype x device x mode x reduction, forward and gradients, on deterministic
+full-range grids (exhaustive for float16/bfloat16), then a targeted Hypothesis search for the worst input of
+each case, dtype and device (eager, unreduced), and writes into --out:
+  accuracy.json  every number, in a versioned schema (suite/report/schema.py)
+  accuracy.md    summary, safe ranges, worst cases, search results, findings with reproducers
+  index.html     the same with plots (ULP error and labels along the main input)
+Exact truths are cached on disk, so a second run only re-runs torch.  The previous report in --out is
+replaced only when the new one is complete.  Progress goes to stderr (a bar on a terminal, else one line
+per case and dtype).  Bad options exit with status 2.
+
+examples:
+  python -m suite report --quick --out /tmp/quick      # a fast look
+  python -m suite report --cases bce_with_logits --dtypes float16,bfloat16
+  python -m suite report --plugin my_losses --cases my_bce,bce_with_logits
+  python -m suite diff reports/baselines/<torch>-cpu reports/<torch>-cpu   # what changed; exit 1: worse"""
 
 
 def _names(values: list[str] | None) -> list[str]:
@@ -37,25 +49,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--cases", action="append", metavar="NAME[,NAME]",
-                        help="cases to run (default: every registered case, plugins included)")
+                        help=f"cases to run, comma-separated or repeated (default: every registered case: "
+                             f"{', '.join(cases.names())}, plus those of --plugin modules)")
     parser.add_argument("--dtypes", action="append", metavar="DTYPE[,DTYPE]",
                         help=f"dtypes to run (default: {', '.join(collect.DTYPES)})")
     parser.add_argument("--devices", action="append", metavar="DEVICE[,DEVICE]",
-                        help="devices to run (default: cpu, and cuda when torch.cuda.is_available())")
+                        help="devices to run, e.g. cpu,cuda:0 (default: cpu, and cuda when "
+                             "torch.cuda.is_available())")
     parser.add_argument("--modes", action="append", metavar="MODE[,MODE]",
-                        help=f"execution modes, of {', '.join(modes.MODES)} (default: eager)")
+                        help=f"execution modes, of {', '.join(modes.MODES)} (default: eager); autocast runs "
+                             "only the dtypes it casts to")
     parser.add_argument("--quick", action="store_true",
-                        help="small grids (about a hundred main-input values) for a fast look")
+                        help="small grids (one to two hundred main-input values per case and dtype) for a "
+                             "fast look; the default grids sweep each dtype's whole range")
+    parser.add_argument("--search", type=int, default=25, metavar="N",
+                        help="examples of the targeted worst-input search per case, dtype and device "
+                             "(default: 25; 0 skips the search)")
+    parser.add_argument("--search-seed", type=int, default=0, metavar="S",
+                        help="seed of the targeted search; the same seed and torch give the same inputs "
+                             "(default: 0)")
     parser.add_argument("--out", metavar="DIR",
-                        help="report folder (default: reports/<torch version>-<devices>)")
+                        help=f"report folder, replaced when the run completes (default: "
+                             f"reports/<torch version>-<devices>, here {default_out(collect.default_devices())})")
     parser.add_argument("--plugin", action="append", metavar="MODULE", default=[],
-                        help="import MODULE, which registers cases of its own; its findings and reproducers "
-                             "appear next to torch's (repeatable)")
+                        help="import MODULE (importable from the current folder or PYTHONPATH), which "
+                             "registers cases of its own with suite.cases.register; they run with the "
+                             "built-in ones and their findings and reproducers appear next to torch's "
+                             "(repeatable)")
     parser.add_argument("--workers", type=int, default=2, metavar="N",
-                        help="processes computing exact truths (default: 2)")
+                        help="processes computing exact truths on a cache miss (default: 2)")
     parser.add_argument("--cache-dir", metavar="DIR",
-                        help="truth cache folder (default: SUITE_CACHE_DIR or .cache/truth)")
-    parser.add_argument("--plot-format", choices=("png", "svg"), default="png", help="plot files (default: png)")
+                        help="truth cache folder (default: SUITE_CACHE_DIR, else .cache/truth)")
+    parser.add_argument("--plot-format", choices=("png", "svg"), default="png",
+                        help="image format of the plots next to index.html (default: png)")
 
 
 def load_plugins(modules: list[str]) -> dict[str, str]:
@@ -98,8 +124,10 @@ def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.
             raise UsageError(f"unknown mode {mode!r}; choose from {', '.join(modes.MODES)}")
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if args.search < 0:
+        raise UsageError("--search must be 0 (no search) or a number of examples")
     return collect.Options(names, dtype_names, devices, mode_names, args.quick, plugins, args.workers,
-                           args.cache_dir), selected
+                           args.cache_dir, args.search, args.search_seed), selected
 
 
 def default_out(devices: list[str]) -> Path:
@@ -137,24 +165,22 @@ def write_report(result: collect.Collected, folder: Path, plot_format: str = "pn
     atomic.write_text(folder / "index.html", html.render(result.payload, files))
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def main(args: argparse.Namespace) -> int:
     options, selected = options_from(args)
     out = Path(args.out) if args.out else default_out(options.devices)
     staging = staging_dir(out)
+    progress = Progress()
     try:
-        result = collect.collect(options, selected, _progress)
-        _progress("writing plots and pages")
+        result = collect.collect(options, selected, progress)
+        progress.line("writing plots and pages")
         write_report(result, staging, args.plot_format)
         staging.chmod(0o755)
         publish(staging, out)
     finally:
+        progress.close()
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    new = sum(f["attribution"] == "new" for f in result.payload["findings"])
+    new = sum(summary.is_new(f) for f in result.payload["findings"])
     print(f"wrote {out}/index.html, accuracy.md, accuracy.json: {len(result.payload['findings'])} findings "
           f"({new} new) in {result.payload['seconds']}s")
     return 0

@@ -2,8 +2,10 @@
 and max-ULP changes, budget changes, safe-range changes.  B *regressed* when it has a finding A lacks, more
 failing elements on an equal grid, a larger max ULP that is beyond its budget, or a narrower safe range.
 
-Findings are matched by their result key and label, and their regions by overlap along the main input (a
-region of B that meets none of A's is new; one of A that meets none of B's is fixed).
+Grid findings are matched by their result key and label, and their regions by overlap along the main input (a
+region of B that meets none of A's is new; one of A that meets none of B's is fixed).  A finding of the
+targeted search (attribution ``"new (search)"``, one point that depends on the search's path) is new, and a
+regression, when A has no unexplained finding (grid or search) of the same key and label.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.report.schema import decode_float
-from suite.report.summary import number, region, safe_text
+from suite.report.schema import SEARCH_ATTRIBUTION, decode_float
+from suite.report.summary import is_new, number, region, safe_text
 
 
 @dataclass
@@ -37,12 +39,30 @@ class Diff:
         self.changes.append(Change(kind, key, text, regression))
 
 
-def _findings(payload: dict[str, Any], cases: set[str] | None) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def _findings(payload: dict[str, Any], cases: set[str] | None, search: bool = False,
+              ) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Findings of the grid (or, with ``search``, of the targeted search) by result key and label."""
     out: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for f in payload["findings"]:
-        if cases is None or f["case"] in cases:
+        if (cases is None or f["case"] in cases) and (f["attribution"] == SEARCH_ATTRIBUTION) == search:
             out.setdefault((f["key"], f["label"]), []).append(f)
     return out
+
+
+def _unexplained(payload: dict[str, Any]) -> set[tuple[str, str]]:
+    """Key and label of every unexplained finding, of the grid or the search."""
+    return {(f["key"], f["label"]) for f in payload["findings"] if is_new(f)}
+
+
+def _compare_search(diff: Diff, a: dict[str, Any], b: dict[str, Any], cases: set[str] | None) -> None:
+    new_a, new_b = _unexplained(a), _unexplained(b)
+    for key, items in sorted(_findings(b, cases, search=True).items()):
+        if key not in new_a:
+            diff.add("new_finding", key[0], f"new {key[1]} found by the targeted search: {_regions(items)}",
+                     regression=True)
+    for key, items in sorted(_findings(a, cases, search=True).items()):
+        if key not in new_b:
+            diff.add("fixed_finding", key[0], f"fixed {key[1]} the targeted search had found: {_regions(items)}")
 
 
 def _results(payload: dict[str, Any], cases: set[str] | None) -> dict[str, dict[str, Any]]:
@@ -90,6 +110,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
             diff.add("new_finding", key[0], f"new {key[1]} region: {_regions(fresh)}", regression=True)
         if gone:
             diff.add("fixed_finding", key[0], f"fixed {key[1]} region: {_regions(gone)}")
+    _compare_search(diff, a, b, cases)
     ra, rb = _results(a, cases), _results(b, cases)
     for name in sorted(ra.keys() - rb.keys()):
         diff.add("missing", name, "measured in A only (not compared)")

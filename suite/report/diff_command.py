@@ -12,6 +12,9 @@ from suite.report import diff, schema
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split(":", 1)[1].strip() if __doc__ else None
+    parser.epilog = ("exit status: 0 no regression, 1 B regressed (CI can gate on it), 2 bad input (unreadable "
+                     "or malformed file, wrong schema version, unknown case). A finding of B's targeted search "
+                     "is a regression when A has no unexplained finding of the same quantity and label.")
     parser.add_argument("a", metavar="A", help="the earlier accuracy.json (or its report folder)")
     parser.add_argument("b", metavar="B", help="the later accuracy.json (or its report folder)")
     parser.add_argument("--cases", metavar="NAME[,NAME]",

@@ -23,7 +23,7 @@ from suite.inputs import grids
 from suite.metrics import Label
 from suite.report import reproducer
 from suite.report.safe_range import TYPICAL
-from suite.report.schema import encode_float
+from suite.report.schema import SEARCH_ATTRIBUTION, encode_float
 from suite.run import CaseResult, QuantityResult
 
 MAX_REGIONS = 4
@@ -118,13 +118,19 @@ def _others(result: CaseResult, full: Mapping[str, FloatArray], mask: BoolArray)
     return out
 
 
-def _reproducer(result: CaseResult, q: QuantityResult, index: tuple[int, ...], torch_version: str,
-                plugin: str | None) -> str:
+def reproducer_for(result: CaseResult, q: QuantityResult, index: tuple[int, ...], torch_version: str,
+                   plugin: str | None = None) -> str:
+    """Torch-only Python source that recomputes element ``index`` of quantity ``q`` of ``result`` and prints
+    it next to the exact value (:func:`suite.report.reproducer.snippet`); ``plugin`` is the module that
+    registered a user's case (imported by the snippet when the case is not a plain torch expression)."""
     sample, element = _sample(result, index)
     shape = None if q.reduction == "none" else tuple(int(s) for s in result.truth.values.shape)
     p = reproducer.Point(sample, result.fmt.name, result.device, result.mode, q.reduction, q.quantity, element,
                          float(q.truth.hi[index]), float(q.got[index]), torch_version, shape)
     return reproducer.snippet(result.case, p, plugin)
+
+
+#: Former private name, kept until tests/accuracy/harness.py calls :func:`reproducer_for`.
 
 
 def _finding_id(key: str, label: str, low: Any, high: Any) -> str:
@@ -183,7 +189,7 @@ def _element_findings(result: CaseResult, q: QuantityResult, failing: BoolArray,
                 "others": _others(result, full, mask), "worst": point(result, q, index),
                 "description": f"{label.text} for {case.main_input.name} in [{low!r}, {high!r}]: {count} of "
                                f"{q.got.size} elements",
-                "reproducer": _reproducer(result, q, index, torch_version, plugin),
+                "reproducer": reproducer_for(result, q, index, torch_version, plugin),
             })
             out.append(record)
     return out
@@ -212,5 +218,19 @@ def _scalar_finding(result: CaseResult, q: QuantityResult, torch_version: str, p
             record["driver"] = point(result, elementwise, index)
             note = (f"# the {q.reduction} over the grid is {label.text}; this element, "
                     f"{record['driver']['label']} on its own, drives it\n")
-            record["reproducer"] = note + _reproducer(result, elementwise, index, torch_version, plugin)
+            record["reproducer"] = note + reproducer_for(result, elementwise, index, torch_version, plugin)
+    return record
+
+
+def search_finding(result: CaseResult, q: QuantityResult, index: tuple[int, ...], torch_version: str,
+                   plugin: str | None, how: str) -> dict[str, Any]:
+    """The finding of one failing element the targeted search found (``how``: the search's settings, for the
+    description): a one-element region at its main-input value, attributed :data:`SEARCH_ATTRIBUTION`."""
+    mask = np.zeros(q.got.shape, bool)
+    mask[index] = True
+    (record,) = _element_findings(result, q, mask, torch_version, plugin, SEARCH_ATTRIBUTION)
+    x = float(main_values(result, q.got.shape)[index])
+    record["id"] = _finding_id(record["key"] + "|search", record["label"], x, x)
+    record["description"] = (f"{record['label']} at {result.case.main_input.name} = {x!r}: the worst input of "
+                             f"{q.quantity} the targeted search found ({how})")
     return record

@@ -7,6 +7,7 @@ from typing import Any
 
 from suite.report import summary
 from suite.report.plots import PlotFile
+from suite.report.schema import SEARCH_ATTRIBUTION
 from suite.report.summary import Table
 
 STYLE = """
@@ -22,12 +23,13 @@ img { max-width: 100%; border: 1px solid #ddd; }
 
 
 def table(t: Table, bad_column: int | None = None, bad_text: str = "new findings") -> str:
+    """``t`` as an HTML table; rows whose ``bad_column`` starts with ``bad_text`` are highlighted."""
     if not t.rows:
         return f"<h2>{escape(t.title)}</h2><p>(none)</p>"
     head = "".join(f"<th>{escape(h)}</th>" for h in t.headers)
     body = []
     for row in t.rows:
-        cls = ' class="bad"' if bad_column is not None and row[bad_column] == bad_text else ""
+        cls = ' class="bad"' if bad_column is not None and row[bad_column].startswith(bad_text) else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
     return f"<h2>{escape(t.title)}</h2><table><tr>{head}</tr>{''.join(body)}</table>"
 
@@ -53,6 +55,21 @@ def _reproducers(payload: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _search(payload: dict[str, Any]) -> str:
+    """The search table and the reproducers of the worst inputs that are new findings."""
+    t = summary.search(payload)
+    if not payload["search"]:
+        return f"<h2>{escape(t.title)}</h2><p>(not run: --search 0)</p>"
+    parts = [table(t, bad_column=6, bad_text="new")]
+    for r in payload["search"]:
+        if r["attribution"] == SEARCH_ATTRIBUTION:
+            title = (f"{r['case']} {r['dtype']} {r['device']} {r['quantity']}: {r['label']} (new), "
+                     f"{summary.point_text(r['worst'])}")
+            parts.append(f"<details><summary>{escape(title)}</summary><pre>{escape(r['reproducer'])}</pre>"
+                         "</details>")
+    return "\n".join(parts)
+
+
 def render(payload: dict[str, Any], plots: list[PlotFile]) -> str:
     env = payload["environment"]
     items = "".join(f"<li>{escape(line)}</li>" for line in summary.environment_lines(payload))
@@ -64,6 +81,6 @@ def render(payload: dict[str, Any], plots: list[PlotFile]) -> str:
         "elements have a never-acceptable label. The safe range is the largest interval of grid values of the "
         "main input around its typical value where the unreduced loss and its gradient never fail.</p>",
         table(summary.summary(payload), bad_column=9), table(summary.safe_ranges(payload)), _plots(plots),
-        table(summary.worst(payload)), table(summary.label_totals(payload)),
+        table(summary.worst(payload)), _search(payload), table(summary.label_totals(payload)),
         table(summary.findings(payload), bad_column=9, bad_text="new"), _reproducers(payload),
         "</body></html>", ""])

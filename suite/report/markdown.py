@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from suite.report import summary
+from suite.report.schema import SEARCH_ATTRIBUTION
 from suite.report.summary import Table
 
 #: Reproducers shown in full per case (all of them are in accuracy.json); new findings come first.
@@ -24,25 +25,44 @@ def table(t: Table, level: int = 2) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def _reproducer(title: str, source: str) -> str:
+    return f"**{title}**\n\n```python\n{source}```\n"
+
+
 def _reproducers(payload: dict[str, Any]) -> str:
     parts = ["## Reproducers\n",
              f"Up to {REPRODUCERS_PER_CASE} per case, new findings first and unreduced values before reduced "
-             "ones; every finding's reproducer is in `accuracy.json`.\n"]
+             "ones (those of the targeted search are above); every finding's reproducer is in "
+             "`accuracy.json`.\n"]
     by_case: dict[str, list[dict[str, Any]]] = {}
     for f in payload["findings"]:
-        by_case.setdefault(f["case"], []).append(f)
+        if f["attribution"] != SEARCH_ATTRIBUTION:
+            by_case.setdefault(f["case"], []).append(f)
     for case, items in by_case.items():
-        items = sorted(items, key=lambda f: (f["attribution"] != "new", f["reduction"] != "none"))
+        items = sorted(items, key=lambda f: (not summary.is_new(f), f["reduction"] != "none"))
         parts.append(f"### {case}\n")
         for f in items[:REPRODUCERS_PER_CASE]:
-            parts.append(f"**{f['dtype']} {f['device']} {f['reduction']} {f['quantity']}: {f['label']}** "
-                         f"({f['attribution']}) at {summary.region(f)}\n\n```python\n{f['reproducer']}```\n")
+            parts.append(_reproducer(f"{f['dtype']} {f['device']} {f['reduction']} {f['quantity']}: {f['label']} "
+                                     f"({f['attribution']}) at {summary.region(f)}", f["reproducer"]))
+    return "\n".join(parts)
+
+
+def _search(payload: dict[str, Any]) -> str:
+    """The search table, then the reproducer of every worst input that is a new finding."""
+    t = summary.search(payload)
+    if not payload["search"]:
+        return f"## {t.title}\n\n(not run: --search 0)\n"
+    new = [r for r in payload["search"] if r["attribution"] == SEARCH_ATTRIBUTION]
+    parts = [table(t), f"{len(new)} of {len(payload['search'])} worst inputs are new findings (failing, and "
+                       "explained by no known deviation)" + (":\n" if new else ".\n")]
+    parts += [_reproducer(f"{r['case']} {r['dtype']} {r['device']} {r['quantity']}: {r['label']} at "
+                          f"{summary.point_text(r['worst'])}", r["reproducer"]) for r in new]
     return "\n".join(parts)
 
 
 def render(payload: dict[str, Any]) -> str:
     env = payload["environment"]
-    new = sum(f["attribution"] == "new" for f in payload["findings"])
+    new = sum(summary.is_new(f) for f in payload["findings"])
     lines = [f"# Accuracy of torch {env['torch']} losses\n",
              *(f"- {line}" for line in summary.environment_lines(payload)),
              f"- {len(payload['findings'])} findings ({new} new, {len(payload['findings']) - new} known "
@@ -53,6 +73,6 @@ def render(payload: dict[str, Any]) -> str:
              "is the largest interval of grid values of the main input around its typical value where the "
              "unreduced loss and its gradient never fail, for every other input on the grid.\n",
              table(summary.summary(payload)), table(summary.safe_ranges(payload)),
-             table(summary.worst(payload)), table(summary.label_totals(payload)),
+             table(summary.worst(payload)), _search(payload), table(summary.label_totals(payload)),
              table(summary.findings(payload)), _reproducers(payload)]
     return "\n".join(lines)

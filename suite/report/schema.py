@@ -10,7 +10,8 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
       "environment": {"torch": ..., "cuda": ... | null, "gpus": [...], "cpu": ..., "python": ...,
                       "platform": ..., "numpy": ..., "mpmath": ..., "suite": ..., "suite_commit": ... | null},
       "options": {"cases": [...], "dtypes": [...], "devices": [...], "modes": [...], "quick": bool,
-                  "plugins": [...]},
+                  "plugins": [...], "grid": "quick" | "full" | "custom",
+                  "search": {"examples": int (0: no search), "seed": int}},
       "cases": {name: {"family", "description", "main_input", "main_kind", "plugin": module | null,
                        "grid": {dtype: {"samples": int, "shape": [...]}}}},
       "results": [                                   # one per case/dtype/device/mode/reduction/quantity
@@ -27,11 +28,24 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
          "kind": "label" | "ulp_excess", "label", "count", "input": main input name,
          "region": {"low", "high", "values": distinct main-input values in it},
          "others": {input: {"values": [...]} | {"low", "high"}},
-         "worst": point, "description", "reproducer": Python source, "attribution": "known: <id>" | "new"}
+         "worst": point, "description", "reproducer": Python source,
+         "attribution": "known: <id>" | "new" | "new (search)"}   # "new (search)": a search record's element
       ],
       "safe_ranges": [
         {"case", "dtype", "device", "mode", "input", "kind", "center", "low", "high",
          "limits": {"low": why | null, "high": why | null}, "status": "range" | "whole_grid" | "none"}
+      ],
+      "search": [                                    # targeted search, one per case/dtype/device/quantity
+        {"key" (as a result's, mode "eager", reduction "none"), "case", "dtype", "device", "mode",
+         "reduction", "quantity", "examples": int, "seed": int,
+         "algorithmic_ulp": float,                   # of the worst element found (inf, or null for NaN)
+         "score": float,                             # the search's target: the same, capped at 1e30
+         "bits": float,                              # the search's second target: the batch's largest
+         "label": str,                               #   bits of error; the worst element's label
+         "unexplained": bool,                        # failing and explained by no known deviation
+         "attribution": null (passes) | "known: <id>" | "new (search)" (also a finding),
+         "inputs": {name: nested lists}, "index": [...],   # the whole batch and the element in it
+         "worst": point, "reproducer": Python source}
       ]
     }
 
@@ -51,14 +65,22 @@ from suite.errors import UsageError
 
 SCHEMA_NAME = "loss-stability-suite/accuracy"
 SCHEMA_VERSION = 1
+#: Attribution of a failing worst input of the targeted search that no known deviation explains.
+SEARCH_ATTRIBUTION = "new (search)"
 
 _TOP_LEVEL = {"schema": str, "schema_version": int, "created": str, "environment": dict, "options": dict,
-              "cases": dict, "results": list, "findings": list, "safe_ranges": list}
+              "cases": dict, "results": list, "findings": list, "safe_ranges": list, "search": list}
 _RESULT = {"key": str, "case": str, "dtype": str, "device": str, "mode": str, "reduction": str, "quantity": str,
            "elements": int, "labels": dict, "histogram": dict}
 _FINDING = {"id": str, "key": str, "case": str, "dtype": str, "label": str, "kind": str, "count": int,
             "reproducer": str, "attribution": str, "description": str}
 _SAFE = {"case": str, "dtype": str, "device": str, "input": str, "status": str}
+_SEARCH: dict[str, type | tuple[type, ...]] = {
+    "key": str, "case": str, "dtype": str, "device": str, "mode": str, "reduction": str, "quantity": str,
+    "examples": int, "seed": int, "bits": (int, float), "label": str, "unexplained": bool, "inputs": dict,
+    "index": list, "worst": dict, "reproducer": str}
+_NUMBER: tuple[type, ...] = (int, float, str, type(None))  # an encode_float value
+_SEARCH_NULLABLE: dict[str, type | tuple[type, ...]] = {"algorithmic_ulp": _NUMBER, "attribution": (str, type(None))}
 
 
 def encode_float(value: float | None) -> float | str | None:
@@ -79,15 +101,36 @@ def decode_float(value: Any) -> float:
     return float(value)
 
 
-def _check_fields(item: Any, fields: Mapping[str, type], where: str, source: str) -> None:
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+
+
+def _check_fields(item: Any, fields: Mapping[str, type | tuple[type, ...]], where: str, source: str) -> None:
     if not isinstance(item, dict):
         raise UsageError(f"{source}: {where} is not an object")
     for name, kind in fields.items():
         if name not in item:
             raise UsageError(f"{source}: {where} lacks field {name!r}")
         value = item[name]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise UsageError(f"{source}: {where} field {name!r} should be {kind.__name__}")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
+            raise UsageError(f"{source}: {where} field {name!r} should be {_kind_name(kind)}")
+
+
+def _check_search(record: Any, where: str, source: str) -> None:
+    """A search record: its fields, an encoded float as ``algorithmic_ulp``, a known attribution."""
+    _check_fields(record, _SEARCH, where, source)
+    _check_fields(record, _SEARCH_NULLABLE, where, source)
+    ulp = record["algorithmic_ulp"]
+    if isinstance(ulp, str) and ulp not in ("inf", "-inf"):
+        raise UsageError(f"{source}: {where} field 'algorithmic_ulp' should be a number, \"inf\" or null")
+    attribution = record["attribution"]
+    if attribution is not None and not (attribution == SEARCH_ATTRIBUTION or attribution.startswith("known: ")):
+        raise UsageError(f"{source}: {where} field 'attribution' should be null, \"known: <id>\" or "
+                         f"\"{SEARCH_ATTRIBUTION}\"")
+    if (attribution == SEARCH_ATTRIBUTION) != record["unexplained"]:
+        raise UsageError(f"{source}: {where} is unexplained exactly when attributed \"{SEARCH_ATTRIBUTION}\"")
 
 
 def validate(payload: Any, source: str = "accuracy.json") -> dict[str, Any]:
@@ -105,6 +148,8 @@ def validate(payload: Any, source: str = "accuracy.json") -> dict[str, Any]:
         _check_fields(finding, _FINDING, f"findings[{i}]", source)
     for i, safe in enumerate(payload["safe_ranges"]):
         _check_fields(safe, _SAFE, f"safe_ranges[{i}]", source)
+    for i, record in enumerate(payload["search"]):
+        _check_search(record, f"search[{i}]", source)
     return payload
 
 

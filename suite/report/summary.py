@@ -65,14 +65,20 @@ def point_text(point: dict[str, Any] | None) -> str:
     return f"{where}: got {value(point['got'])}, exact {value(point['exact'])}"
 
 
+def is_new(finding: dict[str, Any]) -> bool:
+    """Whether a finding (of the grid or the search) is explained by no known deviation."""
+    return str(finding["attribution"]).startswith("new")
+
+
 def environment_lines(payload: dict[str, Any]) -> list[str]:
     env, options = payload["environment"], payload["options"]
     gpus = ", ".join(env.get("gpus") or []) or "none"
     return [f"torch {env['torch']} (CUDA {env.get('cuda') or 'none'}; GPUs: {gpus})",
             f"CPU: {env.get('cpu')}; Python {env.get('python')}; {env.get('platform')}",
             f"suite {env.get('suite')} at commit {env.get('suite_commit') or 'unknown'}; created {payload['created']}",
-            f"grid: {options.get('grid')}; dtypes {', '.join(options['dtypes'])}; devices "
-            f"{', '.join(options['devices'])}; modes {', '.join(options['modes'])}"
+            f"grid: {options.get('grid')}; {_search_line(options.get('search'))}",
+            f"dtypes {', '.join(options['dtypes'])}; devices {', '.join(options['devices'])}; "
+            f"modes {', '.join(options['modes'])}"
             + (f"; plugins {', '.join(options['plugins'])}" if options.get("plugins") else "")]
 
 
@@ -100,7 +106,7 @@ def summary(payload: dict[str, Any]) -> Table:
     counts: dict[tuple[str, ...], list[int]] = {}
     for f in payload["findings"]:
         c = counts.setdefault((f["case"], f["dtype"], f["device"], f["mode"]), [0, 0])
-        c[0 if f["attribution"] == "new" else 1] += 1
+        c[0 if is_new(f) else 1] += 1
     rows = []
     for key, s in safe.items():
         case, dtype, device, mode = key
@@ -157,3 +163,23 @@ def label_totals(payload: dict[str, Any]) -> Table:
                     key=lambda k: list(payload["results"][0]["labels"]).index(k) if payload["results"] else 0)
     return Table("Labels over all quantities", ["dtype", *labels],
                  [[d, *(str(row.get(label, 0)) for label in labels)] for d, row in totals.items()])
+
+
+def _search_line(search: dict[str, Any] | None) -> str:
+    if not search or not search.get("examples"):
+        return "no targeted search"
+    return f"targeted search: {search['examples']} examples per case, dtype and device, seed {search['seed']}"
+
+
+def search_verdict(record: dict[str, Any]) -> str:
+    """``ok`` (the worst input found passes), ``known: <id>`` or ``new (search)``."""
+    return str(record["attribution"]) if record["attribution"] else "ok"
+
+
+def search(payload: dict[str, Any]) -> Table:
+    """The targeted search: per case, dtype, device and quantity, the worst input found and its verdict."""
+    rows = [[r["case"], r["dtype"], r["device"], r["quantity"], number(r["algorithmic_ulp"]), r["label"],
+             search_verdict(r), point_text(r["worst"])] for r in payload["search"]]
+    return Table("Targeted search (eager, unreduced)",
+                 ["case", "dtype", "device", "quantity", "worst algorithmic ULP", "label", "known/new",
+                  "worst input"], rows)

@@ -16,22 +16,23 @@ from suite.metrics import Label
 from suite.report import findings
 
 
-def evaluate(case: Case, inputs: Mapping[str, np.ndarray], dtype: str, device: str, reduction: str,
-             mode: str = "eager") -> run.CaseResult:
-    """Run the case for ``reduction`` and for ``none`` (the root cause of a reduced value's failure)."""
-    reductions = tuple(dict.fromkeys(("none", reduction)))
-    return run.evaluate(case, inputs, dtype, device, reductions=reductions, mode=mode)
+def evaluate(case: Case, inputs: Mapping[str, np.ndarray], dtype: str, device: str,
+             reductions: tuple[str, ...] | None = None, mode: str = "eager") -> run.CaseResult:
+    """Run the case for ``reductions`` (default all) and for ``none`` (the root cause of a reduced value's
+    failure)."""
+    wanted = tuple(dict.fromkeys(("none", *(reductions or case.reductions))))
+    return run.evaluate(case, inputs, dtype, device, reductions=wanted, mode=mode)
 
 
-def check(result: run.CaseResult, reduction: str) -> None:
-    """Assert that no quantity of ``reduction`` has a failure that no known deviation explains.
+def check(result: run.CaseResult, reductions: tuple[str, ...]) -> None:
+    """Assert that no quantity of ``reductions`` has a failure that no known deviation explains.
 
     Before asserting, report to Hypothesis the worst algorithmic ULP error and bits of error of the
     unexplained elements, so that the search climbs toward the worst inputs.
     """
     problems: list[str] = []
     for (red, _), q in sorted(result.quantities.items()):
-        if red != reduction:
+        if red not in reductions:
             continue
         verdict = judge.judge(result, q)
         unexplained = verdict.unexplained
@@ -47,7 +48,14 @@ def _describe(result: run.CaseResult, q: run.QuantityResult, index: tuple[int, .
     label = Label(int(q.metrics.labels[index])).text
     ulp = float(q.metrics.ulp_error[index])
     where = f"{result.case.name} {result.fmt.name} {result.device} {result.mode} {q.reduction} {q.quantity}"
-    snippet = findings._reproducer(result, q, index, torch.__version__, None)
+    if q.got.ndim:
+        snippet = findings.reproducer_for(result, q, index, torch.__version__)
+    else:  # a reduced value depends on the whole batch: reproduce it through the suite
+        batch = {k: v.tolist() for k, v in result.inputs.items()}
+        snippet = (f"import numpy as np\nfrom suite import cases, run\ninputs = {{k: np.array(v) for k, v in "
+                   f"{batch!r}.items()}}\nr = run.evaluate(cases.get({result.case.name!r}), inputs, "
+                   f"{result.fmt.name!r}, {result.device!r}, reductions=('none', {q.reduction!r}))\n"
+                   f"print(r.get({q.reduction!r}, {q.quantity!r}).got)\n")
     text = (f"{where}: {count} element(s) fail; first: label {label}, ULP error "
             f"{'nan' if math.isnan(ulp) else f'{ulp:.4g}'} (budget {q.metrics.budget}), torch gave "
             f"{float(q.got[index])!r}, exact {float(q.truth.hi[index])!r}\nReproducer:\n{snippet}")

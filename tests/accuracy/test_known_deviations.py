@@ -1,18 +1,21 @@
-"""One strict xfail per registered known deviation, case, dtype and device: the region of the entry, taken
-from the deterministic grids (no hand-picked input), must still show the recorded label.  When a torch
-release fixes it the test passes, and strict xfail turns that into a visible XPASS failure; a failure in the
-region that the entry does not explain fails the test outright."""
+"""One strict xfail per registered known deviation, case, dtype and device: the region of the entry must
+still show the recorded label, on the deterministic grid points inside it or, where the grids do not reach
+it, on inputs the strategies draw inside it (no hand-picked input either way).  When a torch release fixes it
+the test passes, and strict xfail turns that into a visible XPASS failure; a failure in the region that the
+entry does not explain fails the test outright."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
-from suite import cases, deviations, dtypes, judge, run
+from suite import cases, deviations, dtypes, judge, run, search
 from suite.cases.base import Case
 from suite.deviations import Deviation
-from suite.inputs import grids
+from suite.inputs import grids, strategies
 from tests.conftest import DEVICES
 
 
@@ -20,8 +23,12 @@ class DeviationStillPresentError(Exception):
     """Raised when torch still shows a registered deviation (the expected outcome of these xfails)."""
 
 
-def region_inputs(case: Case, fmt: dtypes.FloatFormat, deviation: Deviation) -> dict[str, np.ndarray]:
-    """Grid points of ``case`` inside the deviation's region: the quick grid, else the default grid."""
+SEARCH_EXAMPLES = 150
+
+
+def region_inputs(case: Case, fmt: dtypes.FloatFormat, deviation: Deviation) -> dict[str, np.ndarray] | None:
+    """Grid points of ``case`` inside the deviation's region: the quick grid, else the default grid; None
+    when no grid point lies in it."""
     for quick in (True, False):
         grid = run.prepare_inputs(case, grids.case_grid(case, fmt, quick=quick), fmt)
         shape = np.broadcast_shapes(*(v.shape for v in grid.values()))
@@ -32,40 +39,124 @@ def region_inputs(case: Case, fmt: dtypes.FloatFormat, deviation: Deviation) -> 
                 return {k: np.broadcast_to(v, shape)[keep] for k, v in grid.items()}
         elif inside.any():
             return {k: np.broadcast_to(v, shape)[inside] for k, v in grid.items()}
-    raise AssertionError(f"deviation {deviation.id!r}: no grid point of {case.name} {fmt.name} lies in its region")
+    return None
+
+
+def into_region(data: st.DataObject, inputs: dict[str, np.ndarray], fmt: dtypes.FloatFormat,
+                deviation: Deviation) -> dict[str, np.ndarray]:
+    """Move every drawn value outside the region to a value drawn inside one of its intervals."""
+    out = dict(inputs)
+    for name, intervals in deviation.region.items():
+        values = np.array(out[name], dtype=np.float64)
+        flat = values.reshape(-1)
+        for i, v in enumerate(flat.tolist()):
+            if not any(low <= v <= high for low, high in intervals):
+                low, high = data.draw(st.sampled_from(intervals))
+                flat[i] = data.draw(strategies.floats_of(fmt, min_value=low, max_value=high))
+        out[name] = values
+    return out
+
+
+def observe(result: run.CaseResult, deviation: Deviation) -> tuple[int, int]:
+    """(elements the deviation explains, failing elements in its region it does not explain), over the
+    entry's reductions that the result holds."""
+    shown = stray = 0
+    for (reduction, quantity), q in result.quantities.items():
+        if quantity != deviation.quantity or reduction not in deviation.reductions:
+            continue
+        verdict = judge.judge(result, q)
+        inside = deviation.in_region(result.inputs, q.got.shape) if q.got.ndim else np.ones((), bool)
+        found = verdict.known.get(deviation.id)
+        shown += 0 if found is None else int(found.sum())
+        stray += int((verdict.unexplained & inside).sum())
+    return shown, stray
+
+
+def reductions_of(case: Case, deviation: Deviation) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(("none", *(r for r in deviation.reductions if r in case.reductions))))
+
+
+class _ShownError(Exception):
+    """Ends a region search as soon as the deviation shows."""
+
+
+def search_region(case: Case, fmt: dtypes.FloatFormat, device: str, deviation: Deviation) -> int:
+    """Draw inputs inside the region until one shows the deviation; how many elements did (0: none found)."""
+
+    @settings(max_examples=SEARCH_EXAMPLES, database=None, deadline=None, derandomize=True,
+              phases=[Phase.generate, Phase.target], suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def explore(data: st.DataObject) -> None:
+        inputs = into_region(data, data.draw(strategies.case_inputs(case, fmt)), fmt, deviation)
+        result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation))
+        for (reduction, quantity), q in result.quantities.items():
+            if quantity == deviation.quantity and reduction in deviation.reductions:
+                search.steer(q)  # climb toward larger errors
+        shown = observe(result, deviation)[0]
+        if shown:
+            raise _ShownError(shown)
+
+    try:
+        explore()
+    except _ShownError as found:
+        return int(found.args[0])
+    return 0
 
 
 def _params() -> list:
     out = []
     for d in deviations.load():
-        for case_name in d.cases:
-            for dtype in d.dtypes:
-                for device in DEVICES:
-                    if device.values[0] not in d.devices:
-                        continue
-                    marks = [*device.marks, pytest.mark.xfail(strict=True, raises=DeviationStillPresentError,
-                                                              reason=f"{d.id}: {d.description}")]
-                    out.append(pytest.param(d.id, case_name, dtype, device.values[0], marks=marks,
-                                            id=f"{d.id}-{case_name}-{dtype}-{device.values[0]}"))
+        for device in DEVICES:
+            if device.values[0] not in d.devices:
+                continue
+            marks = [*device.marks, pytest.mark.xfail(strict=True, raises=DeviationStillPresentError,
+                                                      reason=f"{d.id}: {d.description}")]
+            out.append(pytest.param(d.id, device.values[0], marks=marks, id=f"{d.id}-{device.values[0]}"))
     return out
 
 
-@pytest.mark.parametrize(("deviation_id", "case_name", "dtype", "device"), _params())
-def test_known_deviation_still_present(deviation_id: str, case_name: str, dtype: str, device: str) -> None:
-    deviation = deviations.get(deviation_id)
-    if not deviation.applies(case_name, dtype, device, torch.__version__):
-        pytest.skip(f"{deviation_id} is recorded for torch {deviation.torch}, not {torch.__version__}")
+def shows(deviation: Deviation, case_name: str, dtype: str, device: str) -> int:
+    """Elements of one case and dtype showing the deviation: on the grid points in its region, else on drawn
+    inputs inside it.  A grid failure in the region that the entry does not explain fails the test."""
     case, fmt = cases.get(case_name), dtypes.get(dtype)
     inputs = region_inputs(case, fmt, deviation)
-    reduction = next(r for r in deviation.reductions if r in case.reductions)
-    result = run.evaluate(case, inputs, fmt, device, reductions=tuple(dict.fromkeys(("none", reduction))))
-    q = result.get(reduction, deviation.quantity)
-    verdict = judge.judge(result, q)
-    inside = deviation.in_region(result.inputs, q.got.shape) if q.got.ndim else np.ones((), bool)
-    stray = verdict.unexplained & inside
-    if stray.any():
-        pytest.fail(f"{deviation_id}: {int(stray.sum())} failing element(s) in the region are not explained by it")
-    shown = verdict.known.get(deviation_id)
-    if shown is not None and shown.any():
-        raise DeviationStillPresentError(f"{deviation_id}: {int(shown.sum())} element(s) still show "
-                                     f"{'/'.join(deviation.labels)}")
+    if inputs is not None:
+        result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation))
+        shown, stray = observe(result, deviation)
+        if stray:
+            pytest.fail(f"{deviation.id}: {stray} failing grid element(s) of {case_name} {dtype} in the region are "
+                        f"not explained by it")
+        if shown:
+            return shown
+    return search_region(case, fmt, device, deviation)
+
+
+def witness_shows(deviation: Deviation, device: str) -> int:
+    """Elements of the entry's recorded witness batch that still show the deviation (0 without a witness)."""
+    w = dict(deviation.witness)
+    if not w:
+        return 0
+    case, fmt = cases.get(w.pop("case")), dtypes.get(w.pop("dtype"))
+    inputs = {name: np.array(values, dtype=np.float64) for name, values in w.items()}
+    result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation))
+    return observe(result, deviation)[0]
+
+
+@pytest.mark.parametrize(("deviation_id", "device"), _params())
+def test_known_deviation_still_present(deviation_id: str, device: str) -> None:
+    """Strict per entry: the test xfails while any of the entry's cases and dtypes still shows it, so a torch
+    that fixes the deviation everywhere turns it into an XPASS."""
+    deviation = deviations.get(deviation_id)
+    combos = [(c, d) for c in deviation.cases for d in deviation.dtypes
+              if deviation.applies(c, d, device, torch.__version__)]
+    if not combos:
+        pytest.skip(f"{deviation_id} is recorded for torch {deviation.torch}, not {torch.__version__}")
+    shown = witness_shows(deviation, device)
+    if shown:
+        raise DeviationStillPresentError(f"{deviation_id}: {shown} element(s) of its witness still show "
+                                         f"{'/'.join(deviation.labels)}")
+    for case_name, dtype in combos:
+        shown = shows(deviation, case_name, dtype, device)
+        if shown:
+            raise DeviationStillPresentError(f"{deviation_id}: {shown} element(s) of {case_name} {dtype} still "
+                                             f"show {'/'.join(deviation.labels)}")

@@ -30,7 +30,8 @@ def report() -> dict[str, Any]:
             "environment": {}, "options": {}, "cases": {"bce": {}}, "results": [result],
             "findings": [finding(0.0, 1e-30)],
             "safe_ranges": [{"case": "bce", "dtype": "float32", "device": "cpu", "mode": "eager", "input": "input",
-                             "status": "range", "low": 1e-12, "high": 0.99, "limits": {}}]}
+                             "status": "range", "low": 1e-12, "high": 0.99, "limits": {}}],
+            "search": []}
 
 
 def test_identical_reports_differ_in_nothing() -> None:

@@ -28,8 +28,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("report")
     options = collect.Options(CASES, ["float32", "float16"], ["cpu"], workers=1,
                               cache_dir=str(folder / "cache"))
-    result = collect.collect(options, [cases.get(n) for n in CASES], lambda _: None,
-                             inputs_for=lambda case, fmt: HAND[case.name])
+    result = collect.collect(options, [cases.get(n) for n in CASES], inputs_for=lambda case, fmt: HAND[case.name])
     out = folder / "out"
     out.mkdir()
     command.write_report(result, out)

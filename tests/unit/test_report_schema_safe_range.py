@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from suite.report import findings, safe_range, schema
 
 def minimal_payload() -> dict:
     return {"schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION, "created": "2026-01-01T00:00:00Z",
-            "environment": {}, "options": {}, "cases": {}, "results": [], "findings": [], "safe_ranges": []}
+            "environment": {}, "options": {}, "cases": {}, "results": [], "findings": [], "safe_ranges": [],
+            "search": []}
 
 
 def test_valid_payload_passes() -> None:
@@ -24,10 +26,11 @@ def test_valid_payload_passes() -> None:
     (lambda p: p.update(schema_version=schema.SCHEMA_VERSION + 1), "schema version"),
     (lambda p: p.pop("schema"), "not an accuracy report"),
     (lambda p: p.pop("findings"), "lacks field 'findings'"),
+    (lambda p: p.pop("search"), "lacks field 'search'"),
     (lambda p: p["results"].append({"key": "k"}), r"results\[0\] lacks field .case."),
     (lambda p: p.update(results={}), "should be list"),
 ])
-def test_invalid_payload_is_one_line_usage_error(mutate, message) -> None:
+def test_invalid_payload_is_one_line_usage_error(mutate: Callable[[dict], object], message: str) -> None:
     payload = minimal_payload()
     mutate(payload)
     with pytest.raises(UsageError, match=message) as info:

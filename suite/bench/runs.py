@@ -1,0 +1,63 @@
+"""Saved pytest-benchmark runs: finding the latest one under the storage folder and reading one safely.
+
+``nox -s bench`` saves ``reports/benchmarks/<machine-id>/NNNN_bench.json``; the machine id contains the
+Python version, so the latest run is looked up across every machine folder (a Python upgrade keeps the
+baseline).  Anything that is not a readable run is a :class:`suite.errors.UsageError` (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from suite import atomic
+from suite.errors import UsageError
+
+STORAGE = Path("reports/benchmarks")
+RUN_GLOB = "*/[0-9][0-9][0-9][0-9]_*.json"
+
+Run = dict[str, Any]
+Bench = dict[str, Any]
+
+
+def latest(storage: str | Path = STORAGE) -> Path:
+    """The most recently written saved run under ``storage``."""
+    found = sorted(Path(storage).glob(RUN_GLOB), key=lambda p: (p.stat().st_mtime, p.name))
+    if not found:
+        raise UsageError(f"no saved benchmark run under {storage}; run `nox -s bench` first")
+    return found[-1]
+
+
+def load(path: str | Path) -> Run:
+    """A run's JSON, checked to hold benchmarks with a name and a positive finite median."""
+    data = atomic.read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise UsageError(f"{path} is not a pytest-benchmark run (no 'benchmarks' list)")
+    for i, bench in enumerate(data["benchmarks"]):
+        ok = isinstance(bench, dict) and isinstance(bench.get("fullname"), str)
+        if not ok or not _positive(median(bench)):
+            raise UsageError(f"{path}: benchmark {i} has no name or no positive median time")
+    return data
+
+
+def median(bench: Bench) -> Any:
+    """Median seconds per call (``stats.median``), as stored; :func:`load` checks it."""
+    stats = bench.get("stats")
+    return stats.get("median") if isinstance(stats, dict) else None
+
+
+def fraction(bench: Bench, field: str = "copy_fraction") -> float | None:
+    """Fraction of the copy bandwidth (``field`` of ``extra_info``) of a loss benchmark (``None`` for others)."""
+    extra = bench.get("extra_info")
+    value = extra.get(field) if isinstance(extra, dict) else None
+    return float(value) if _positive(value) else None
+
+
+def by_name(run: Run) -> dict[str, Bench]:
+    """Benchmarks keyed by their full pytest name (stable parameter ids make these comparable)."""
+    return {b["fullname"]: b for b in run["benchmarks"]}
+
+
+def _positive(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf

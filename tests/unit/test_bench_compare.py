@@ -1,0 +1,61 @@
+"""The bandwidth-fraction gate: which benchmarks count as slowed, and the command's exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from suite.bench import compare
+from tests.unit.test_bench_summary import make_run
+
+BASE = make_run({("bce", "eager", 24): 0.5, ("kl_div", "compile", 24): 0.4, ("sigmoid_bce", "eager", 16): 0.2})
+
+
+def test_changes_and_regressions() -> None:
+    current = make_run({("bce", "eager", 24): 0.25, ("kl_div", "compile", 24): 0.36,
+                        ("log_softmax_kl_div", "eager", 16): 0.1})
+    changes = compare.fraction_changes(BASE, current)
+    # only benchmarks with a fraction in both runs; the truth benchmark has none
+    assert [c.name for c in changes] == ["test_loss_throughput[bce-mean-float32-cpu-eager-fwd-2p24]",
+                                         "test_loss_throughput[kl_div-mean-float32-cpu-compile-fwd-2p24]"]
+    assert changes[0].percent == pytest.approx(-50.0) and changes[1].percent == pytest.approx(-10.0)
+    assert compare.regressions(changes) == [changes[0]]           # -10% is within the default 15%
+    assert compare.regressions(changes, threshold=5.0) == changes
+
+
+def _files(tmp_path: Path, current: dict[str, object]) -> list[str]:
+    (tmp_path / "base.json").write_text(json.dumps(BASE))
+    (tmp_path / "now.json").write_text(json.dumps(current))
+    return [str(tmp_path / "base.json"), str(tmp_path / "now.json")]
+
+
+def test_command_fails_naming_the_slowed_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    slowed = make_run({("bce", "eager", 24): 0.5, ("kl_div", "compile", 24): 0.2})
+    assert compare.main(_files(tmp_path, slowed)) == 1
+    out = capsys.readouterr().out
+    assert "2 compared, 1 fell by more than 15%" in out
+    assert "SLOWER test_loss_throughput[kl_div-mean-float32-cpu-compile-fwd-2p24]: copy_fraction_best 0.5000 -> " \
+        "0.2500 (-50.0%)" in out
+    assert compare.main([*_files(tmp_path, slowed), "--field", "copy_fraction"]) == 1
+    assert "kl_div-mean-float32-cpu-compile-fwd-2p24]: copy_fraction 0.4000 -> 0.2000" in capsys.readouterr().out
+
+
+def test_command_passes_an_unchanged_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert compare.main(_files(tmp_path, BASE)) == 0
+    assert "3 compared, 0 fell" in capsys.readouterr().out
+
+
+def test_latest_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "Linux-CPython-3.11-64bit" / "0003_bench.json"
+    run.parent.mkdir()
+    run.write_text(json.dumps(BASE))
+    assert compare.main(["--latest", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(run)
+    assert compare.main(["--latest", str(tmp_path / "empty")]) == 2
+    assert compare.main([str(run)]) == 2
+    assert compare.main([str(run), str(tmp_path / "missing.json")]) == 2
+    assert compare.main([str(run), str(run), "--threshold", "120"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4 and all(line.startswith("python -m suite.bench.compare: error:") for line in err)
