@@ -92,8 +92,8 @@ class Truth:
 
         A power-of-two divisor scales exactly.  Otherwise the quotient is formed with error-free
         transformations in float64 (``q = hi / n``, the exact remainder ``hi - q n`` by Dekker's product), which
-        leaves an error below 2^-104 relative in ``lo``; elements whose quotient comes near float64's subnormal
-        range are divided exactly with fractions instead.
+        leaves an error below 2^-104 relative in ``lo``; elements near either end of float64's range (where the
+        split would overflow or the quotient be subnormal) are divided exactly with fractions instead.
         """
         out = Truth(self.hi.copy(), self.lo.copy(), self.status.copy(), self.infinite.copy())
         if divisor == 1:
@@ -105,7 +105,8 @@ class Truth:
             out.hi[safe] = np.ldexp(out.hi[safe], -shift)
             out.lo[safe] = np.ldexp(out.lo[safe], -shift)
         else:
-            safe = finite & (np.abs(out.hi) >= np.ldexp(1.0, -900)) & (np.abs(out.hi) <= np.ldexp(1.0, 1000))
+            # Dekker's split multiplies by 2^27 + 1: keep quotients well inside the range
+            safe = finite & (np.abs(out.hi) >= np.ldexp(1.0, -900)) & (np.abs(out.hi) <= np.ldexp(1.0, 990))
             out.hi[safe], out.lo[safe] = _divide_dd(out.hi[safe], out.lo[safe], float(divisor))
         flat_hi, flat_lo = out.hi.reshape(-1), out.lo.reshape(-1)
         for i in np.flatnonzero((finite & ~safe).reshape(-1)):

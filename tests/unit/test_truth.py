@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from suite import cases, truth
+from suite.truth import Truth
 from suite.dtypes import FLOAT32
 from suite.truth import Reference, Status, Truth
 
@@ -243,3 +244,22 @@ def test_precision_rises_until_settled() -> None:
     ts = truth.evaluate(_settles_late, {"input": np.array([0.0])})
     assert ts.values.determined.all() and ts.precision.tolist() == [512]
     assert (ts.values.hi[0], ts.values.lo[0]) == _dd_of(lambda: mpmath.mpf(1) / 3)
+
+
+@pytest.mark.parametrize("divisor", [3, 7, 64, 190470])
+def test_scaled_matches_exact_division_across_the_range(divisor: int) -> None:
+    """Truth.scaled (a mean's 1/N) against exact rational division, including values near both ends of the
+    float64 range where the vectorised path must hand over to exact arithmetic."""
+    rng = np.random.default_rng(divisor)
+    hi = np.concatenate([rng.standard_normal(200) * np.exp(rng.uniform(-700, 700, 200)),
+                         [1.7e308, -5.39e300, 3e-310, -2.5e-320, 0.0, 1.0, 3.0]])
+    lo = np.zeros_like(hi)
+    t = Truth(hi, lo, np.zeros(hi.shape, np.int8), np.zeros(hi.shape, bool))
+    out = t.scaled(divisor)
+    for h, got_hi, got_lo in zip(hi.tolist(), out.hi.tolist(), out.lo.tolist(), strict=True):
+        exact = Fraction(h) / divisor
+        assert got_hi == float(exact)  # float(Fraction) is correctly rounded
+        if got_lo != 0.0:
+            # 2^-104 relative, or half the smallest subnormal where lo itself is subnormal
+            bound = abs(exact) * Fraction(1, 2**104) + Fraction(1, 2**1075)
+            assert abs(Fraction(got_hi) + Fraction(got_lo) - exact) <= bound
