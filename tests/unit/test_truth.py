@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from suite import cases, truth
-from suite.truth import Truth
 from suite.dtypes import FLOAT32
 from suite.truth import Reference, Status, Truth
 
