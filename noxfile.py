@@ -55,7 +55,7 @@ def tests(session: nox.Session) -> None:
 def report(session: nox.Session) -> None:
     """The main job: accuracy report of the installed torch under reports/<torch>-cpu/ (JSON, Markdown, HTML
     with plots), then its diff against the committed baseline (reports/<torch>-cpu/diff.md)."""
-    args = install(session, "report")
+    args = install(session)
     session.run("python", "-m", "suite", "report", *args)
     version = session.run("python", "-c", "import torch; print(torch.__version__.split('+')[0])",
                           silent=True)
