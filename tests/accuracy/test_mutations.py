@@ -97,4 +97,6 @@ def test_broken_implementation_is_caught(mutant: tuple[cases.Case, str]) -> None
     message = str(caught.value)
     assert case.name in message and "Reproducer" in message
     notes = "\n".join(getattr(caught.value, "__notes__", []))
-    assert "Falsifying example" in notes, notes
+    # Hypothesis shrinks and reports the minimal example ("Falsifying example" before 6.16x, "Failing test
+    # case" after), with the drawn batch
+    assert ("Falsifying example" in notes or "Failing test case" in notes) and "Draw 1 (inputs)" in notes, notes
