@@ -203,3 +203,40 @@ def point_inputs(result: CaseResult, shape: tuple[int, ...], index: tuple[Any, .
         return {}
     return {name: encode_float(float(np.broadcast_to(values, shape)[index]))
             for name, values in result.inputs.items()}
+
+
+@dataclass
+class SideComparisons:
+    """What one case and dtype run on several sides gives the report: each mode against eager on the same
+    device, each device against CPU in the same mode, and the autocast dtype (or error) of the loss."""
+
+    by_mode: list[Comparison] = field(default_factory=list)
+    by_device: list[Comparison] = field(default_factory=list)
+    autocast: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: SideComparisons) -> None:
+        self.by_mode += other.by_mode
+        self.by_device += other.by_device
+        self.autocast += other.autocast
+
+
+def compare_sides(results: Mapping[Side, CaseResult]) -> SideComparisons:
+    """Compare the results of one case and dtype on every ``(device, mode)`` side (same inputs, one truth)."""
+    out = SideComparisons()
+    for (device, mode), result in results.items():
+        if mode != "eager" and (device, "eager") in results:
+            out.by_mode.append(compare(results[(device, "eager")], result))
+        if device != "cpu" and ("cpu", mode) in results:
+            out.by_device.append(compare(results[("cpu", mode)], result))
+        if mode == "autocast":
+            out.autocast.append(autocast_record(result))
+    return out
+
+
+def autocast_record(result: CaseResult) -> dict[str, Any]:
+    """The dtype autocast gave the loss under the first reduction run (``none`` when it ran), or its error."""
+    reductions = list(dict.fromkeys(r for r, _ in result.quantities))
+    reduction = "none" if "none" in reductions else reductions[0]
+    loss = result.get(reduction, run.LOSS)
+    return {"case": result.case.name, "dtype": result.fmt.name, "device": result.device, "reduction": reduction,
+            "result_dtype": None if loss.error else loss.fmt.name, "error": loss.error}

@@ -2,8 +2,10 @@
 
 Each entry is something the suite discovered by running its grids and strategies, then recorded: an id, a
 description and reason, the torch versions, cases, dtypes, devices and modes it applies to, the quantity and
-reductions, the label or labels torch gives there (optionally a ``max_ulps`` bound and a ``witness``: a batch
-on which the suite found it, for deviations too rare for a short search to meet again), and a *region*:
+reductions, the label or labels torch gives there (optionally ``max_ulps``, a widened budget: the largest
+*algorithmic* ULP error the entry excuses, so that at an ill-conditioned point the error the conditioning
+explains does not count against it; and a ``witness``: a batch on which the suite found it, for deviations
+too rare for a short search to meet again), and a *region*:
 for each input, one or more closed intervals; an element is in the region when every named input lies in
 one of its intervals.  Tests use entries to excuse exactly these elements (so anything else still fails) and
 to run a strict xfail per entry, so a torch that fixes a deviation shows up as XPASS.
@@ -84,13 +86,14 @@ class Deviation:
             return np.zeros(shape, dtype=bool)
         return self.in_region(inputs, shape)
 
-    def explains(self, labels: npt.ArrayLike, ulp_error: npt.ArrayLike) -> npt.NDArray[np.bool_]:
-        """Elements whose outcome is a recorded one: one of the entry's labels (and within ``max_ulps``)."""
+    def explains(self, labels: npt.ArrayLike, algorithmic_ulp: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Elements whose outcome is a recorded one: one of the entry's labels, and an algorithmic ULP error
+        (:mod:`suite.metrics`) within ``max_ulps`` when the entry sets one."""
         lab = np.asarray(labels)
         ok = np.isin(lab, [int(Label[name.upper()]) for name in self.labels])
         if self.max_ulps is not None:
             with np.errstate(invalid="ignore"):
-                ok &= np.asarray(ulp_error) <= self.max_ulps
+                ok &= np.asarray(algorithmic_ulp) <= self.max_ulps
         return ok
 
 

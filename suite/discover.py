@@ -87,7 +87,7 @@ def propose(result: run.CaseResult) -> Iterable[dict[str, Any]]:
         for region in regions(result.case, q, result.inputs, mask):
             inside = mask & _in_region(region, result.inputs, mask.shape)
             labels = sorted(Label(v).text for v in set(q.metrics.labels[inside].tolist()))
-            seen = np.nan_to_num(q.metrics.ulp_error[inside], nan=0.0)
+            seen = np.nan_to_num(q.metrics.algorithmic_ulp[inside], nan=0.0)
             yield {"cases": [result.case.name], "dtypes": [result.fmt.name], "devices": [result.device],
                    "quantity": quantity, "label": labels, "torch": f">={version}", "region": region,
                    "seen": {"count": int(inside.sum()), "max_ulps": float(seen.max()) if seen.size else 0.0,

@@ -58,11 +58,12 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
             in_batch = d.in_region(result.inputs, shape).any()
             root = (result.quantities.get(("none", LOSS)))
             root_cause = root is not None and bool((d.in_region(result.inputs, shape) & failing(root)).any())
-            hit = fails & d.explains(q.metrics.labels, q.metrics.ulp_error) & bool(in_batch or root_cause)
+            hit = fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp) & bool(in_batch or root_cause)
             if not hit.any() and root_cause:
                 hit = fails.copy()
         else:
-            hit = fails & d.in_region(result.inputs, q.got.shape) & d.explains(q.metrics.labels, q.metrics.ulp_error)
+            hit = (fails & d.in_region(result.inputs, q.got.shape)
+                   & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp))
         if hit.any():
             verdict.known[d.id] = np.asarray(hit)
     return verdict

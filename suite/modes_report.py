@@ -2,7 +2,8 @@
 :mod:`suite.probes` and :mod:`suite.promotion` and turns their results into a JSON-ready dict and into
 Markdown / HTML table fragments the accuracy report can include.
 
-For the report (the lead integrates it)::
+``python -m suite report`` computes the mode and device comparisons from its own full-grid results and
+runs the probes and promotion of this module with ``--bad-inputs``; this module runs them standalone::
 
     from suite import modes_report
     payload = modes_report.sections(devices=["cpu"], mode_names=["eager", "compile", "autocast"], quick=True)
@@ -21,18 +22,17 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from html import escape
 from typing import Any
 
 import torch
 
-from suite import atomic, cases, compare, dtypes, modes, probes, promotion, run
+from suite import atomic, cases, compare, dtypes, modes, probes, promotion
 from suite.cases.base import Case
 from suite.errors import UsageError
 from suite.inputs import grids
 from suite.report import html as report_html
 from suite.report import markdown as report_markdown
-from suite.report.summary import Table, number, value
+from suite.report import modes_tables
 
 #: Quick runs: the cases and dtypes whose mode differences the acceptance names, unreduced values only.
 QUICK_MODE_CASES = ("bce", "bce_with_logits")
@@ -57,11 +57,11 @@ def _select(names: Sequence[str] | None, default: Sequence[str]) -> list[Case]:
 
 def run_modes(selected: Sequence[Case], dtype_names: Sequence[str], devices: Sequence[str],
               mode_names: Sequence[str], reductions: Sequence[str] | None, quick: bool,
-              ) -> tuple[list[compare.Comparison], list[compare.Comparison], list[dict[str, Any]]]:
+              ) -> compare.SideComparisons:
     """Every case x dtype on its grid in every (device, mode) that applies, one shared truth: comparisons of
     each mode with eager on the same device, of each device with CPU in the same mode, and the autocast
-    result dtype (or error) of the unreduced loss."""
-    by_mode, by_device, autocast = [], [], []
+    result dtype (or error) of the unreduced loss (:func:`suite.compare.compare_sides`)."""
+    out = compare.SideComparisons()
     for case in selected:
         for dtype in dtype_names:
             sides = [(d, m) for d in devices for m in mode_names if modes.applies(m, dtype)]
@@ -69,17 +69,8 @@ def run_modes(selected: Sequence[Case], dtype_names: Sequence[str], devices: Seq
                 continue
             inputs = grids.case_grid(case, dtypes.get(dtype), quick=quick)
             wanted = tuple(r for r in (reductions or case.reductions) if r in case.reductions)
-            results = compare.evaluate_sides(case, inputs, dtype, sides, reductions=wanted)
-            for (device, mode), result in results.items():
-                if mode != "eager" and (device, "eager") in results:
-                    by_mode.append(compare.compare(results[(device, "eager")], result))
-                if device != "cpu" and ("cpu", mode) in results:
-                    by_device.append(compare.compare(results[("cpu", mode)], result))
-                if mode == "autocast":
-                    loss = result.get(wanted[0], run.LOSS)
-                    autocast.append({"case": case.name, "dtype": dtype, "device": device, "reduction": wanted[0],
-                                     "result_dtype": None if loss.error else loss.fmt.name, "error": loss.error})
-    return by_mode, by_device, autocast
+            out.extend(compare.compare_sides(compare.evaluate_sides(case, inputs, dtype, sides, reductions=wanted)))
+    return out
 
 
 def probe_tasks(selected: Sequence[Case], dtype_names: Sequence[str], devices: Sequence[str],
@@ -108,10 +99,7 @@ def sections(devices: Sequence[str] | None = None, mode_names: Sequence[str] | N
     for d in devices:
         if torch.device(d).type == "cuda" and not torch.cuda.is_available():
             raise UsageError(f"device {d!r} requested but torch.cuda.is_available() is False")
-    notes = []
-    if "cuda" not in devices:
-        notes.append("No CUDA device was run (none available or not selected): the CPU-vs-CUDA comparison and "
-                     "the CUDA autocast and device-side-assert probes are absent.")
+    notes = modes_tables.notes(devices, mode_names)
     payload: dict[str, Any] = {"schema": SCHEMA, "settings": {
         "torch": torch.__version__, "devices": devices, "modes": mode_names, "quick": quick}, "notes": notes}
     timings = {}
@@ -119,11 +107,8 @@ def sections(devices: Sequence[str] | None = None, mode_names: Sequence[str] | N
         start = time.perf_counter()
         selected = _select(case_names, QUICK_MODE_CASES if quick else cases.names())
         mode_dtypes = list(dtype_names or (QUICK_MODE_DTYPES if quick else ALL_DTYPES))
-        by_mode, by_device, autocast = run_modes(selected, mode_dtypes, devices, mode_names,
-                                                 QUICK_REDUCTIONS if quick else None, quick)
-        payload["modes"] = [c.to_dict() for c in by_mode]
-        payload["devices"] = [c.to_dict() for c in by_device]
-        payload["autocast"] = autocast
+        found = run_modes(selected, mode_dtypes, devices, mode_names, QUICK_REDUCTIONS if quick else None, quick)
+        payload.update(modes_tables.comparisons_payload(found))
         payload["settings"]["mode_cases"] = [c.name for c in selected]
         payload["settings"]["mode_dtypes"] = mode_dtypes
         timings["modes"] = time.perf_counter() - start
@@ -144,81 +129,12 @@ def sections(devices: Sequence[str] | None = None, mode_names: Sequence[str] | N
     return payload
 
 
-# --------------------------------------------------------------------------------------------------
-# Tables.
-
-
-def comparison_table(title: str, comparisons: list[dict[str, Any]]) -> Table:
-    """One row per case, dtype, pair of sides, reduction and quantity."""
-    headers = ["case", "dtype", "a", "b", "reduction", "quantity", "formats", "points", "label differs",
-               "ULP differs", "bitwise differs", "largest ULP gap", "worst point (a | b)", "errors"]
-    rows = []
-    for c in comparisons:
-        for q in c["quantities"]:
-            worst = q["examples"][0] if q["examples"] else None
-            point = "-" if worst is None else (
-                ", ".join(f"{k}={value(v)}" for k, v in worst["inputs"].items()) +
-                f": {worst['labels'][0]} {value(worst['got'][0])} | {worst['labels'][1]} {value(worst['got'][1])} "
-                f"(truth {value(worst['truth'])})")
-            errors = " | ".join(e or "-" for e in q["errors"]) if any(q["errors"]) else "-"
-            rows.append([c["case"], c["dtype"], c["a"], c["b"], q["reduction"], q["quantity"], "/".join(q["formats"]),
-                         str(q["points"]), str(q["label_differs"]), str(q["ulp_differs"]), str(q["bitwise_differs"]),
-                         number(q["largest_ulp_gap"]), point, errors])
-    return Table(title, headers, rows)
-
-
-def autocast_table(records: list[dict[str, Any]]) -> Table:
-    rows = [[r["case"], r["dtype"], r["device"], r["result_dtype"] or "-", r["error"] or "-"] for r in records]
-    return Table("Autocast: dtype of the loss, or the error", ["case", "autocast dtype", "device", "result dtype",
-                                                                "error"], rows)
-
-
-def probe_table(outcomes: list[dict[str, Any]]) -> Table:
-    headers = ["case", "probe", "dtype", "device", "mode", "outcome", "detail", "result", "backward", "warnings"]
-    rows = []
-    for o in outcomes:
-        result = "-" if o["result_dtype"] is None else f"{o['result_dtype']} {tuple(o['shape'])}"
-        rows.append([o["case"], o["probe"], o["dtype"], o["device"], o["mode"], o["kind"], o["message"], result,
-                     o["backward"] or "-", "; ".join(o["warnings"]) or "-"])
-    return Table(f"Bad inputs (reduction {probes.REDUCTION!r})", headers, rows)
-
-
-def promotion_table(records: list[dict[str, Any]]) -> Table:
-    headers = ["case", "input dtypes", "device", "points", "result", "quantity", "dtype", "max ULP", "labels"]
-    rows = []
-    for r in records:
-        given = ", ".join(f"{k}={v}" for k, v in r["input_dtypes"].items())
-        if r["error"]:
-            rows.append([r["case"], given, r["device"], str(r["points"]), r["error"], "-", "-", "-", "-"])
-        for name, q in r["quantities"].items():
-            labels = ", ".join(f"{k} {v}" for k, v in q["labels"].items())
-            rows.append([r["case"], given, r["device"], str(r["points"]), r["result_dtype"], name, q["dtype"],
-                         number(q["max_ulp"]), labels])
-    return Table("Mixed dtypes: result dtype and error against the inputs as given", headers, rows)
-
-
-def tables(payload: dict[str, Any]) -> list[Table]:
-    """The payload's tables, in report order (parts that did not run are left out)."""
-    out = []
-    if "modes" in payload:
-        out.append(comparison_table("Modes against eager (same device, same inputs)", payload["modes"]))
-        out.append(autocast_table(payload["autocast"]))
-        out.append(comparison_table("Devices against CPU (same mode, same inputs)", payload["devices"]))
-    if "probes" in payload:
-        out.append(probe_table(payload["probes"]))
-    if "promotion" in payload:
-        out.append(promotion_table(payload["promotion"]))
-    return out
-
-
 def markdown(payload: dict[str, Any], level: int = 2) -> str:
-    notes = "".join(f"> {n}\n\n" for n in payload["notes"])
-    return notes + "\n".join(report_markdown.table(t, level) for t in tables(payload))
+    return report_markdown.sections(payload, level)
 
 
 def html(payload: dict[str, Any]) -> str:
-    notes = "".join(f"<p><em>{escape(n)}</em></p>" for n in payload["notes"])
-    return notes + "\n".join(report_html.table(t) for t in tables(payload))
+    return report_html.sections(payload)
 
 
 # --------------------------------------------------------------------------------------------------

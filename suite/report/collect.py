@@ -23,11 +23,11 @@ import numpy.typing as npt
 import torch
 
 import suite
-from suite import dtypes, judge, modes, run, truth_cache
+from suite import compare, dtypes, judge, modes, run, truth_cache
 from suite.cases.base import Case
 from suite.dtypes import FloatArray, FloatFormat
 from suite.metrics import Label
-from suite.report import findings, schema, search_records
+from suite.report import findings, modes_tables, schema, search_records
 from suite.report.progress import Progress
 from suite.report.safe_range import TYPICAL, safe_range
 from suite.truth import TruthSet
@@ -50,6 +50,7 @@ class Options:
     cache_dir: str | None = None
     search: int = 0
     search_seed: int = 0
+    bad_inputs: bool = False
 
 
 @dataclass
@@ -215,17 +216,21 @@ class _Parts:
     safe_ranges: list[dict[str, Any]] = field(default_factory=list)
     search: list[dict[str, Any]] = field(default_factory=list)
     profiles: list[Profile] = field(default_factory=list)
+    sides: compare.SideComparisons = field(default_factory=compare.SideComparisons)
 
 
 def collect_case(case: Case, fmt: FloatFormat, used: Mapping[str, FloatArray], truth_set: TruthSet,
                  devices: list[str], mode_names: list[str], plugin: str | None, parts: _Parts) -> None:
-    """Run one case and dtype on every device and mode, adding its records to ``parts``."""
+    """Run one case and dtype on every device and mode, adding its records to ``parts``, and compare the
+    modes and devices on these same inputs (:func:`suite.compare.compare_sides`)."""
     version = torch.__version__
+    results: dict[compare.Side, run.CaseResult] = {}
     for device in devices:
         for mode in mode_names:
             if not modes.applies(mode, fmt.name):
                 continue
             result = run.evaluate(case, used, fmt, device, mode=mode, truth_set=truth_set)
+            results[(device, mode)] = result
             parts.results.extend(summarize(result, q) for q in result.quantities.values())
             parts.findings.extend(findings.find(result, version, plugin))
             parts.safe_ranges.append(safe_range_record(result))
@@ -233,6 +238,7 @@ def collect_case(case: Case, fmt: FloatFormat, used: Mapping[str, FloatArray], t
                 q = result.quantities.get(("none", quantity))
                 if q is not None and mode == mode_names[0]:
                     parts.profiles.append(profile(result, q))
+    parts.sides.extend(compare.compare_sides(results))
 
 
 def _case_info(case: Case, plugin: str | None) -> dict[str, Any]:
@@ -248,6 +254,24 @@ def search_case(case: Case, fmt: FloatFormat, options: Options, plugin: str | No
                                                     torch.__version__, plugin)
         parts.search.extend(records)
         parts.findings.extend(found)
+
+
+def comparisons(options: Options, cases_to_run: list[Case], sides: compare.SideComparisons,
+                progress: Progress) -> dict[str, Any]:
+    """The ``comparisons`` section: modes against eager and devices against CPU on the report's own grids,
+    the autocast dtypes, and with ``bad_inputs`` the bad-input probes and mixed-dtype promotion of
+    :mod:`suite.modes_report` for the report's cases, dtypes, devices and modes."""
+    from suite import modes_report
+
+    out: dict[str, Any] = {"notes": modes_tables.notes(options.devices, options.modes),
+                           **modes_tables.comparisons_payload(sides)}
+    if options.bad_inputs:
+        progress.line("bad-input probes and mixed dtypes")
+        extra = modes_report.sections(options.devices, options.modes, options.quick,
+                                      case_names=[c.name for c in cases_to_run], dtype_names=options.dtypes,
+                                      parts=("probes", "promotion"))
+        out.update({k: extra[k] for k in ("probes", "promotion")})
+    return out
 
 
 def collect(options: Options, cases_to_run: list[Case], progress: Progress | None = None,
@@ -292,6 +316,8 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
                     "grid": "custom" if inputs_for else ("quick" if options.quick else "full"),
                     "search": {"examples": options.search, "seed": options.search_seed}},
         "cases": case_info, "results": parts.results, "findings": parts.findings,
-        "safe_ranges": parts.safe_ranges, "search": parts.search, "seconds": round(time.monotonic() - started, 1),
+        "safe_ranges": parts.safe_ranges, "search": parts.search,
+        "comparisons": comparisons(options, cases_to_run, parts.sides, progress),
+        "seconds": round(time.monotonic() - started, 1),
     }
     return Collected(schema.validate(payload, "the collected report"), parts.profiles)

@@ -26,6 +26,9 @@ each case, dtype and device (eager, unreduced), and writes into --out:
   accuracy.json  every number, in a versioned schema (suite/report/schema.py)
   accuracy.md    summary, safe ranges, worst cases, search results, findings with reproducers
   index.html     the same with plots (ULP error and labels along the main input)
+With several --modes or --devices, the same grid results are compared side by side: each mode against eager on
+the same device and each device against CPU in the same mode (points whose labels differ, or whose ULP errors
+differ by more than the budget); --bad-inputs adds the bad-input and mixed-dtype tables.
 Exact truths are cached on disk, so a second run only re-runs torch.  The previous report in --out is
 replaced only when the new one is complete.  Progress goes to stderr (a bar on a terminal, else one line
 per case and dtype).  Bad options exit with status 2.
@@ -33,6 +36,7 @@ per case and dtype).  Bad options exit with status 2.
 examples:
   python -m suite report --quick --out /tmp/quick      # a fast look
   python -m suite report --cases bce_with_logits --dtypes float16,bfloat16
+  python -m suite report --devices cpu,cuda --modes eager,compile,autocast --bad-inputs   # every setting
   python -m suite report --plugin my_losses --cases my_bce,bce_with_logits
   python -m suite diff reports/baselines/<torch>-cpu reports/<torch>-cpu   # what changed; exit 1: worse"""
 
@@ -80,6 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="processes computing exact truths on a cache miss (default: 2)")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="truth cache folder (default: SUITE_CACHE_DIR, else .cache/truth)")
+    parser.add_argument("--bad-inputs", action="store_true",
+                        help="also probe what torch does with inputs outside the domain (raises, NaN, a number, "
+                             "a device-side assert, each CUDA-risky probe in a child process) and with mixed "
+                             "input dtypes, for the selected cases, dtypes, devices and modes")
     parser.add_argument("--plot-format", choices=("png", "svg"), default="png",
                         help="image format of the plots next to index.html (default: png)")
 
@@ -127,7 +135,7 @@ def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.
     if args.search < 0:
         raise UsageError("--search must be 0 (no search) or a number of examples")
     return collect.Options(names, dtype_names, devices, mode_names, args.quick, plugins, args.workers,
-                           args.cache_dir, args.search, args.search_seed), selected
+                           args.cache_dir, args.search, args.search_seed, args.bad_inputs), selected
 
 
 def default_out(devices: list[str]) -> Path:

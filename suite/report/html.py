@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from suite.report import summary
+from suite.report import modes_tables, summary
 from suite.report.plots import PlotFile
 from suite.report.schema import SEARCH_ATTRIBUTION
 from suite.report.summary import Table
@@ -70,6 +70,12 @@ def _search(payload: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def sections(payload: dict[str, Any]) -> str:
+    """The notes and tables of a modes/devices/bad-inputs payload (:mod:`suite.report.modes_tables`)."""
+    notes = "".join(f"<p><em>{escape(n)}</em></p>" for n in payload["notes"])
+    return notes + "\n".join(table(t) for t in modes_tables.tables(payload))
+
+
 def render(payload: dict[str, Any], plots: list[PlotFile]) -> str:
     env = payload["environment"]
     items = "".join(f"<li>{escape(line)}</li>" for line in summary.environment_lines(payload))
@@ -82,5 +88,6 @@ def render(payload: dict[str, Any], plots: list[PlotFile]) -> str:
         "main input around its typical value where the unreduced loss and its gradient never fail.</p>",
         table(summary.summary(payload), bad_column=9), table(summary.safe_ranges(payload)), _plots(plots),
         table(summary.worst(payload)), _search(payload), table(summary.label_totals(payload)),
-        table(summary.findings(payload), bad_column=9, bad_text="new"), _reproducers(payload),
+        table(summary.findings(payload), bad_column=9, bad_text="new"),
+        sections(payload["comparisons"]) if "comparisons" in payload else "", _reproducers(payload),
         "</body></html>", ""])

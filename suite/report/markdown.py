@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from suite.report import summary
+from suite.report import modes_tables, summary
 from suite.report.schema import SEARCH_ATTRIBUTION
 from suite.report.summary import Table
 
@@ -60,6 +60,18 @@ def _search(payload: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def sections(payload: dict[str, Any], level: int = 2) -> str:
+    """The notes and tables of a modes/devices/bad-inputs payload (:mod:`suite.report.modes_tables`)."""
+    notes = "".join(f"> {n}\n\n" for n in payload["notes"])
+    return notes + "\n".join(table(t, level) for t in modes_tables.tables(payload))
+
+
+def _comparisons(payload: dict[str, Any]) -> str:
+    """Modes against eager, devices against CPU, autocast dtypes, and (with --bad-inputs) bad inputs and
+    mixed dtypes; nothing for reports written before these sections existed."""
+    return sections(payload["comparisons"]) if "comparisons" in payload else ""
+
+
 def render(payload: dict[str, Any]) -> str:
     env = payload["environment"]
     new = sum(summary.is_new(f) for f in payload["findings"])
@@ -74,5 +86,5 @@ def render(payload: dict[str, Any]) -> str:
              "unreduced loss and its gradient never fail, for every other input on the grid.\n",
              table(summary.summary(payload)), table(summary.safe_ranges(payload)),
              table(summary.worst(payload)), _search(payload), table(summary.label_totals(payload)),
-             table(summary.findings(payload)), _reproducers(payload)]
+             table(summary.findings(payload)), _comparisons(payload), _reproducers(payload)]
     return "\n".join(lines)

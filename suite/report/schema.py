@@ -46,7 +46,12 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
          "attribution": null (passes) | "known: <id>" | "new (search)" (also a finding),
          "inputs": {name: nested lists}, "index": [...],   # the whole batch and the element in it
          "worst": point, "reproducer": Python source}
-      ]
+      ],
+      "comparisons": {                               # absent in reports written before it existed
+        "notes": [...],                              # what the sections cannot show (no CUDA, eager only)
+        "modes": [comparison], "devices": [comparison],   # mode vs eager, device vs CPU (suite.compare)
+        "autocast": [{"case", "dtype", "device", "reduction", "result_dtype" | null, "error" | null}],
+        "probes": [...], "promotion": [...]}         # with --bad-inputs (suite.probes, suite.promotion)
     }
 
 A *point* is ``{"inputs": {name: value or [row values]}, "element": j, "got", "exact", "ulp_error",
@@ -79,6 +84,7 @@ _SEARCH: dict[str, type | tuple[type, ...]] = {
     "key": str, "case": str, "dtype": str, "device": str, "mode": str, "reduction": str, "quantity": str,
     "examples": int, "seed": int, "bits": (int, float), "label": str, "unexplained": bool, "inputs": dict,
     "index": list, "worst": dict, "reproducer": str}
+_COMPARISONS = {"notes": list, "modes": list, "devices": list, "autocast": list}
 _NUMBER: tuple[type, ...] = (int, float, str, type(None))  # an encode_float value
 _SEARCH_NULLABLE: dict[str, type | tuple[type, ...]] = {"algorithmic_ulp": _NUMBER, "attribution": (str, type(None))}
 
@@ -150,6 +156,8 @@ def validate(payload: Any, source: str = "accuracy.json") -> dict[str, Any]:
         _check_fields(safe, _SAFE, f"safe_ranges[{i}]", source)
     for i, record in enumerate(payload["search"]):
         _check_search(record, f"search[{i}]", source)
+    if "comparisons" in payload:
+        _check_fields(payload["comparisons"], _COMPARISONS, "comparisons", source)
     return payload
 
 

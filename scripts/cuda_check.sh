@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The suite's CUDA checks in one run, for a machine with an NVIDIA GPU and without nox (python3 with torch,
+# pytest, pytest-benchmark, pytest-xdist, hypothesis, mpmath, numpy and matplotlib installed):
+#   1. the CUDA benchmarks, eager then compiled, alone on the machine (pytest-benchmark JSON);
+#   2. side by side: the unit and accuracy tests (CPU and CUDA); the full-grid report on cpu,cuda in eager and
+#      autocast with the bad-input probes; a quick-grid report on cpu,cuda in eager and compile; and
+#      `suite discover` on CUDA (proposed registry entries for failures nothing explains).
+# Each step has its own time limit, so a slow step is cut off and reported instead of losing the rest.
+# Usage: bash scripts/cuda_check.sh OUTDIR [STEP_SECONDS [XDIST_WORKERS]]
+# OUTDIR gets steps.txt (each step's exit status and seconds), env.txt, bench-eager.json, bench-compile.json,
+# tests.log, junit.xml, logs.tgz (the other steps' output) and reports.tgz (the report folders).
+set -u
+out=${1:?usage: bash scripts/cuda_check.sh OUTDIR [STEP_SECONDS [XDIST_WORKERS]]}
+limit=${2:-240}
+workers=${3:-6}
+mkdir -p "$out"
+logs=$(mktemp -d)
+reports=$(mktemp -d)
+export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
+
+step() {  # step NAME LOGDIR SECONDS COMMAND...: run with a time limit, output to LOGDIR/NAME.log
+    local name=$1 dir=$2 seconds=$3 start=$SECONDS
+    shift 3
+    timeout "$seconds" "$@" >"$dir/$name.log" 2>&1
+    local status=$?
+    echo "$name: exit $status after $((SECONDS - start)) s (limit $seconds s): $*" >>"$out/steps.txt"
+}
+
+{
+    nvidia-smi -L
+    python3 -c 'import sys, torch, numpy, mpmath, hypothesis
+print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda,
+      "numpy", numpy.__version__, "mpmath", mpmath.__version__, "hypothesis", hypothesis.__version__)
+print("gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+try:
+    import gmpy2
+    print("gmpy2", gmpy2.version())
+except ImportError:
+    print("gmpy2 missing: exact truths use plain mpmath (slower)")'
+} >"$out/env.txt" 2>&1
+
+bench=(python3 -m pytest tests/bench/test_losses.py --benchmark-only --benchmark-enable -p no:cacheprovider -q)
+step bench-eager "$logs" $((limit / 2)) "${bench[@]}" -k "cuda and eager" --benchmark-json="$out/bench-eager.json"
+step bench-compile "$logs" "$limit" "${bench[@]}" -k "cuda and compile" --benchmark-json="$out/bench-compile.json"
+
+step tests "$out" "$limit" python3 -m pytest tests/unit tests/accuracy -n "$workers" -p no:cacheprovider -q -rfEX \
+    --junitxml="$out/junit.xml" &
+step report-full "$logs" "$limit" python3 -m suite report --devices cpu,cuda --modes eager,autocast --bad-inputs \
+    --workers 3 --search 10 --out "$reports/full" &
+step report-compile "$logs" "$limit" python3 -m suite report --devices cpu,cuda --modes eager,compile --quick \
+    --workers 2 --search 0 --out "$reports/compile-quick" &
+step discover-cuda "$logs" "$limit" python3 -m suite discover --device cuda --workers 2 &
+wait
+tar czf "$out/logs.tgz" -C "$logs" .
+tar czf "$out/reports.tgz" -C "$reports" .
+cat "$out/steps.txt"
