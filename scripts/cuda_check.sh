@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
 # The suite's CUDA checks in one run, for a machine with an NVIDIA GPU and without nox (python3 with torch,
 # pytest, pytest-benchmark, pytest-xdist, hypothesis, mpmath, numpy and matplotlib installed):
-#   1. the CUDA benchmarks, eager then compiled, alone on the machine (pytest-benchmark JSON);
-#   2. side by side: the unit and accuracy tests (CPU and CUDA); the full-grid report on cpu,cuda in eager and
-#      autocast with the bad-input probes; a quick-grid report on cpu,cuda in eager and compile; and
-#      `suite discover` on CUDA (proposed registry entries for failures nothing explains).
-# Each step has its own time limit, so a slow step is cut off and reported instead of losing the rest.
+#   bench    the CUDA benchmarks, eager then compiled, alone on the machine (pytest-benchmark JSON);
+#   tests    the unit and accuracy tests (CPU and CUDA; CUDA_CHECK_TESTS_K selects with pytest -k);
+#   report   the full-grid report on cpu,cuda in eager and autocast, with the bad-input probes;
+#   compile  a quick-grid report on cpu,cuda in eager and compile for BCE and BCEWithLogits in float16 and
+#            bfloat16 (compiling every case and dtype takes longer than a device lease allows).
+# tests, report and compile run side by side after bench.  Each step has its own time limit, so a slow step
+# is cut off and reported instead of losing the rest.
 # Usage: bash scripts/cuda_check.sh OUTDIR [STEP_SECONDS [XDIST_WORKERS]]
+#   CUDA_CHECK_STEPS=tests,report bash scripts/cuda_check.sh OUTDIR     (default: every step)
 # OUTDIR gets steps.txt (each step's exit status and seconds), env.txt, bench-eager.json, bench-compile.json,
 # tests.log, junit.xml, logs.tgz (the other steps' output) and reports.tgz (the report folders).
 set -u
 out=${1:?usage: bash scripts/cuda_check.sh OUTDIR [STEP_SECONDS [XDIST_WORKERS]]}
 limit=${2:-240}
 workers=${3:-6}
+steps=",${CUDA_CHECK_STEPS:-bench,tests,report,compile},"
 mkdir -p "$out"
 logs=$(mktemp -d)
 reports=$(mktemp -d)
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
 
+wanted() { [[ $steps == *",$1,"* ]]; }
 step() {  # step NAME LOGDIR SECONDS COMMAND...: run with a time limit, output to LOGDIR/NAME.log
     local name=$1 dir=$2 seconds=$3 start=$SECONDS
     shift 3
@@ -40,17 +45,23 @@ except ImportError:
     print("gmpy2 missing: exact truths use plain mpmath (slower)")'
 } >"$out/env.txt" 2>&1
 
-bench=(python3 -m pytest tests/bench/test_losses.py --benchmark-only --benchmark-enable -p no:cacheprovider -q)
-step bench-eager "$logs" $((limit / 2)) "${bench[@]}" -k "cuda and eager" --benchmark-json="$out/bench-eager.json"
-step bench-compile "$logs" "$limit" "${bench[@]}" -k "cuda and compile" --benchmark-json="$out/bench-compile.json"
-
-step tests "$out" "$limit" python3 -m pytest tests/unit tests/accuracy -n "$workers" -p no:cacheprovider -q -rfEX \
-    --junitxml="$out/junit.xml" &
-step report-full "$logs" "$limit" python3 -m suite report --devices cpu,cuda --modes eager,autocast --bad-inputs \
-    --workers 3 --search 10 --out "$reports/full" &
-step report-compile "$logs" "$limit" python3 -m suite report --devices cpu,cuda --modes eager,compile --quick \
-    --workers 2 --search 0 --out "$reports/compile-quick" &
-step discover-cuda "$logs" "$limit" python3 -m suite discover --device cuda --workers 2 &
+if wanted bench; then
+    bench=(python3 -m pytest tests/bench/test_losses.py --benchmark-only --benchmark-enable -p no:cacheprovider -q)
+    step bench-eager "$logs" $((limit / 2)) "${bench[@]}" -k "cuda and eager" --benchmark-json="$out/bench-eager.json"
+    step bench-compile "$logs" "$limit" "${bench[@]}" -k "cuda and compile" --benchmark-json="$out/bench-compile.json"
+fi
+if wanted tests; then
+    step tests "$out" "$limit" python3 -m pytest tests/unit tests/accuracy -n "$workers" -p no:cacheprovider -q \
+        -rfEX --junitxml="$out/junit.xml" -k "${CUDA_CHECK_TESTS_K:-}" &
+fi
+if wanted report; then
+    step report "$logs" "$limit" python3 -m suite report --devices cpu,cuda --modes eager,autocast --bad-inputs \
+        --workers "$workers" --search 10 --out "$reports/full" &
+fi
+if wanted compile; then
+    step compile "$logs" "$limit" python3 -m suite report --devices cpu,cuda --modes eager,compile --quick \
+        --cases bce,bce_with_logits --dtypes float16,bfloat16 --workers 2 --search 0 --out "$reports/compile" &
+fi
 wait
 tar czf "$out/logs.tgz" -C "$logs" .
 tar czf "$out/reports.tgz" -C "$reports" .

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from suite import cases, dtypes, modes
@@ -44,6 +46,10 @@ REDUCTION = "mean"
 TIMEOUT_S = 120.0
 STARTUP_S = 120.0
 RESULT_PREFIX = "PROBE-RESULT "
+#: Probe-name prefix of a batch saved to a file: ``saved:<path of an .npz>`` (see :func:`screen`).
+SAVED = "saved:"
+#: Outcomes after which the batch must not be run in this process.
+FATAL = (DEVICE_ASSERT, CHILD_DIED, TIMEOUT)
 READY_LINE = "PROBE-READY"
 
 #: Batch shape of the data inputs; parameters (weight, pos_weight) are per-class vectors of the last axis.
@@ -209,10 +215,21 @@ PROBES: dict[str, tuple[str, Builder]] = {
 }
 
 
+def _saved(path: str) -> Builder:
+    """Inputs saved by :func:`screen`: carrier arrays (float64, exactly representable in the dtype)."""
+    def build(case: Case, dtype: torch.dtype, device: str) -> Tensors:
+        with np.load(path) as data:
+            return {name: torch.tensor(data[name], dtype=torch.float64).to(dtype).to(device) for name in data.files}
+    return build
+
+
 def builder(name: str) -> Builder:
-    """The builder of a probe name: a built-in, or ``module:function`` imported from a user's module."""
+    """The builder of a probe name: a built-in, ``saved:<path>`` (a batch saved by :func:`screen`), or
+    ``module:function`` imported from a user's module."""
     if name in PROBES:
         return PROBES[name][1]
+    if name.startswith(SAVED):
+        return _saved(name[len(SAVED):])
     module, sep, function = name.partition(":")
     if not sep:
         raise KeyError(f"unknown probe {name!r}; known probes: {', '.join(PROBES)}")
@@ -332,6 +349,8 @@ def child_main() -> None:
     """Entry point of a child: read a JSON list of tasks on stdin, run them in turn, print each outcome on a
     line; stop after a device-side assert (the CUDA context is poisoned)."""
     tasks = [Task(**t) for t in json.loads(sys.stdin.read())]
+    import torch._dynamo  # noqa: F401  (seconds to import: part of the start-up, not of the first probe's time)
+
     print(READY_LINE, flush=True)
     for task in tasks:
         try:
@@ -410,6 +429,19 @@ def run_isolated(tasks: Sequence[Task], *, timeout: float = TIMEOUT_S, startup: 
     while len(outcomes) < len(tasks):
         outcomes += _run_child(tasks[len(outcomes):], timeout, startup)
     return outcomes
+
+
+def screen(case: Case, inputs: Mapping[str, npt.NDArray[np.float64]], dtype: str, device: str, mode: str,
+           reductions: Sequence[str], *, timeout: float = TIMEOUT_S) -> dict[str, Outcome]:
+    """Run ``case`` on a batch (carrier arrays) in child processes first, one task per reduction, so that a
+    device-side assert (or a crash) poisons a child's CUDA context and not this process's; the outcome of
+    each reduction.  ``case`` must be registered (the child looks it up by name)."""
+    with tempfile.TemporaryDirectory(prefix="suite-screen-") as folder:
+        path = os.path.join(folder, "batch.npz")
+        arrays = {name: np.asarray(v, dtype=np.float64) for name, v in inputs.items()}
+        np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stubs confuse **arrays with allow_pickle
+        tasks = [Task(case.name, SAVED + path, dtype, device, mode, r) for r in reductions]
+        return dict(zip(reductions, run_isolated(tasks, timeout=timeout), strict=True))
 
 
 def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: float = TIMEOUT_S) -> list[Outcome]:

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from suite import budgets, dtypes, modes, truth, truth_cache
+from suite import budgets, cases, dtypes, modes, probes, truth, truth_cache
 from suite.cases.base import REDUCTION_DIVISORS, Case
 from suite.dtypes import FloatArray, FloatFormat
 from suite.metrics import ElementMetrics, Label, measure
@@ -93,13 +93,15 @@ def prepare_inputs(case: Case, inputs: Mapping[str, npt.ArrayLike], fmt: FloatFo
 def evaluate(case: Case, inputs: Mapping[str, npt.ArrayLike], dtype: Any, device: str = "cpu", *,
              reductions: tuple[str, ...] | None = None, gradients: bool = True,
              budget: float | None = None, truth_set: truth.TruthSet | None = None,
-             mode: str = "eager", workers: int | None = None, cache: bool = False) -> CaseResult:
+             mode: str = "eager", workers: int | None = None, cache: bool = False,
+             screen: bool | None = None) -> CaseResult:
     """Run ``case`` on ``inputs`` in ``dtype`` on ``device`` in ``mode`` (see :mod:`suite.modes`) and
     measure every quantity.  Under autocast, ``dtype`` is the autocast dtype and the inputs its values.
 
     ``reductions`` defaults to all of the case's; ``budget`` (ULPs of algorithmic error) to the budget
     registry's value; ``truth_set`` may be passed when already computed for the same rounded inputs, else it
     is computed (with ``workers`` processes; read from and stored in the on-disk cache with ``cache``).
+    ``screen``: first run the batch in a child process (:func:`needs_screening` decides when None).
     """
     fmt = dtypes.get(dtype)
     modes.check(mode)
@@ -110,38 +112,75 @@ def evaluate(case: Case, inputs: Mapping[str, npt.ArrayLike], dtype: Any, device
         budget = budgets.ulp_budget(case.name, fmt.name, device)
     result = CaseResult(case, fmt, device, mode, used, truth_set)
     shape = truth_set.values.shape
-    for reduction in reductions or case.reductions:
+    wanted = tuple(reductions or case.reductions)
+    for reduction in wanted:
         if reduction not in case.reductions:
             raise ValueError(f"case {case.name!r} has no reduction {reduction!r}")
-        for q in _run_reduction(case, used, fmt, device, mode, reduction, gradients, truth_set, shape, budget):
+    if screen is None:
+        screen = needs_screening(case, used, device)
+    screened = probes.screen(case, used, fmt.name, device, mode, wanted) if screen else {}
+    for reduction in wanted:
+        for q in _run_reduction(case, used, fmt, device, mode, reduction, gradients, truth_set, shape, budget,
+                                screened.get(reduction)):
             result.quantities[(reduction, q.quantity)] = q
     return result
 
 
+def needs_screening(case: Case, used: Mapping[str, FloatArray], device: str) -> bool:
+    """Whether a batch must first run in a child process (:func:`suite.probes.screen`): on CUDA, an input
+    outside its domain (or NaN) may trigger a device-side assert, which would poison this process's CUDA
+    context for good.  Only registered cases can run in a child; others run here as they are."""
+    if torch.device(device).type != "cuda" or case.name not in cases.names() or cases.get(case.name) is not case:
+        return False
+    return any(bool((~((values >= spec.low) & (values <= spec.high))).any())
+               for spec in case.inputs for values in [np.asarray(used[spec.name])])
+
+
+def _screen_failure(outcome: str | None) -> tuple[Label, str] | None:
+    """The label and message of a screened run (``kind: message``) that must not be repeated here."""
+    if outcome is None:
+        return None
+    kind, _, message = outcome.partition(": ")
+    if kind not in probes.FATAL:
+        return None
+    label = Label.DEVICE_ASSERT if kind == probes.DEVICE_ASSERT else Label.RAISED
+    return label, f"{kind} in a child process: {message}"
+
+
 def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, device: str, mode: str,
                    reduction: str, gradients: bool, truth_set: truth.TruthSet, shape: tuple[int, ...], budget: float,
-                   ) -> list[QuantityResult]:
+                   screened: probes.Outcome | None = None) -> list[QuantityResult]:
+    """Every quantity of one reduction.  ``screened``: the outcome of the same run in a child process, when
+    the batch needed screening; a device-side assert (or crash) there is recorded, never repeated here."""
     differentiable = [s.name for s in case.inputs if s.differentiable] if gradients else []
-    tensors = {k: to_tensor(v, fmt, device, k in differentiable) for k, v in used.items()}
     divisor_of = REDUCTION_DIVISORS[reduction]
     divisor = None if divisor_of is None else divisor_of(shape)
     loss_truth, loss_condition = _reduced_truth(truth_set, divisor)
+
+    def failed(label: Label, message: str, names: list[str], loss: bool = True) -> list[QuantityResult]:
+        out = [_failed(LOSS, reduction, loss_truth, fmt, budget, message, label)] if loss else []
+        return out + [_failed(grad_name(n), reduction, truth_set.grads[n].scaled(divisor or 1), fmt, budget, message,
+                              label) for n in names]
+
+    fatal = _screen_failure(None if screened is None else f"{screened.kind}: {screened.message}")
+    if fatal is not None:
+        return failed(*fatal, differentiable)
+    tensors = {k: to_tensor(v, fmt, device, k in differentiable) for k, v in used.items()}
     forward = modes.forward_for(case, reduction, mode, device)
     try:
         with warnings.catch_warnings(), modes.context(mode, device, fmt.torch_dtype):
             warnings.simplefilter("ignore")
             out = forward(tensors)
     except Exception as exc:  # torch's error is the observation
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        failed = [_failed(LOSS, reduction, loss_truth, fmt, budget, message)]
-        failed += [_failed(grad_name(n), reduction, truth_set.grads[n].scaled(divisor or 1), fmt, budget, message)
-                   for n in differentiable]
-        return failed
+        return failed(Label.RAISED, f"{type(exc).__name__}: {exc}".splitlines()[0], differentiable)
     out_fmt = dtypes.get(out.dtype)
     got = to_carrier(out).reshape(loss_truth.shape)
     results = [QuantityResult(LOSS, reduction, got, loss_truth,
                               measure(got, loss_truth, out_fmt, budget, loss_condition), out_fmt)]
-    if differentiable:
+    backward_fatal = _screen_failure(None if screened is None else screened.backward)
+    if differentiable and backward_fatal is not None:
+        results += failed(*backward_fatal, differentiable, loss=False)
+    elif differentiable:
         with modes.context(mode, device, fmt.torch_dtype):
             results += _gradients(out, tensors, differentiable, truth_set, divisor or 1, reduction, fmt,
                                   budget)
@@ -172,10 +211,10 @@ def _gradients(out: torch.Tensor, tensors: dict[str, torch.Tensor], names: list[
 
 
 def _failed(quantity: str, reduction: str, t: truth.Truth, fmt: FloatFormat, budget: float,
-            message: str) -> QuantityResult:
+            message: str, label: Label = Label.RAISED) -> QuantityResult:
+    """A quantity torch did not compute: every element gets ``label`` (RAISED or DEVICE_ASSERT)."""
     got = np.full(t.shape, np.nan)
-    return QuantityResult(quantity, reduction, got, t, measure(got, t, fmt, budget, failure=Label.RAISED), fmt,
-                          message)
+    return QuantityResult(quantity, reduction, got, t, measure(got, t, fmt, budget, failure=label), fmt, message)
 
 
 def _reduced_truth(truth_set: truth.TruthSet, divisor: int | None) -> tuple[truth.Truth, FloatArray]:

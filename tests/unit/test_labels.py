@@ -36,7 +36,8 @@ EXAMPLES: dict[Label, tuple[str, dict[str, list[float]], torch.dtype, int]] = {
     Label.FLUSHED: ("bce_with_logits", {"input": [-16.0], "target": [0.0]}, torch.float32, 0),
     # kl_div 3e38 * (log 3e38 + 10) is far beyond float32: inf is right.
     Label.OVERFLOW: ("kl_div", {"input": [-10.0], "target": [3e38]}, torch.float32, 0),
-    # BCE rejects a probability of 1.5 (a RuntimeError); the element next to it is labelled too.
+    # BCE rejects a probability of 1.5 (a RuntimeError; on CUDA a device-side assert, see below); the element
+    # next to it is labelled too.
     Label.RAISED: ("bce", {"input": [1.5, 0.5], "target": [1.0, 1.0]}, torch.float32, 1),
     # BCEWithLogits accepts a target of 1.5, where the loss is not defined.
     Label.UNDEFINED: ("bce_with_logits", {"input": [1.0, 1.0], "target": [1.5, 1.0]}, torch.float32, 0),
@@ -53,7 +54,9 @@ def _labels(case: Case, inputs: Mapping[str, Any], dtype: torch.dtype, device: s
 @pytest.mark.parametrize("label", list(EXAMPLES), ids=lambda label: label.text)
 def test_label_is_produced(label: Label, device: str) -> None:
     name, inputs, dtype, index = EXAMPLES[label]
-    assert _labels(cases.get(name), inputs, dtype, device)[index] == label
+    # ATen's CUDA BCE kernel checks the probability with CUDA_KERNEL_ASSERT(input_val >= zero && input_val <= one)
+    expected = Label.DEVICE_ASSERT if (label, device) == (Label.RAISED, "cuda") else label
+    assert _labels(cases.get(name), inputs, dtype, device)[index] == expected
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -71,9 +74,28 @@ def test_label_raised_keeps_the_message(device: str) -> None:
     result = run.evaluate(cases.get("bce"), {"input": np.array([1.5, 0.5]), "target": np.array([1.0, 1.0])},
                           torch.float32, device, reductions=("none",))
     q = result.get("none")
-    assert q.error is not None and "between 0 and 1" in q.error
-    assert (q.metrics.labels == Label.RAISED).all()
-    assert (result.get("none", "grad_input").metrics.labels == Label.RAISED).all()
+    label = Label.DEVICE_ASSERT if device == "cuda" else Label.RAISED
+    assert q.error is not None and ("device-side assert" if device == "cuda" else "between 0 and 1") in q.error
+    assert (q.metrics.labels == label).all()
+    assert (result.get("none", "grad_input").metrics.labels == label).all()
+    if device == "cuda":  # the assert happened in a child process: this one's CUDA context is still healthy
+        assert torch.ones(2, device=device).sum().item() == 2.0
+
+
+def test_screening_runs_the_batch_in_a_child_first() -> None:
+    """Screened on CPU, the child sees torch's RuntimeError (not fatal), so the batch runs here too and the
+    error is torch's own message."""
+    batch = {"input": np.array([1.5, 0.5]), "target": np.array([1.0, 1.0])}
+    assert not run.needs_screening(cases.get("bce"), batch, "cpu")
+    assert run.needs_screening(cases.get("bce"), batch, "cuda")
+    assert not run.needs_screening(cases.get("bce"), {"input": np.array([0.5]), "target": np.array([1.0])}, "cuda")
+    assert run.needs_screening(cases.get("bce_with_logits"), {"input": np.array([np.nan]), "target": np.array([1.0])},
+                               "cuda")
+    result = run.evaluate(cases.get("bce"), batch, torch.float32, "cpu", reductions=("none", "mean"), screen=True)
+    for reduction in ("none", "mean"):
+        q = result.get(reduction)
+        assert q.error is not None and "between 0 and 1" in q.error
+        assert (q.metrics.labels == Label.RAISED).all()
 
 
 def test_label_raised_when_every_element_is_undefined() -> None:

@@ -37,7 +37,10 @@ def test_printed_value_reproduced(name: str, inputs: dict[str, list[list[float]]
     result = run.evaluate(cases.get(name), {k: np.array(v) for k, v in inputs.items()}, torch.float32, device,
                           reductions=("mean",), gradients=False)
     q = result.get("mean")
-    assert float(q.got) == printed
+    if device == "cpu":  # the tutorial printed CPU values
+        assert float(q.got) == printed
+    else:  # CUDA sums the mean in another order (seen on an H100 with torch 2.11: one ULP away for three values)
+        assert abs(float(q.got) - printed) <= float(np.spacing(np.float32(printed)))
     assert q.truth.determined.all()
     assert abs(float(q.truth.hi) - printed) <= FLOAT32.eps * printed  # a float32 rounding or two away
     assert Label(int(q.metrics.labels)) in (Label.EXACT, Label.OK)
