@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -93,21 +94,31 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def bench_compare(session: nox.Session) -> None:
-    """Rerun the benchmarks against the latest saved run: fail when a median (SUITE_BENCH_STAT, e.g. min on
-    a shared machine) slowed by more than SUITE_BENCH_THRESHOLD percent (default 15), or a fraction of copy
-    bandwidth (best call against best copy measured in the same run) fell by as much."""
+    """Rerun the benchmarks against the latest saved run; fail when a time per call (SUITE_BENCH_STAT,
+    default median) is slower by more than SUITE_BENCH_THRESHOLD percent (default 15) or a fraction of copy
+    bandwidth (normalised by the copy measured in the same run) lower by as much.  Benchmarks over the
+    threshold are re-measured (SUITE_BENCH_RETRIES times, default 1) and each counts its best attempt, so the
+    run-to-run noise of a shared machine passes while a benchmark slower in every attempt fails."""
     args = install(session)
     threshold = os.environ.get("SUITE_BENCH_THRESHOLD", "15")
     stat = os.environ.get("SUITE_BENCH_STAT", "median")
+    retries = int(os.environ.get("SUITE_BENCH_RETRIES", "1"))
     latest = session.run("python", "-m", "suite.bench.compare", "--latest", BENCH_STORAGE, silent=True)
     baseline = str(latest).strip().splitlines()[-1]
-    current = f"{BENCH_STORAGE}/compare-current.json"
-    timings_ok = True
-    try:
-        session.run("pytest", *BENCH_PYTEST, f"--benchmark-compare={baseline}",
-                    f"--benchmark-compare-fail={stat}:{threshold}%", f"--benchmark-json={current}", *args)
-    except nox.command.CommandFailed:
-        timings_ok = False
-    session.run("python", "-m", "suite.bench.compare", baseline, current, "--threshold", threshold)
-    if not timings_ok:
-        session.error(f"a benchmark failed or its {stat} slowed by more than {threshold}% (see above)")
+    attempts = [f"{BENCH_STORAGE}/compare-current.json"]
+    suspects = f"{BENCH_STORAGE}/compare-suspects.txt"
+    session.run("pytest", *BENCH_PYTEST, f"--benchmark-compare={baseline}", f"--benchmark-json={attempts[0]}",
+                *args)
+    for attempt in range(1, retries + 2):
+        try:
+            session.run("python", "-m", "suite.bench.compare", baseline, *attempts, "--threshold", threshold,
+                        "--stat", stat, "--suspects", suspects)
+            return
+        except nox.command.CommandFailed:
+            if attempt > retries:
+                session.error(f"benchmarks slower than the baseline by more than {threshold}% in every one of "
+                              f"{len(attempts)} attempts (see above)")
+        nodes = Path(suspects).read_text().split()
+        attempts.append(f"{BENCH_STORAGE}/compare-retry{attempt}.json")
+        session.log(f"re-measuring the {len(nodes)} benchmark(s) over the threshold, to tell noise from a regression")
+        session.run("pytest", *nodes, *BENCH_PYTEST[1:], f"--benchmark-json={attempts[-1]}", *args)

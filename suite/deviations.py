@@ -1,14 +1,14 @@
 """Known torch deviations, as data (``suite/data/deviations.toml``).
 
 Each entry is something the suite discovered by running its grids and strategies, then recorded: an id, a
-description and reason, the torch versions, cases, dtypes, devices and modes it applies to, the quantity and
-reductions, the label or labels torch gives there (optionally ``max_ulps``, a widened budget: the largest
-*algorithmic* ULP error the entry excuses, so that at an ill-conditioned point the error the conditioning
-explains does not count against it; and a ``witness``: a batch on which the suite found it, for deviations
-too rare for a short search to meet again), and a *region*:
-for each input, one or more closed intervals; an element is in the region when every named input lies in
-one of its intervals.  Tests use entries to excuse exactly these elements (so anything else still fails) and
-to run a strict xfail per entry, so a torch that fixes a deviation shows up as XPASS.
+description and reason, the torch versions, cases, dtypes, devices and modes it applies to, the quantity or
+quantities (``loss``, ``grad_<input>``) and reductions, the label or labels torch gives there (optionally
+``max_ulps``, a widened budget: the largest *algorithmic* ULP error the entry excuses, so that at an
+ill-conditioned point the error the conditioning explains does not count against it; and a ``witness``: a batch on
+which the suite found it, for deviations too rare for a short search to meet again), and a *region*: for each
+input, one or more closed intervals; an element is in the region when every named input lies in one of its
+intervals. Tests use entries to excuse exactly these elements (so anything else still fails) and to run a
+strict xfail per entry, so a torch that fixes a deviation shows up as XPASS.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Deviation:
     torch: str
     cases: tuple[str, ...]
     dtypes: tuple[str, ...]
-    quantity: str
+    quantities: tuple[str, ...]
     labels: tuple[str, ...]
     region: Mapping[str, tuple[Interval, ...]]
     devices: tuple[str, ...] = ("cpu", "cuda")
@@ -64,7 +64,7 @@ class Deviation:
         """Whether the entry is about this case, dtype, device, torch version, mode (and quantity/reduction)."""
         return (case in self.cases and dtype in self.dtypes and device.split(":")[0] in self.devices
                 and mode in self.modes and Version(torch_version.split("+")[0]) in SpecifierSet(self.torch)
-                and (quantity is None or quantity == self.quantity)
+                and (quantity is None or quantity in self.quantities)
                 and (reduction is None or reduction in self.reductions))
 
     def in_region(self, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:
@@ -102,7 +102,7 @@ def _parse(entry: Mapping[str, Any]) -> Deviation:
         region = {name: _intervals(bounds) for name, bounds in entry["region"].items()}
         deviation = Deviation(
             id=entry["id"], description=entry["description"], reason=entry["reason"], torch=entry["torch"],
-            cases=tuple(entry["cases"]), dtypes=tuple(entry["dtypes"]), quantity=entry["quantity"],
+            cases=tuple(entry["cases"]), dtypes=tuple(entry["dtypes"]), quantities=_names(entry["quantity"]),
             labels=_names(entry["label"]), region=region, devices=tuple(entry.get("devices", ("cpu", "cuda"))),
             modes=tuple(entry.get("modes", ("eager", "compile", "autocast"))),
             reductions=tuple(entry.get("reductions", ("none", "mean", "sum", "batchmean"))),

@@ -36,15 +36,16 @@ def load(path: str | Path) -> Run:
         raise UsageError(f"{path} is not a pytest-benchmark run (no 'benchmarks' list)")
     for i, bench in enumerate(data["benchmarks"]):
         ok = isinstance(bench, dict) and isinstance(bench.get("fullname"), str)
-        if not ok or not _positive(median(bench)):
+        if not ok or stat(bench) is None:
             raise UsageError(f"{path}: benchmark {i} has no name or no positive median time")
     return data
 
 
-def median(bench: Bench) -> Any:
-    """Median seconds per call (``stats.median``), as stored; :func:`load` checks it."""
+def stat(bench: Bench, name: str = "median") -> float | None:
+    """A time statistic per call (``stats[name]``: median, min, mean) in seconds, or ``None``."""
     stats = bench.get("stats")
-    return stats.get("median") if isinstance(stats, dict) else None
+    value = stats.get(name) if isinstance(stats, dict) else None
+    return float(value) if _positive(value) else None
 
 
 def fraction(bench: Bench, field: str = "copy_fraction") -> float | None:

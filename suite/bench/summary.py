@@ -54,12 +54,12 @@ def rows(run: runs.Run) -> list[Row]:
     """Loss benchmarks of ``run`` (those recording a fraction of copy bandwidth), in a fixed order."""
     out = []
     for bench in run["benchmarks"]:
-        fraction = runs.fraction(bench)
-        if fraction is None:
+        fraction, median = runs.fraction(bench), runs.stat(bench)
+        if fraction is None or median is None:
             continue
         extra = bench["extra_info"]
         try:
-            out.append(Row(**{k: extra[k] for k in KEYS}, median_s=float(runs.median(bench)),
+            out.append(Row(**{k: extra[k] for k in KEYS}, median_s=median,
                            gbps=float(extra["gbps"]), elements_per_s=float(extra["elements_per_s"]),
                            copy_fraction=fraction, copy_fraction_best=float(extra["copy_fraction_best"]),
                            copy_gbps=float(extra["copy_gbps"])))

@@ -12,7 +12,7 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from suite import cases, deviations, dtypes, judge, run, search
+from suite import cases, deviations, dtypes, judge, modes, run, search
 from suite.cases.base import Case
 from suite.deviations import Deviation
 from suite.inputs import grids, strategies
@@ -62,7 +62,7 @@ def observe(result: run.CaseResult, deviation: Deviation) -> tuple[int, int]:
     entry's reductions that the result holds."""
     shown = stray = 0
     for (reduction, quantity), q in result.quantities.items():
-        if quantity != deviation.quantity or reduction not in deviation.reductions:
+        if quantity not in deviation.quantities or reduction not in deviation.reductions:
             continue
         verdict = judge.judge(result, q)
         inside = deviation.in_region(result.inputs, q.got.shape) if q.got.ndim else np.ones((), bool)
@@ -80,6 +80,11 @@ class _ShownError(Exception):
     """Ends a region search as soon as the deviation shows."""
 
 
+def mode_of(deviation: Deviation) -> str:
+    """The mode an entry is checked in: eager where it applies, else its first mode (compile, autocast)."""
+    return "eager" if "eager" in deviation.modes else deviation.modes[0]
+
+
 def search_region(case: Case, fmt: dtypes.FloatFormat, device: str, deviation: Deviation) -> int:
     """Draw inputs inside the region until one shows the deviation; how many elements did (0: none found)."""
 
@@ -88,9 +93,10 @@ def search_region(case: Case, fmt: dtypes.FloatFormat, device: str, deviation: D
     @given(data=st.data())
     def explore(data: st.DataObject) -> None:
         inputs = into_region(data, data.draw(strategies.case_inputs(case, fmt)), fmt, deviation)
-        result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation))
+        result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation),
+                              mode=mode_of(deviation))
         for (reduction, quantity), q in result.quantities.items():
-            if quantity == deviation.quantity and reduction in deviation.reductions:
+            if quantity in deviation.quantities and reduction in deviation.reductions:
                 search.steer(q)  # climb toward larger errors
         shown = observe(result, deviation)[0]
         if shown:
@@ -121,7 +127,8 @@ def shows(deviation: Deviation, case_name: str, dtype: str, device: str) -> int:
     case, fmt = cases.get(case_name), dtypes.get(dtype)
     inputs = region_inputs(case, fmt, deviation)
     if inputs is not None:
-        result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation))
+        result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation),
+                              mode=mode_of(deviation))
         shown, stray = observe(result, deviation)
         if stray:
             pytest.fail(f"{deviation.id}: {stray} failing grid element(s) of {case_name} {dtype} in the region are "
@@ -138,7 +145,8 @@ def witness_shows(deviation: Deviation, device: str) -> int:
         return 0
     case, fmt = cases.get(w.pop("case")), dtypes.get(w.pop("dtype"))
     inputs = {name: np.array(values, dtype=np.float64) for name, values in w.items()}
-    result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation))
+    result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation),
+                          mode=mode_of(deviation))
     return observe(result, deviation)[0]
 
 
@@ -147,8 +155,9 @@ def test_known_deviation_still_present(deviation_id: str, device: str) -> None:
     """Strict per entry: the test xfails while any of the entry's cases and dtypes still shows it, so a torch
     that fixes the deviation everywhere turns it into an XPASS."""
     deviation = deviations.get(deviation_id)
+    mode = mode_of(deviation)
     combos = [(c, d) for c in deviation.cases for d in deviation.dtypes
-              if deviation.applies(c, d, device, torch.__version__)]
+              if deviation.applies(c, d, device, torch.__version__, mode) and modes.applies(mode, d)]
     if not combos:
         pytest.skip(f"{deviation_id} is recorded for torch {deviation.torch}, not {torch.__version__}")
     shown = witness_shows(deviation, device)

@@ -1,4 +1,5 @@
-"""The bandwidth-fraction gate: which benchmarks count as slowed, and the command's exit codes."""
+"""The regression gate: which benchmarks count as slowed (time and bandwidth fraction), best-of attempts
+with re-measurements, the suspects file, and the command's exit codes."""
 
 from __future__ import annotations
 
@@ -25,6 +26,29 @@ def test_changes_and_regressions() -> None:
     assert compare.regressions(changes, threshold=5.0) == changes
 
 
+def _scaled(run: dict, factor: float, case: str) -> dict:
+    """A copy of ``run`` in which ``case`` takes ``factor`` times as long (its fractions fall as much)."""
+    out = json.loads(json.dumps(run))
+    for b in out["benchmarks"]:
+        if b.get("extra_info", {}).get("case") == case and "copy_fraction" in b["extra_info"]:
+            b["stats"] = {k: v * factor for k, v in b["stats"].items()}
+            for field in compare.FIELDS:
+                b["extra_info"][field] /= factor
+    return out
+
+
+def test_time_changes_take_the_best_attempt() -> None:
+    noisy = _scaled(BASE, 1.4, "bce")                   # one attempt 40% slower ...
+    retry = _scaled(BASE, 1.05, "bce")                  # ... the re-measurement 5%: noise, not a regression
+    assert compare.regressions(compare.time_changes(BASE, noisy))[0].percent == pytest.approx(40.0)
+    assert compare.regressions(compare.time_changes(BASE, [noisy, retry])) == []
+    assert compare.regressions(compare.fraction_changes(BASE, [noisy, retry])) == []
+    twice = _scaled(BASE, 2.0, "bce")                   # the work done twice: slower in every attempt
+    slowed = compare.regressions(compare.time_changes(BASE, [twice, _scaled(BASE, 1.9, "bce")]))
+    assert [c.name for c in slowed] == ["test_loss_throughput[bce-mean-float32-cpu-eager-fwd-2p24]"]
+    assert slowed[0].percent == pytest.approx(90.0)
+
+
 def _files(tmp_path: Path, current: dict[str, object]) -> list[str]:
     (tmp_path / "base.json").write_text(json.dumps(BASE))
     (tmp_path / "now.json").write_text(json.dumps(current))
@@ -32,19 +56,33 @@ def _files(tmp_path: Path, current: dict[str, object]) -> list[str]:
 
 
 def test_command_fails_naming_the_slowed_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    slowed = make_run({("bce", "eager", 24): 0.5, ("kl_div", "compile", 24): 0.2})
-    assert compare.main(_files(tmp_path, slowed)) == 1
+    slowed = _scaled(BASE, 2.0, "kl_div")
+    suspects = tmp_path / "suspects.txt"
+    assert compare.main([*_files(tmp_path, slowed), "--suspects", str(suspects)]) == 1
     out = capsys.readouterr().out
-    assert "2 compared, 1 fell by more than 15%" in out
-    assert "SLOWER test_loss_throughput[kl_div-mean-float32-cpu-compile-fwd-2p24]: copy_fraction_best 0.5000 -> " \
-        "0.2500 (-50.0%)" in out
+    assert "time check (median) against" in out and "4 compared, 1 worse by more than 15%" in out
+    assert "bandwidth-fraction check (copy_fraction_best): 3 compared, 1 worse by more than 15%" in out
+    assert "SLOWER test_loss_throughput[kl_div-mean-float32-cpu-compile-fwd-2p24]: copy_fraction_best 0.5 -> " \
+        "0.25 (-50.0%)" in out
+    assert suspects.read_text() == "tests/bench/test_losses.py::test_loss_throughput[kl_div-mean-float32-cpu-" \
+        "compile-fwd-2p24]\n"
     assert compare.main([*_files(tmp_path, slowed), "--field", "copy_fraction"]) == 1
-    assert "kl_div-mean-float32-cpu-compile-fwd-2p24]: copy_fraction 0.4000 -> 0.2000" in capsys.readouterr().out
+    assert "kl_div-mean-float32-cpu-compile-fwd-2p24]: copy_fraction 0.4 -> 0.2" in capsys.readouterr().out
+
+
+def test_command_passes_when_the_re_measurement_is_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = _files(tmp_path, _scaled(BASE, 1.5, "kl_div"))
+    (tmp_path / "retry.json").write_text(json.dumps(_scaled(BASE, 1.02, "kl_div")))
+    suspects = tmp_path / "suspects.txt"
+    assert compare.main([*files, str(tmp_path / "retry.json"), "--suspects", str(suspects)]) == 0
+    assert "best of 2 attempts" in capsys.readouterr().out
+    assert suspects.read_text() == ""
 
 
 def test_command_passes_an_unchanged_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert compare.main(_files(tmp_path, BASE)) == 0
-    assert "3 compared, 0 fell" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 compared, 0 worse" in out and "3 compared, 0 worse" in out
 
 
 def test_latest_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,7 @@ from suite.metrics import Label
 
 def _entry(max_ulps: float | None) -> Deviation:
     return Deviation(id="test", description="d", reason="r", torch=">=1.0", cases=("kl_div_log_target",),
-                     dtypes=("float16",), quantity="grad_target", labels=("inaccurate",),
+                     dtypes=("float16",), quantities=("grad_target",), labels=("inaccurate",),
                      region={"target": ((-1.0, 0.0),)}, max_ulps=max_ulps)
 
 
