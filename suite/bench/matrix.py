@@ -30,8 +30,9 @@ FULL_ENV = "SUITE_BENCH_FULL"
 
 
 @dataclass(frozen=True)
-class Point:
-    """One benchmark: a case, reduction, dtype, device, mode, direction and ``2**log2_numel`` elements."""
+class Key:
+    """What identifies a benchmark: a case, reduction, dtype, device, mode, direction and ``2**log2_numel``
+    elements (also for saved runs, whose cases this version may not know)."""
 
     case: str
     reduction: str
@@ -41,15 +42,6 @@ class Point:
     direction: str
     log2_numel: int
 
-    def __post_init__(self) -> None:
-        case = cases.get(self.case)
-        if self.reduction not in case.reductions:
-            raise ValueError(f"case {self.case!r} has no reduction {self.reduction!r}")
-        if self.mode not in MODES or self.direction not in DIRECTIONS:
-            raise ValueError(f"mode must be one of {MODES} and direction one of {DIRECTIONS}")
-        if (1 << self.log2_numel) % CLASSES:
-            raise ValueError(f"2^{self.log2_numel} elements do not fill rows of {CLASSES}")
-
     @property
     def id(self) -> str:
         return "-".join((self.case, self.reduction, self.dtype, self.device, self.mode, self.direction,
@@ -58,6 +50,20 @@ class Point:
     @property
     def numel(self) -> int:
         return 1 << self.log2_numel
+
+
+@dataclass(frozen=True)
+class Point(Key):
+    """A benchmark of this version's matrix: a :class:`Key` whose case, reduction, mode and size are valid."""
+
+    def __post_init__(self) -> None:
+        case = cases.get(self.case)
+        if self.reduction not in case.reductions:
+            raise ValueError(f"case {self.case!r} has no reduction {self.reduction!r}")
+        if self.mode not in MODES or self.direction not in DIRECTIONS:
+            raise ValueError(f"mode must be one of {MODES} and direction one of {DIRECTIONS}")
+        if (1 << self.log2_numel) % CLASSES:
+            raise ValueError(f"2^{self.log2_numel} elements do not fill rows of {CLASSES}")
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -8,6 +8,7 @@ written atomically as ``<run>-summary.md`` and ``<run>-summary.png`` under ``rep
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,25 +17,17 @@ from typing import Any
 
 from suite import atomic
 from suite.bench import runs
-from suite.bench.matrix import DIRECTIONS
+from suite.bench.matrix import DIRECTIONS, Key
 from suite.errors import UsageError
 
-KEYS = ("case", "reduction", "dtype", "device", "mode", "direction", "numel", "log2_numel")
+KEYS = tuple(f.name for f in dataclasses.fields(Key))
 DIRECTION_TITLES = {"fwd": "forward", "fwdbwd": "forward + backward"}
 
 
 @dataclass(frozen=True)
-class Row:
-    """One loss benchmark of a run."""
+class Row(Key):
+    """One loss benchmark of a run: its key and figures."""
 
-    case: str
-    reduction: str
-    dtype: str
-    device: str
-    mode: str
-    direction: str
-    numel: int
-    log2_numel: int
     median_s: float
     gbps: float
     elements_per_s: float
