@@ -5,7 +5,8 @@ description and reason, the torch versions, cases, dtypes, devices and modes it 
 quantities (``loss``, ``grad_<input>``) and reductions, the label or labels torch gives there (optionally
 ``max_ulps``, a widened budget: the largest *algorithmic* ULP error the entry excuses, so that at an
 ill-conditioned point the error the conditioning explains does not count against it; and a ``witness``: a batch on
-which the suite found it, for deviations too rare for a short search to meet again), and a *region*: for each
+which the suite found it, for deviations too rare for a short search to meet again, its values broadcast to
+each of its ``shapes`` in turn when it names them), and a *region*: for each
 input, one or more closed intervals; an element is in the region when every named input lies in one of its
 intervals. Tests use entries to excuse exactly these elements (so anything else still fails) and to run a
 strict xfail per entry, so a torch that fixes a deviation shows up as XPASS.

@@ -139,15 +139,22 @@ def shows(deviation: Deviation, case_name: str, dtype: str, device: str) -> int:
 
 
 def witness_shows(deviation: Deviation, device: str) -> int:
-    """Elements of the entry's recorded witness batch that still show the deviation (0 without a witness)."""
+    """Elements of the entry's recorded witness batch that still show the deviation (0 without a witness).
+    A witness with ``shapes`` runs its values broadcast to each shape in turn (a large batch, or a compiled
+    function that has seen another shape before and so compiles for dynamic shapes)."""
     w = dict(deviation.witness)
     if not w:
         return 0
     case, fmt = cases.get(w.pop("case")), dtypes.get(w.pop("dtype"))
-    inputs = {name: np.array(values, dtype=np.float64) for name, values in w.items()}
-    result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation),
-                          mode=mode_of(deviation))
-    return observe(result, deviation)[0]
+    shapes = w.pop("shapes", [None])
+    values = {name: np.array(v, dtype=np.float64) for name, v in w.items()}
+    shown = 0
+    for shape in shapes:
+        inputs = values if shape is None else {k: np.broadcast_to(v, shape).copy() for k, v in values.items()}
+        result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation),
+                              mode=mode_of(deviation))
+        shown += observe(result, deviation)[0]
+    return shown
 
 
 @pytest.mark.parametrize(("deviation_id", "device"), _params())
