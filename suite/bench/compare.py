@@ -2,9 +2,13 @@
 
 Two checks, each with a threshold in percent (default 15):
 
-* the median time per call (``--stat``; ``min`` is steadier on a shared machine) must not grow by more;
+* the median time per call (``--stat``; ``min`` is steadier on a shared machine) must not grow by more,
+  after dividing out the machine's drift: per device, dtype and size (one level of the memory hierarchy),
+  the median over the current run's benchmarks of the ratio current / baseline (a shared VM's memory
+  bandwidth moves by a third from one run to the next; one slowed loss is 8 of the 48 benchmarks of a size
+  and hardly moves that median; ``--no-drift`` turns the correction off);
 * the fraction of the copy bandwidth (normalised by the copy measured in the same run, so it survives
-  machine drift) must not fall by more.
+  machine drift, and uncorrected, so a torch that slows every loss alike still fails) must not fall by more.
 
 A shared machine moves single medians by 15-50% from run to run (seen on a 2-core VM), while a real
 regression is slower every time.  So the gate is two-stage: benchmarks over a threshold in the first run are
@@ -21,8 +25,9 @@ Exit status 1 names the slowed benchmarks; bad input is one line on stderr and e
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,10 +96,40 @@ def fraction_changes(baseline: runs.Run, current: runs.Run | Sequence[runs.Run],
     return changes(baseline, currents, field, lambda b: runs.fraction(b, field), True)
 
 
-def time_changes(baseline: runs.Run, current: runs.Run | Sequence[runs.Run], stat: str = "median") -> list[Change]:
-    """Changes of the time statistic ``stat`` per call (lower is better)."""
+def time_changes(baseline: runs.Run, current: runs.Run | Sequence[runs.Run], stat: str = "median",
+                 drift: Mapping[str, float] | None = None) -> list[Change]:
+    """Changes of the time statistic ``stat`` per call (lower is better), each current time divided by the
+    drift of its group (:func:`drift_group`; 1 where ``drift`` has none)."""
     currents = [current] if isinstance(current, dict) else list(current)
-    return changes(baseline, currents, stat, lambda b: runs.stat(b, stat), False)
+    found = changes(baseline, currents, stat, lambda b: runs.stat(b, stat), False)
+    groups = {node: drift_group(bench) for node, bench in runs.by_name(baseline).items()}
+    factors = drift or {}
+    return [Change(c.name, c.node, c.metric, c.baseline, c.current / factors.get(groups[c.node], 1.0), False)
+            for c in found]
+
+
+#: Fewest benchmarks of a group for a drift estimate; smaller groups are compared as they are.
+MIN_FOR_DRIFT = 8
+
+
+def drift_group(bench: runs.Bench) -> str:
+    """The benchmarks that drift together: same device, dtype and size (loss benchmarks), else their own."""
+    extra = bench.get("extra_info")
+    keys = ("device", "dtype", "log2_numel")
+    if isinstance(extra, dict) and all(k in extra for k in keys):
+        return "/".join(str(extra[k]) for k in keys)
+    return str(bench.get("fullname"))
+
+
+def machine_drift(baseline: runs.Run, current: runs.Run, stat: str = "median") -> dict[str, float]:
+    """How much slower the machine ran ``current`` than ``baseline``, per :func:`drift_group` of at least
+    :data:`MIN_FOR_DRIFT` shared benchmarks: the median of their time ratios."""
+    by_group: dict[str, list[float]] = {}
+    before = runs.by_name(baseline)
+    for c in time_changes(baseline, current, stat):
+        by_group.setdefault(drift_group(before[c.node]), []).append(c.current / c.baseline)
+    return {group: float(statistics.median(ratios)) for group, ratios in by_group.items()
+            if len(ratios) >= MIN_FOR_DRIFT}
 
 
 def regressions(found: Sequence[Change], threshold: float = DEFAULT_THRESHOLD) -> list[Change]:
@@ -112,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="which fraction of copy bandwidth to compare (default %(default)s)")
     parser.add_argument("--stat", choices=STATS, default="median",
                         help="which time per call to compare (default %(default)s)")
+    parser.add_argument("--no-drift", action="store_true",
+                        help="compare times as they are, without dividing out the machine's drift")
     parser.add_argument("--suspects", metavar="FILE",
                         help="write the pytest node ids of the slowed benchmarks to FILE, one per line")
     parser.add_argument("--latest", metavar="STORAGE",
@@ -137,12 +174,16 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--threshold must be a percentage in [0, 100), not {args.threshold}")
     baseline, *currents = [runs.load(path) for path in args.runs]
     fractions = fraction_changes(baseline, currents, args.field)
-    times = time_changes(baseline, currents, args.stat)
+    drift = {} if args.no_drift else machine_drift(baseline, currents[0], args.stat)
+    times = time_changes(baseline, currents, args.stat, drift)
     if not times:
         raise UsageError(f"{args.runs[0]} and {args.runs[1]} share no benchmark")
     attempts = f"best of {len(currents)} attempts, " if len(currents) > 1 else ""
+    corrected = "" if not drift else ", divided by the machine drift (" + ", ".join(
+        f"{group} x{factor:.3f}" for group, factor in sorted(drift.items())) + ")"
     slow_times, slow_fractions = regressions(times, args.threshold), regressions(fractions, args.threshold)
-    _report(f"time check ({attempts}{args.stat}) against {args.runs[0]}", times, slow_times, args.threshold)
+    _report(f"time check ({attempts}{args.stat}{corrected}) against {args.runs[0]}", times, slow_times,
+            args.threshold)
     _report(f"bandwidth-fraction check ({attempts}{args.field})", fractions, slow_fractions, args.threshold)
     suspects = list(dict.fromkeys(c.node for c in [*slow_times, *slow_fractions]))
     if args.suspects:

@@ -97,3 +97,25 @@ def test_latest_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert compare.main([str(run), str(run), "--threshold", "120"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 4 and all(line.startswith("python -m suite.bench.compare: error:") for line in err)
+
+
+def test_machine_drift_is_divided_out_per_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every 2^24 benchmark 30% slower (the machine), kl_div twice as slow again (a regression): only kl_div
+    fails the time check, by +100%; the 2^16 group is too small for a drift estimate and stays as it is."""
+    keys = {(case, mode, 24): 0.5 for case in ("bce", "bce_with_logits", "kl_div", "sigmoid_bce")
+            for mode in ("eager", "compile")}
+    base = make_run({**keys, ("log_softmax_kl_div", "eager", 16): 0.3})
+    slower = _scaled(_scaled(base, 1.3, "bce"), 1.3, "bce_with_logits")
+    slower = _scaled(_scaled(slower, 1.3, "sigmoid_bce"), 2.6, "kl_div")
+    drift = compare.machine_drift(base, slower)
+    assert drift == {"cpu/float32/24": pytest.approx(1.3)}
+    slowed = compare.regressions(compare.time_changes(base, slower, drift=drift))
+    assert {c.name for c in slowed} == {"test_loss_throughput[kl_div-mean-float32-cpu-eager-fwd-2p24]",
+                                        "test_loss_throughput[kl_div-mean-float32-cpu-compile-fwd-2p24]"}
+    assert all(c.percent == pytest.approx(100.0) for c in slowed)
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    (tmp_path / "now.json").write_text(json.dumps(slower))
+    assert compare.main([str(tmp_path / "base.json"), str(tmp_path / "now.json"), "--no-drift"]) == 1
+    assert "time check (median) against" in capsys.readouterr().out  # uncorrected: every 2^24 one is slower
+    assert compare.main([str(tmp_path / "base.json"), str(tmp_path / "now.json")]) == 1
+    assert "divided by the machine drift (cpu/float32/24 x1.300)" in capsys.readouterr().out
