@@ -98,21 +98,25 @@ def bench_compare(session: nox.Session) -> None:
     default median) is slower by more than SUITE_BENCH_THRESHOLD percent (default 15) or a fraction of copy
     bandwidth (normalised by the copy measured in the same run) lower by as much.  Benchmarks over the
     threshold are re-measured (SUITE_BENCH_RETRIES times, default 2) and each counts its best attempt, so the
-    run-to-run noise of a shared machine passes while a benchmark slower in every attempt fails."""
+    run-to-run noise of a shared machine passes while a benchmark slower in every attempt fails.  The baseline
+    pools the last SUITE_BENCH_POOL (default 3) saved runs of the same torch and thread count."""
     args = install(session)
     threshold = os.environ.get("SUITE_BENCH_THRESHOLD", "15")
     stat = os.environ.get("SUITE_BENCH_STAT", "median")
     retries = int(os.environ.get("SUITE_BENCH_RETRIES", "2"))
-    latest = session.run("python", "-m", "suite.bench.compare", "--latest", BENCH_STORAGE, silent=True)
-    baseline = str(latest).strip().splitlines()[-1]
+    pool = os.environ.get("SUITE_BENCH_POOL", "3")
+    recent = session.run("python", "-m", "suite.bench.compare", "--latest", BENCH_STORAGE, "--recent", pool,
+                         silent=True)
+    *earlier, baseline = [line for line in str(recent).splitlines() if line.endswith(".json")]
+    pooled = [arg for path in earlier for arg in ("--also-baseline", path)]
     attempts = [f"{BENCH_STORAGE}/compare-current.json"]
     suspects = f"{BENCH_STORAGE}/compare-suspects.txt"
     session.run("pytest", *BENCH_PYTEST, f"--benchmark-compare={baseline}", f"--benchmark-json={attempts[0]}",
                 *args)
     for attempt in range(1, retries + 2):
         try:
-            session.run("python", "-m", "suite.bench.compare", baseline, *attempts, "--threshold", threshold,
-                        "--stat", stat, "--suspects", suspects)
+            session.run("python", "-m", "suite.bench.compare", baseline, *attempts, *pooled, "--threshold",
+                        threshold, "--stat", stat, "--suspects", suspects)
             return
         except nox.command.CommandFailed:
             if attempt > retries:

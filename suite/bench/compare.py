@@ -14,7 +14,9 @@ A shared machine moves single medians by 15-50% from run to run (seen on a 2-cor
 regression is slower every time.  So the gate is two-stage: benchmarks over a threshold in the first run are
 *suspects* (``--suspects FILE`` writes their pytest node ids); ``nox -s bench_compare`` re-measures only those
 and passes the re-measurement as further CURRENT runs, of which each benchmark counts its best attempt
-(lowest time, highest fraction).  A benchmark fails only when every attempt is slower.
+(lowest time, highest fraction).  A benchmark fails only when every attempt is slower.  The baseline may pool
+several saved runs of the same setup (``--also-baseline``: per benchmark, the median over the runs), so one
+run's outlier does not set the bar.
 
     python -m suite.bench.compare BASELINE.json CURRENT.json [RETRY.json ...] [--threshold 15] [--suspects F]
     python -m suite.bench.compare --latest reports/benchmarks     # print the latest saved run
@@ -37,9 +39,9 @@ from suite.errors import UsageError
 
 DEFAULT_THRESHOLD = 15.0
 #: The fraction compared: best call against best copy (least disturbed by other load), or the median's.
-FIELDS = ("copy_fraction_best", "copy_fraction")
+FIELDS = runs.FRACTION_FIELDS
 #: Time statistics of pytest-benchmark's ``stats`` the median gate can use.
-STATS = ("median", "min", "mean")
+STATS = runs.STATS
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="compare times as they are, without dividing out the machine's drift")
     parser.add_argument("--suspects", metavar="FILE",
                         help="write the pytest node ids of the slowed benchmarks to FILE, one per line")
+    parser.add_argument("--also-baseline", action="append", default=[], metavar="RUN.json",
+                        help="an earlier run of the same setup pooled into the baseline (per benchmark, the median "
+                             "over the pooled runs); repeatable")
     parser.add_argument("--latest", metavar="STORAGE",
                         help="print the latest saved run under STORAGE and exit")
+    parser.add_argument("--recent", type=int, default=1, metavar="K",
+                        help="with --latest: print up to K recent runs of the latest one's setup, latest last")
     return parser
 
 
@@ -166,13 +173,16 @@ def run(argv: Sequence[str] | None = None) -> int:
     """The command; raises UsageError for bad input."""
     args = _parser().parse_args(argv)
     if args.latest:
-        print(runs.latest(args.latest))
+        if args.recent < 1:
+            raise UsageError("--recent must be at least 1")
+        print("\n".join(str(p) for p in runs.recent(args.latest, args.recent)))
         return 0
     if len(args.runs) < 2:
         raise UsageError("give a baseline and a current run (then any re-measurements), or --latest STORAGE")
     if not 0 <= args.threshold < 100:
         raise UsageError(f"--threshold must be a percentage in [0, 100), not {args.threshold}")
     baseline, *currents = [runs.load(path) for path in args.runs]
+    baseline = runs.pool([*(runs.load(path) for path in args.also_baseline), baseline])
     fractions = fraction_changes(baseline, currents, args.field)
     drift = {} if args.no_drift else machine_drift(baseline, currents[0], args.stat)
     times = time_changes(baseline, currents, args.stat, drift)
@@ -182,7 +192,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     corrected = "" if not drift else ", divided by the machine drift (" + ", ".join(
         f"{group} x{factor:.3f}" for group, factor in sorted(drift.items())) + ")"
     slow_times, slow_fractions = regressions(times, args.threshold), regressions(fractions, args.threshold)
-    _report(f"time check ({attempts}{args.stat}{corrected}) against {args.runs[0]}", times, slow_times,
+    pooled = f" pooled with {len(args.also_baseline)} earlier run(s)" if args.also_baseline else ""
+    _report(f"time check ({attempts}{args.stat}{corrected}) against {args.runs[0]}{pooled}", times, slow_times,
             args.threshold)
     _report(f"bandwidth-fraction check ({attempts}{args.field})", fractions, slow_fractions, args.threshold)
     suspects = list(dict.fromkeys(c.node for c in [*slow_times, *slow_fractions]))

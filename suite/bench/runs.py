@@ -7,7 +7,10 @@ baseline).  Anything that is not a readable run is a :class:`suite.errors.UsageE
 
 from __future__ import annotations
 
+import copy
 import math
+import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -21,12 +24,51 @@ Run = dict[str, Any]
 Bench = dict[str, Any]
 
 
+#: Fractions of the copy bandwidth a loss benchmark records: best call against best copy, and the median's.
+FRACTION_FIELDS = ("copy_fraction_best", "copy_fraction")
+#: Time statistics per call a benchmark records (pytest-benchmark's ``stats``).
+STATS = ("median", "min", "mean")
+
+
 def latest(storage: str | Path = STORAGE) -> Path:
     """The most recently written saved run under ``storage``."""
+    return recent(storage, 1)[0]
+
+
+def _setup(run: Run) -> tuple[Any, Any]:
+    info = run.get("machine_info")
+    return (info.get("torch_version"), info.get("torch_threads")) if isinstance(info, dict) else (None, None)
+
+
+def recent(storage: str | Path = STORAGE, count: int = 1) -> list[Path]:
+    """Up to ``count`` most recent saved runs under ``storage`` made with the latest one's torch version and
+    thread count (runs of another setup measure something else), latest last."""
     found = sorted(Path(storage).glob(RUN_GLOB), key=lambda p: (p.stat().st_mtime, p.name))
     if not found:
         raise UsageError(f"no saved benchmark run under {storage}; run `nox -s bench` first")
-    return found[-1]
+    setup = _setup(load(found[-1]))
+    same = [p for p in found if _setup(load(p)) == setup]
+    return same[-count:]
+
+
+def pool(pooled: Sequence[Run]) -> Run:
+    """One baseline from several runs of one setup: per benchmark, the median over the runs of each time
+    statistic and each fraction, so that one run's lucky or unlucky measurement does not set the bar."""
+    if len(pooled) == 1:
+        return pooled[0]
+    out: Run = copy.deepcopy(pooled[-1])
+    indexed = [by_name(r) for r in pooled]
+    for bench in out["benchmarks"]:
+        same = [runs[bench["fullname"]] for runs in indexed if bench["fullname"] in runs]
+        for name in STATS:
+            values = [v for b in same if (v := stat(b, name)) is not None]
+            if values:
+                bench["stats"][name] = statistics.median(values)
+        for field in FRACTION_FIELDS:
+            values = [v for b in same if (v := fraction(b, field)) is not None]
+            if values:
+                bench["extra_info"][field] = statistics.median(values)
+    return out
 
 
 def load(path: str | Path) -> Run:

@@ -4,11 +4,12 @@ with re-measurements, the suspects file, and the command's exit codes."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from suite.bench import compare
+from suite.bench import compare, runs
 from tests.unit.test_bench_summary import make_run
 
 BASE = make_run({("bce", "eager", 24): 0.5, ("kl_div", "compile", 24): 0.4, ("sigmoid_bce", "eager", 16): 0.2})
@@ -119,3 +120,35 @@ def test_machine_drift_is_divided_out_per_size(tmp_path: Path, capsys: pytest.Ca
     assert "time check (median) against" in capsys.readouterr().out  # uncorrected: every 2^24 one is slower
     assert compare.main([str(tmp_path / "base.json"), str(tmp_path / "now.json")]) == 1
     assert "divided by the machine drift (cpu/float32/24 x1.300)" in capsys.readouterr().out
+
+
+def test_pooled_baseline_takes_the_median_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Three baselines: one lucky (kl_div 40% faster), two typical.  Against the lucky one alone a typical
+    rerun looks 40% slower; against the pool (per benchmark, the median of the three) it passes."""
+    lucky = _scaled(BASE, 1 / 1.4, "kl_div")
+    pooled = runs.pool([BASE, lucky, BASE])
+    node = "tests/bench/test_losses.py::test_loss_throughput[kl_div-mean-float32-cpu-compile-fwd-2p24]"
+    assert runs.by_name(pooled)[node]["stats"]["median"] == runs.by_name(BASE)[node]["stats"]["median"]
+    for name, run in (("typical.json", BASE), ("lucky.json", lucky)):
+        (tmp_path / name).write_text(json.dumps(run))
+    paths = [str(tmp_path / "lucky.json"), str(tmp_path / "typical.json")]
+    assert compare.main(paths) == 1
+    capsys.readouterr()
+    assert compare.main([*paths, "--also-baseline", str(tmp_path / "typical.json"), "--also-baseline",
+                         str(tmp_path / "typical.json")]) == 0
+    assert "pooled with 2 earlier run(s)" in capsys.readouterr().out
+
+
+def test_recent_runs_share_the_latest_setup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "Linux-CPython-3.11-64bit"
+    folder.mkdir()
+    other = json.loads(json.dumps(BASE))
+    other["machine_info"]["torch_version"] = "2.12.0"
+    for i, run in enumerate([BASE, other, BASE, BASE], 1):
+        path = folder / f"{i:04d}_bench.json"
+        path.write_text(json.dumps(run))
+        os.utime(path, (i, i))
+    assert [p.name for p in runs.recent(tmp_path, 3)] == ["0001_bench.json", "0003_bench.json",
+                                                                  "0004_bench.json"]
+    assert compare.main(["--latest", str(tmp_path), "--recent", "2"]) == 0
+    assert capsys.readouterr().out.split() == [str(folder / "0003_bench.json"), str(folder / "0004_bench.json")]
