@@ -55,9 +55,11 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def report(session: nox.Session) -> None:
     """The main job: accuracy report of the installed torch under reports/<torch>-cpu/ (JSON, Markdown, HTML
-    with plots), then its diff against the committed baseline (reports/<torch>-cpu/diff.md)."""
+    with plots, the bad-input and mixed-dtype tables), then its diff against the committed baseline
+    (reports/<torch>-cpu/diff.md).  Extra arguments go to `python -m suite report` (e.g. `-- --modes
+    eager,compile,autocast` for the comparison of modes)."""
     args = install(session)
-    session.run("python", "-m", "suite", "report", *args)
+    session.run("python", "-m", "suite", "report", "--bad-inputs", *args)
     version = session.run("python", "-c", "import torch; print(torch.__version__.split('+')[0])",
                           silent=True)
     version = str(version).strip()
