@@ -3,7 +3,9 @@
 # pytest, pytest-benchmark, pytest-xdist, hypothesis, mpmath, numpy and matplotlib installed):
 #   bench    the CUDA benchmarks, eager then compiled, alone on the machine (pytest-benchmark JSON);
 #   tests    the unit and accuracy tests (CPU and CUDA; CUDA_CHECK_TESTS_K selects with pytest -k);
-#   report   the full-grid report on cpu,cuda in eager and autocast, with the bad-input probes;
+#   report   the full-grid report on cpu,cuda in CUDA_CHECK_REPORT_MODES (default eager,autocast; every mode,
+#            eager,compile,autocast, needs a call of its own: compiling every case, dtype and reduction on
+#            CUDA takes minutes), with the bad-input probes;
 #   compile  a quick-grid report on cpu,cuda in eager and compile for BCE and BCEWithLogits in float16 and
 #            bfloat16 (compiling every case and dtype takes longer than a device lease allows).
 # tests, report and compile run side by side after bench.  Each step has its own time limit, so a slow step
@@ -55,7 +57,8 @@ if wanted tests; then
         -rfEX --junitxml="$out/junit.xml" -k "${CUDA_CHECK_TESTS_K:-}" &
 fi
 if wanted report; then
-    step report "$logs" "$limit" python3 -m suite report --devices cpu,cuda --modes eager,autocast --bad-inputs \
+    step report "$logs" "$limit" python3 -m suite report --devices cpu,cuda \
+        --modes "${CUDA_CHECK_REPORT_MODES:-eager,autocast}" --bad-inputs \
         --workers "$workers" --search 10 --out "$reports/full" &
 fi
 if wanted compile; then
