@@ -218,8 +218,10 @@ PROBES: dict[str, tuple[str, Builder]] = {
 def _saved(path: str) -> Builder:
     """Inputs saved by :func:`screen`: carrier arrays (float64, exactly representable in the dtype)."""
     def build(case: Case, dtype: torch.dtype, device: str) -> Tensors:
+        from suite.run import to_tensor  # run imports this module
+
         with np.load(path) as data:
-            return {name: torch.tensor(data[name], dtype=torch.float64).to(dtype).to(device) for name in data.files}
+            return {name: to_tensor(data[name], dtypes.get(dtype), device) for name in data.files}
     return build
 
 

@@ -136,11 +136,8 @@ def needs_screening(case: Case, used: Mapping[str, FloatArray], device: str) -> 
                for spec in case.inputs for values in [np.asarray(used[spec.name])])
 
 
-def _screen_failure(outcome: str | None) -> tuple[Label, str] | None:
-    """The label and message of a screened run (``kind: message``) that must not be repeated here."""
-    if outcome is None:
-        return None
-    kind, _, message = outcome.partition(": ")
+def _screen_failure(kind: str, message: str) -> tuple[Label, str] | None:
+    """The label and message of a screened outcome that must not be repeated here (None: safe to run)."""
     if kind not in probes.FATAL:
         return None
     label = Label.DEVICE_ASSERT if kind == probes.DEVICE_ASSERT else Label.RAISED
@@ -162,7 +159,7 @@ def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, de
         return out + [_failed(grad_name(n), reduction, truth_set.grads[n].scaled(divisor or 1), fmt, budget, message,
                               label) for n in names]
 
-    fatal = _screen_failure(None if screened is None else f"{screened.kind}: {screened.message}")
+    fatal = None if screened is None else _screen_failure(screened.kind, screened.message)
     if fatal is not None:
         return failed(*fatal, differentiable)
     tensors = {k: to_tensor(v, fmt, device, k in differentiable) for k, v in used.items()}
@@ -177,7 +174,8 @@ def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, de
     got = to_carrier(out).reshape(loss_truth.shape)
     results = [QuantityResult(LOSS, reduction, got, loss_truth,
                               measure(got, loss_truth, out_fmt, budget, loss_condition), out_fmt)]
-    backward_fatal = _screen_failure(None if screened is None else screened.backward)
+    kind, _, message = ((screened.backward or "") if screened is not None else "").partition(": ")
+    backward_fatal = _screen_failure(kind, message)  # the child reports its backward as "kind: message"
     if differentiable and backward_fatal is not None:
         results += failed(*backward_fatal, differentiable, loss=False)
     elif differentiable:
