@@ -5,7 +5,9 @@
 #   tests    the unit and accuracy tests (CPU and CUDA; CUDA_CHECK_TESTS_K selects with pytest -k);
 #   report   the full-grid report on cpu,cuda in CUDA_CHECK_REPORT_MODES (default eager,autocast; every mode,
 #            eager,compile,autocast, needs a call of its own: compiling every case, dtype and reduction on
-#            CUDA takes minutes), with the bad-input probes;
+#            CUDA takes minutes), with the bad-input probes, XDIST_WORKERS case/dtype jobs side by side.
+#            The report is written to .cache/cuda-check/full (ignored by git, kept on a warm machine) with
+#            --resume, so a call cut off by its time limit is finished by the next call instead of redone;
 #   compile  a quick-grid report on cpu,cuda in eager and compile for BCE and BCEWithLogits in float16 and
 #            bfloat16 (compiling every case and dtype takes longer than a device lease allows).
 # tests, report and compile run side by side after bench.  Each step has its own time limit, so a slow step
@@ -57,9 +59,10 @@ if wanted tests; then
         -rfEX --junitxml="$out/junit.xml" -k "${CUDA_CHECK_TESTS_K:-}" &
 fi
 if wanted report; then
-    step report "$logs" "$limit" python3 -m suite report --devices cpu,cuda \
-        --modes "${CUDA_CHECK_REPORT_MODES:-eager,autocast}" --bad-inputs \
-        --workers "$workers" --search 10 --out "$reports/full" &
+    (step report "$logs" "$limit" python3 -m suite report --devices cpu,cuda \
+        --modes "${CUDA_CHECK_REPORT_MODES:-eager,autocast}" --bad-inputs --workers "$workers" \
+        --jobs "$workers" --resume --search 10 --out .cache/cuda-check/full
+     cp -r .cache/cuda-check/full "$reports/full" 2>/dev/null) &
 fi
 if wanted compile; then
     step compile "$logs" "$limit" python3 -m suite report --devices cpu,cuda --modes eager,compile --quick \

@@ -45,6 +45,17 @@ def forward_for(case: Case, reduction: str, mode: str, device: str) -> Forward:
     return _COMPILED[key]
 
 
+def fresh_compiles() -> None:
+    """Forget every compiled function, so the next ``compile`` run compiles anew for its own shapes.
+
+    A compiled function first compiles for static shapes; called later with another shape (the same case
+    on another dtype's grid) dynamo recompiles it with dynamic shapes, whose kernels can round differently
+    (see the ``compile-half-mean-target-gradient-flushed`` deviation).  The report calls this before each
+    case/dtype job so that its compile results do not depend on which jobs the same process ran before."""
+    _COMPILED.clear()
+    torch._dynamo.reset()
+
+
 @contextlib.contextmanager
 def strict_compile() -> Iterator[None]:
     """Make ``compile`` mean compiled.  Dynamo recompiles a code object at most 8 times and then silently

@@ -50,11 +50,16 @@ def cache_key(case: Case, inputs: Mapping[str, np.ndarray], precision: int, max_
                  str(case.rows), str(precision), str(max_precision)):
         digest.update(part.encode())
         digest.update(b"\0")
+    add_arrays(digest, inputs)
+    return digest.hexdigest()
+
+
+def add_arrays(digest: Any, inputs: Mapping[str, np.ndarray]) -> None:
+    """Feed named arrays (names, shapes and float64 bytes, in name order) to a hashlib ``digest``."""
     for name in sorted(inputs):
         array = np.ascontiguousarray(inputs[name], dtype=np.float64)
         digest.update(f"{name}{array.shape}".encode())
         digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 def _to_arrays(ts: truth.TruthSet) -> dict[str, np.ndarray]:

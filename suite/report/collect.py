@@ -14,6 +14,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from suite import compare, dtypes, judge, modes, run, truth_cache
 from suite.cases.base import Case
 from suite.dtypes import FloatArray, FloatFormat
 from suite.metrics import Label
-from suite.report import findings, modes_tables, schema, search_records
+from suite.report import checkpoint, findings, modes_tables, pool, schema, search_records
 from suite.report.progress import Progress
 from suite.report.safe_range import TYPICAL, safe_range
 from suite.truth import TruthSet
@@ -37,8 +38,10 @@ DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 @dataclass
 class Options:
-    """What to run: case names, dtypes, devices, modes, grid size, plugin modules (by case name), and the
-    targeted search's examples per case/dtype/device (0: none) and seed."""
+    """What to run: case names, dtypes, devices, modes, grid size, plugin modules (by case name), the
+    targeted search's examples per case/dtype/device (0: none) and seed; how: ``workers`` processes for
+    exact truths, ``jobs`` case/dtype jobs side by side (:mod:`suite.report.pool`), each finished job saved
+    in ``checkpoint_dir`` and with ``resume`` reused from there (:mod:`suite.report.checkpoint`)."""
 
     cases: list[str]
     dtypes: list[str]
@@ -51,6 +54,9 @@ class Options:
     search: int = 0
     search_seed: int = 0
     bad_inputs: bool = False
+    jobs: int = 1
+    checkpoint_dir: str | None = None
+    resume: bool = False
 
 
 @dataclass
@@ -218,6 +224,25 @@ class _Parts:
     profiles: list[Profile] = field(default_factory=list)
     sides: compare.SideComparisons = field(default_factory=compare.SideComparisons)
 
+    def extend(self, other: _Parts) -> None:
+        self.results += other.results
+        self.findings += other.findings
+        self.safe_ranges += other.safe_ranges
+        self.search += other.search
+        self.profiles += other.profiles
+        self.sides.extend(other.sides)
+
+
+@dataclass
+class JobOutput:
+    """What one case/dtype job adds to the report: its records, the grid's shape, and the seconds its
+    torch runs (with metrics) and its targeted search took."""
+
+    parts: _Parts
+    shape: list[int]
+    torch_seconds: float
+    search_seconds: float
+
 
 def collect_case(case: Case, fmt: FloatFormat, used: Mapping[str, FloatArray], truth_set: TruthSet,
                  devices: list[str], mode_names: list[str], plugin: str | None, parts: _Parts) -> None:
@@ -274,38 +299,106 @@ def comparisons(options: Options, cases_to_run: list[Case], sides: compare.SideC
     return out
 
 
+def run_job(case: Case | str, dtype: str, used: Mapping[str, FloatArray], truth_set: TruthSet,
+            options: Options) -> JobOutput:
+    """The torch side of one case/dtype job: every device and mode on the grid, then the targeted search.
+    ``case`` is a Case, or in a worker process the name of a registered one.  Compile mode compiles afresh
+    for the job's grid (:func:`modes.fresh_compiles`), so no job's numbers depend on the jobs before it."""
+    case = pool.by_name(case) if isinstance(case, str) else case
+    fmt, plugin, parts = dtypes.get(dtype), options.plugins.get(case.name), _Parts()
+    if "compile" in options.modes:
+        modes.fresh_compiles()
+    t0 = time.monotonic()
+    collect_case(case, fmt, used, truth_set, options.devices, options.modes, plugin, parts)
+    t1 = time.monotonic()
+    if options.search > 0:
+        search_case(case, fmt, options, plugin, parts)
+    return JobOutput(parts, list(truth_set.values.shape), t1 - t0, time.monotonic() - t1)
+
+
+def checkpoint_store(options: Options) -> checkpoint.Store | None:
+    """Where finished jobs are saved (None: nowhere), keyed by everything their numbers depend on."""
+    if options.checkpoint_dir is None:
+        return None
+    plugins = sorted(set(options.plugins.values()))
+    return checkpoint.Store(Path(options.checkpoint_dir), [
+        torch.__version__, ",".join(options.devices), ",".join(options.modes),
+        f"search {options.search} seed {options.search_seed}",
+        *(f"{m}\n{checkpoint.module_source(m)}" for m in plugins)])
+
+
+@dataclass
+class _Pending:
+    number: int
+    label: str
+    key: str | None
+    truth_seconds: float
+
+
 def collect(options: Options, cases_to_run: list[Case], progress: Progress | None = None,
             inputs_for: Callable[[Case, FloatFormat], Mapping[str, np.ndarray]] | None = None) -> Collected:
     """Run everything ``options`` selects, reporting each job's steps to ``progress`` (default: none);
-    ``inputs_for`` replaces the grids (tests pass small inputs)."""
+    ``inputs_for`` replaces the grids (tests pass small inputs).  Grids and exact truths are made here, one
+    job after another; the torch side of each job runs in :func:`pool.executor` (``options.jobs`` at a time)
+    while the next truths are computed.  Results keep the job order whatever order jobs finish in."""
     started = time.monotonic()
-    parts = _Parts()
-    case_info: dict[str, Any] = {}
     jobs = [(case, dtypes.get(d)) for case in cases_to_run for d in options.dtypes]
+    if options.jobs > 1:
+        for case in cases_to_run:
+            if not pool.is_registered(case):
+                raise ValueError(f"case {case.name!r} is not registered: jobs > 1 runs registered cases only")
     progress = progress or Progress(quiet=True)
     progress.total = len(jobs)
+    store = checkpoint_store(options)
+    outputs: dict[int, JobOutput] = {}
+    resumed: set[int] = set()
+
+    def finish(job: _Pending, output: JobOutput, reused: bool) -> None:
+        outputs[job.number] = output
+        if reused:
+            resumed.add(job.number)
+        if store is not None and job.key is not None and not reused:
+            store.save(job.key, output)
+        elements = int(np.prod(output.shape))
+        progress.done(job.number, job.label, f"{elements} elements, " + (
+            "saved by an earlier run (--resume)" if reused else
+            f"truth {job.truth_seconds:.1f}s, torch+metrics {output.torch_seconds:.1f}s, "
+            f"search {output.search_seconds:.1f}s") + f" (total {time.monotonic() - started:.0f}s)")
+
+    with pool.executor(options.jobs, sorted(set(options.plugins.values()))) as runner:
+        pending: dict[Future[JobOutput], _Pending] = {}
+
+        def reap(block: bool) -> None:
+            for future in (as_completed(list(pending)) if block else [f for f in pending if f.done()]):
+                finish(pending.pop(future), future.result(), reused=False)
+
+        for number, (case, fmt) in enumerate(jobs, 1):
+            label = f"{case.name} {fmt.name}"
+            progress.step(number, label, "grid")
+            raw = inputs_for(case, fmt) if inputs_for else grid_inputs(case, fmt, options.quick)
+            used = run.prepare_inputs(case, raw, fmt)
+            key = store.key(case.name, fmt.name, used) if store is not None else None
+            saved = store.load(key) if store is not None and key is not None and options.resume else None
+            if isinstance(saved, JobOutput):
+                finish(_Pending(number, label, key, 0.0), saved, reused=True)
+                continue
+            progress.step(number, label, "exact truth")
+            t0 = time.monotonic()
+            truth_set = truth_for(case, used, options.workers, options.cache_dir)
+            job = _Pending(number, label, key, time.monotonic() - t0)
+            progress.step(number, label, "torch and metrics" + (", targeted search" if options.search else ""))
+            name: Case | str = case.name if options.jobs > 1 else case
+            pending[runner.submit(run_job, name, fmt.name, used, truth_set, options)] = job
+            reap(block=False)
+        reap(block=True)
+
+    parts = _Parts()
+    case_info: dict[str, Any] = {}
     for number, (case, fmt) in enumerate(jobs, 1):
-        label = f"{case.name} {fmt.name}"
-        plugin = options.plugins.get(case.name)
-        info = case_info.setdefault(case.name, _case_info(case, plugin))
-        t0 = time.monotonic()
-        progress.step(number, label, "grid")
-        raw = inputs_for(case, fmt) if inputs_for else grid_inputs(case, fmt, options.quick)
-        used = run.prepare_inputs(case, raw, fmt)
-        progress.step(number, label, "exact truth")
-        truth_set = truth_for(case, used, options.workers, options.cache_dir)
-        t1 = time.monotonic()
-        progress.step(number, label, "torch and metrics")
-        collect_case(case, fmt, used, truth_set, options.devices, options.modes, plugin, parts)
-        t2 = time.monotonic()
-        if options.search > 0:
-            progress.step(number, label, f"targeted search ({options.search} examples)")
-            search_case(case, fmt, options, plugin, parts)
-        t3 = time.monotonic()
-        shape = list(truth_set.values.shape)
-        info["grid"][fmt.name] = {"elements": int(np.prod(shape)), "shape": shape}
-        progress.done(number, label, f"{int(np.prod(shape))} elements, truth {t1 - t0:.1f}s, torch+metrics "
-                                     f"{t2 - t1:.1f}s, search {t3 - t2:.1f}s (total {t3 - started:.0f}s)")
+        info = case_info.setdefault(case.name, _case_info(case, options.plugins.get(case.name)))
+        output = outputs[number]
+        parts.extend(output.parts)
+        info["grid"][fmt.name] = {"elements": int(np.prod(output.shape)), "shape": output.shape}
     payload = {
         "schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -314,7 +407,8 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
                     "devices": list(options.devices), "modes": list(options.modes), "quick": options.quick,
                     "plugins": sorted(set(options.plugins.values())),
                     "grid": "custom" if inputs_for else ("quick" if options.quick else "full"),
-                    "search": {"examples": options.search, "seed": options.search_seed}},
+                    "search": {"examples": options.search, "seed": options.search_seed},
+                    "jobs": options.jobs, "resumed_jobs": len(resumed)},
         "cases": case_info, "results": parts.results, "findings": parts.findings,
         "safe_ranges": parts.safe_ranges, "search": parts.search,
         "comparisons": comparisons(options, cases_to_run, parts.sides, progress),

@@ -5,16 +5,21 @@ an interrupted run leaves the previous report intact."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from suite import atomic, cases, dtypes, modes
 from suite.errors import UsageError
-from suite.report import collect, html, markdown, plots, summary
+from suite.report import checkpoint, collect, html, markdown, plots, summary
 from suite.report.progress import Progress
 
 DESCRIPTION = """\
@@ -30,13 +35,15 @@ With several --modes or --devices, the same grid results are compared side by si
 the same device and each device against CPU in the same mode (points whose labels differ, or whose ULP errors
 differ by more than the budget); --bad-inputs adds the bad-input and mixed-dtype tables.
 Exact truths are cached on disk, so a second run only re-runs torch.  The previous report in --out is
-replaced only when the new one is complete.  Progress goes to stderr (a bar on a terminal, else one line
+replaced only when the new one is complete; each finished case/dtype job is saved until then, and --resume
+goes on from where an interrupted run stopped.  Progress goes to stderr (a bar on a terminal, else one line
 per case and dtype).  Bad options exit with status 2.
 
 examples:
   python -m suite report --quick --out /tmp/quick      # a fast look
   python -m suite report --cases bce_with_logits --dtypes float16,bfloat16
   python -m suite report --devices cpu,cuda --modes eager,compile,autocast --bad-inputs   # every setting
+  python -m suite report --modes eager,compile --jobs 4 --resume   # 4 jobs at a time, reusing finished ones
   python -m suite report --plugin my_losses --cases my_bce,bce_with_logits
   python -m suite diff reports/baselines/<torch>-cpu reports/<torch>-cpu   # what changed; exit 1: worse"""
 
@@ -82,6 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(repeatable)")
     parser.add_argument("--workers", type=int, default=2, metavar="N",
                         help="processes computing exact truths on a cache miss (default: 2)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="case/dtype jobs run side by side in N worker processes (default: 1); on a "
+                             "machine with many cores this shortens runs in compile mode, whose compiling is "
+                             "single-threaded per job")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the jobs an interrupted or timed-out run of the same command finished "
+                             "(each finished job is saved beside --out until the report is written; a job "
+                             "is reused only with the same suite, torch, settings and inputs)")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="truth cache folder (default: SUITE_CACHE_DIR, else .cache/truth)")
     parser.add_argument("--bad-inputs", action="store_true",
@@ -132,10 +147,14 @@ def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.
             raise UsageError(f"unknown mode {mode!r}; choose from {', '.join(modes.MODES)}")
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
     if args.search < 0:
         raise UsageError("--search must be 0 (no search) or a number of examples")
+    out = Path(args.out) if args.out else default_out(devices)
     return collect.Options(names, dtype_names, devices, mode_names, args.quick, plugins, args.workers,
-                           args.cache_dir, args.search, args.search_seed, args.bad_inputs), selected
+                           args.cache_dir, args.search, args.search_seed, args.bad_inputs, args.jobs,
+                           str(checkpoint.folder_for(out)), args.resume), selected
 
 
 def default_out(devices: list[str]) -> Path:
@@ -173,17 +192,46 @@ def write_report(result: collect.Collected, folder: Path, plot_format: str = "pn
     atomic.write_text(folder / "index.html", html.render(result.payload, files))
 
 
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM (``timeout``, a batch system's time limit) into SystemExit, so that an interrupted run
+    cleans up and says what it saved, as on Ctrl-C; the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(args: argparse.Namespace) -> int:
     options, selected = options_from(args)
     out = Path(args.out) if args.out else default_out(options.devices)
+    saved = checkpoint.folder_for(out)
     staging = staging_dir(out)
     progress = Progress()
+    if not options.resume and checkpoint.saved_jobs(saved):
+        progress.line(f"{saved} holds {checkpoint.saved_jobs(saved)} jobs of an unfinished run; --resume "
+                      "would reuse those that match this run (this run replaces them)")
     try:
-        result = collect.collect(options, selected, progress)
-        progress.line("writing plots and pages")
-        write_report(result, staging, args.plot_format)
-        staging.chmod(0o755)
-        publish(staging, out)
+        with sigterm_as_exit():
+            result = collect.collect(options, selected, progress)
+            progress.line("writing plots and pages")
+            write_report(result, staging, args.plot_format)
+            staging.chmod(0o755)
+            publish(staging, out)
+            checkpoint.remove(saved)
+    except BaseException:
+        if checkpoint.saved_jobs(saved):
+            progress.line(f"stopped: {checkpoint.saved_jobs(saved)} finished jobs are saved in {saved}; "
+                          "the same command with --resume goes on from there")
+        raise
     finally:
         progress.close()
         if staging.exists():

@@ -11,7 +11,9 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
                       "platform": ..., "numpy": ..., "mpmath": ..., "suite": ..., "suite_commit": ... | null},
       "options": {"cases": [...], "dtypes": [...], "devices": [...], "modes": [...], "quick": bool,
                   "plugins": [...], "grid": "quick" | "full" | "custom",
-                  "search": {"examples": int (0: no search), "seed": int}},
+                  "search": {"examples": int (0: no search), "seed": int},
+                  "jobs": int (case/dtype jobs run side by side),
+                  "resumed_jobs": int (jobs reused from an interrupted run's checkpoint: --resume)},
       "cases": {name: {"family", "description", "main_input", "main_kind", "plugin": module | null,
                        "grid": {dtype: {"samples": int, "shape": [...]}}}},
       "results": [                                   # one per case/dtype/device/mode/reduction/quantity

@@ -79,7 +79,9 @@ def environment_lines(payload: dict[str, Any]) -> list[str]:
             f"grid: {options.get('grid')}; {_search_line(options.get('search'))}",
             f"dtypes {', '.join(options['dtypes'])}; devices {', '.join(options['devices'])}; "
             f"modes {', '.join(options['modes'])}"
-            + (f"; plugins {', '.join(options['plugins'])}" if options.get("plugins") else "")]
+            + (f"; plugins {', '.join(options['plugins'])}" if options.get("plugins") else ""),
+            *([f"{options['resumed_jobs']} case/dtype jobs reused from an interrupted run (--resume); "
+               f"{payload['seconds']} s is this run's time only"] if options.get("resumed_jobs") else [])]
 
 
 def _index(results: Iterable[dict[str, Any]]) -> dict[tuple[str, ...], dict[str, Any]]:

@@ -1,0 +1,93 @@
+"""Saved jobs of an unfinished report run, so that ``python -m suite report --resume`` goes on where an
+interrupted or timed-out run stopped instead of starting again.
+
+Each finished case/dtype job is written (atomically) to one file in a folder beside the report.  Its name
+is a digest of everything the job's numbers depend on: the suite's own source files, the plugin modules'
+sources, torch's version, the devices, modes and search settings, the case, the dtype and the bytes of the
+inputs.  A job is reused only when all of these match, so a changed suite, torch or grid recomputes it.
+The files are pickles written by this program for this program: the folder belongs to the user's report
+and is removed once the report is published.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import inspect
+import pickle
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import suite
+from suite import atomic, truth_cache
+
+CHECKPOINT_VERSION = "1"
+_SUFFIX = ".job.pkl"
+
+
+@functools.cache
+def suite_digest() -> str:
+    """Digest of the suite package's source and data files (a changed suite never reuses saved jobs)."""
+    root = Path(suite.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".toml") and p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def module_source(module: str) -> str:
+    """Source of a plugin module (its name when the source cannot be read)."""
+    try:
+        return inspect.getsource(importlib.import_module(module))
+    except (OSError, TypeError, ImportError):
+        return module
+
+
+def folder_for(out: Path) -> Path:
+    """Where the jobs of a run writing the report ``out`` are saved: a hidden folder beside it."""
+    return out.parent / f".{out.name}.jobs"
+
+
+class Store:
+    """The saved jobs of runs that share ``context`` (strings naming the run's settings) in ``folder``."""
+
+    def __init__(self, folder: Path, context: Iterable[str]) -> None:
+        self.folder = folder
+        digest = hashlib.sha256()
+        for part in (CHECKPOINT_VERSION, suite_digest(), *context):
+            digest.update(part.encode() + b"\0")
+        self._context = digest.hexdigest()
+
+    def key(self, case: str, dtype: str, inputs: Mapping[str, np.ndarray]) -> str:
+        """The file name of a job: its case and dtype, then a digest of the run's context and the inputs."""
+        digest = hashlib.sha256(self._context.encode())
+        digest.update(f"{case}\0{dtype}\0".encode())
+        truth_cache.add_arrays(digest, inputs)
+        return f"{case}-{dtype}-{digest.hexdigest()[:32]}{_SUFFIX}"
+
+    def load(self, key: str) -> Any | None:
+        """The saved job under ``key``, or None when there is none or it cannot be read (then it is rerun)."""
+        try:
+            with open(self.folder / key, "rb") as handle:
+                return pickle.load(handle)
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError, TypeError):
+            return None
+
+    def save(self, key: str, job: Any) -> None:
+        atomic.write_bytes(self.folder / key, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+
+def saved_jobs(folder: Path) -> int:
+    """How many job files ``folder`` holds (of any run)."""
+    return sum(1 for _ in folder.glob(f"*{_SUFFIX}")) if folder.is_dir() else 0
+
+
+def remove(folder: Path) -> None:
+    """Delete the saved jobs, once the report they served is published."""
+    shutil.rmtree(folder, ignore_errors=True)

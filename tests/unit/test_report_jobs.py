@@ -1,0 +1,173 @@
+"""Report jobs side by side in worker processes (``--jobs``) and resumed from an interrupted run's saved
+jobs (``--resume``): the same accuracy.json either way, nothing finished is recomputed, nothing stale reused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from suite import cases, cli
+from suite.report import checkpoint, collect, command
+
+PLUGIN = "tests.unit.plugin_broken_loss"
+BROKEN = "broken_bce_with_logits"
+CASES = [BROKEN, "bce_with_logits", "kl_div"]
+X = np.array([-200.0, -20.0, -1.0, 0.0, 1.0, 20.0, 200.0])
+LOGITS = {"input": np.tile(X, (2, 1)), "target": np.repeat([[0.0], [1.0]], X.size, 1)}
+LOG_P = np.log(np.array([[1e-30, 0.25, 0.75 - 1e-30], [0.5, 0.5 - 2.0**-40, 2.0**-40]]))
+KL = {"input": LOG_P, "target": np.array([[0.0, 0.5, 0.5], [1e-20, 0.25, 0.75 - 1e-20]])}
+RUN_JOB = collect.run_job
+RUN_ONLY = ("created", "seconds", "environment", "options")
+
+
+def small_inputs(case: cases.Case, fmt: Any) -> dict[str, np.ndarray]:
+    return KL if case.name.startswith("kl_div") else LOGITS
+
+
+@pytest.fixture(scope="module")
+def plugin() -> Iterator[dict[str, str]]:
+    sys.modules.pop(PLUGIN, None)
+    cases.unregister(BROKEN)
+    try:
+        yield command.load_plugins([PLUGIN])
+    finally:
+        cases.unregister(BROKEN)
+        sys.modules.pop(PLUGIN, None)
+
+
+def _options(plugin: dict[str, str], tmp: Path, **kw: Any) -> collect.Options:
+    return collect.Options(CASES, ["float32", "float16"], ["cpu"], plugins=plugin, workers=1, search=4,
+                           cache_dir=str(tmp / "truth"), **kw)
+
+
+def _payload(options: collect.Options) -> dict[str, Any]:
+    result = collect.collect(options, [cases.get(n) for n in options.cases], inputs_for=small_inputs)
+    return json.loads(json.dumps(result.payload))
+
+
+def _same_numbers(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return {k: v for k, v in a.items() if k not in RUN_ONLY} == {k: v for k, v in b.items() if k not in RUN_ONLY}
+
+
+@pytest.fixture(scope="module")
+def serial(plugin: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _payload(_options(plugin, tmp_path_factory.mktemp("serial")))
+
+
+def test_jobs_in_worker_processes_give_the_serial_report(serial: dict[str, Any], plugin: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    """Workers (spawned, plugin imported there) give every record the serial run gives, search included,
+    in the same order, whatever order the jobs finish in."""
+    parallel = _payload(_options(plugin, tmp_path, jobs=2))
+    assert parallel["options"]["jobs"] == 2 and serial["options"]["jobs"] == 1
+    assert [r["key"] for r in parallel["results"]] == [r["key"] for r in serial["results"]]
+    assert parallel["search"] and parallel["search"] == serial["search"]
+    assert _same_numbers(parallel, serial)
+
+
+def test_jobs_need_registered_cases(tmp_path: Path) -> None:
+    stray = cases.Case(**{**cases.get("bce_with_logits").__dict__, "name": "unregistered"})
+    options = collect.Options(["unregistered"], ["float32"], ["cpu"], workers=1, jobs=2)
+    with pytest.raises(ValueError, match="not registered"):
+        collect.collect(options, [stray], inputs_for=small_inputs)
+
+
+class StoppedError(Exception):
+    """Stands for an interruption (Ctrl-C, a time limit) in the middle of a run."""
+
+
+class _Recorder:
+    """Wraps collect.run_job: records the (case, dtype) jobs run, and raises after ``fail_after`` of them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_after: int | None = None) -> None:
+        self.ran: list[tuple[str, str]] = []
+        self.fail_after = fail_after
+        monkeypatch.setattr(collect, "run_job", self)
+
+    def __call__(self, case: Any, dtype: str, *args: Any) -> collect.JobOutput:
+        if self.fail_after is not None and len(self.ran) == self.fail_after:
+            raise StoppedError
+        self.ran.append((getattr(case, "name", case), dtype))
+        return RUN_JOB(case, dtype, *args)
+
+
+def test_resume_reruns_only_the_jobs_an_interrupted_run_did_not_finish(
+        serial: dict[str, Any], plugin: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved = tmp_path / "jobs"
+    _Recorder(monkeypatch, fail_after=2)
+    with pytest.raises(StoppedError):
+        _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved)))
+    assert checkpoint.saved_jobs(saved) == 2
+    resumed = _Recorder(monkeypatch)
+    payload = _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved), resume=True))
+    assert resumed.ran == [(c, d) for c in CASES for d in ("float32", "float16")][2:]
+    assert payload["options"]["resumed_jobs"] == 2
+    assert _same_numbers(payload, serial)
+
+
+def test_saved_jobs_are_reused_only_for_the_same_inputs_and_settings(
+        plugin: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved = tmp_path / "jobs"
+    _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved)))
+    everything = [(c, d) for c in CASES for d in ("float32", "float16")]
+    other_seed = _Recorder(monkeypatch)
+    _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved), resume=True, search_seed=1))
+    assert other_seed.ran == everything
+    monkeypatch.setitem(globals(), "LOGITS", {**LOGITS, "target": 1.0 - LOGITS["target"]})
+    other_inputs = _Recorder(monkeypatch)
+    _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved), resume=True))
+    assert other_inputs.ran == [job for job in everything if job[0] != "kl_div"]
+
+
+def test_an_unreadable_saved_job_is_run_again(plugin: dict[str, str], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    saved = tmp_path / "jobs"
+    _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved)))
+    first = sorted(saved.iterdir())[0]
+    first.write_bytes(b"not a pickle")
+    again = _Recorder(monkeypatch)
+    _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved), resume=True))
+    assert len(again.ran) == 1 and first.name.startswith("-".join(again.ran[0]))
+
+
+def test_the_command_says_how_to_resume_and_clears_saved_jobs_once_published(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report"
+    argv = ["report", "--quick", "--cases", "bce_with_logits", "--dtypes", "float32,bfloat16", "--search", "0",
+            "--workers", "1", "--cache-dir", str(tmp_path / "truth"), "--out", str(out)]
+    _Recorder(monkeypatch, fail_after=1)
+    with pytest.raises(StoppedError):
+        cli.main(argv)
+    saved = checkpoint.folder_for(out)
+    assert checkpoint.saved_jobs(saved) == 1 and not out.exists()
+    assert "1 finished jobs are saved" in capsys.readouterr().err
+    resumed = _Recorder(monkeypatch)
+    assert cli.main([*argv, "--resume"]) == 0
+    assert resumed.ran == [("bce_with_logits", "bfloat16")]
+    payload = json.loads((out / "accuracy.json").read_text())
+    assert payload["options"]["resumed_jobs"] == 1 and not saved.exists()
+    assert "1 case/dtype jobs reused from an interrupted run" in (out / "accuracy.md").read_text()
+
+
+def test_jobs_below_one_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["report", "--jobs", "0", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--jobs" in err
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_and_the_old_handler_comes_back() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as info, command.sigterm_as_exit():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+    assert info.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
