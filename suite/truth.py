@@ -4,8 +4,11 @@ The inputs are exact dtype values (carried as float64); each is converted to an 
 exactly, the case's reference is evaluated as one expression at precision ``P`` and again at ``2P``, and the
 result is rounded once to a double-double ``(hi, lo)``.  A quantity is *determined* when two successive precisions
 give the same double-double; otherwise the precision keeps doubling up to a cap, and what still disagrees is
-reported as *undetermined*, never guessed.  Infinite truths (``BCE(p=0, y=1)``) and undefined ones (an input
-outside the mathematical domain) are represented explicitly, so that callers never have to interpret a NaN.
+reported as *undetermined*, never guessed.  Where a result agrees with a zero ``lo`` (or is zero), one more
+evaluation, deep enough to see any tail that a float64 ``lo`` could hold, confirms it (tails and
+cancellations smaller than 2^-P relative agree at P and 2P: see :func:`_tail_precision`).  Infinite truths
+(``BCE(p=0, y=1)``) and undefined ones (an input outside the mathematical domain) are represented explicitly, so
+that callers never have to interpret a NaN.
 
 Two backends compute the same truths (see :mod:`suite.exact_math`): MPFR through gmpy2, the default for
 references marked backend-agnostic (all built-in ones), and mpmath, the reference implementation, which
@@ -39,6 +42,8 @@ from suite.dtypes import FLOAT64, FloatArray
 
 DEFAULT_PRECISION = 128
 MAX_PRECISION = 8192
+#: Bits beyond the float64 range of ``lo`` at which a result whose tail is zero is checked once more.
+_TAIL_GUARD_BITS = 64
 #: Environment variable naming the truth backend ("mpfr" or "mpmath") when a call does not.
 BACKEND_ENV = "SUITE_TRUTH_BACKEND"
 
@@ -331,11 +336,50 @@ def _evaluate_on(backend: str, reference: ReferenceFn, sample: Mapping[str, list
 
 def _settled(backend: _Backend, reference: ReferenceFn, sample: Mapping[str, list[float]], precision: int,
              max_precision: int) -> _SampleResult:
+    """Evaluate until two successive precisions agree, then once more where a tail could hide
+    (:func:`_tail_precision`): a result that agrees there too is settled; one that shows a tail goes on
+    doubling from there."""
     number = backend.number
     numbers = {name: [number(v) for v in values] for name, values in sample.items()}  # exact at every precision
     width = len(next(iter(sample.values())))
+    settled = _agreement(backend, reference, numbers, width, precision, max_precision)
+    values, grads, _, p = settled
+    deeper = min(_tail_precision(values, grads, sample, p), max_precision)
+    if deeper <= p:
+        return settled
+    check = _evaluate_at(reference, numbers, width, deeper, backend, False)
+    if _identical(cast(list[_Quantity], values), check[0]) and check[1].keys() == grads.keys() and all(
+            _identical(cast(list[_Quantity], grads[name]), check[1][name]) for name in grads):
+        return settled  # confirmed: the precision reported stays the one the values agreed at
+    return _agreement(backend, reference, numbers, width, deeper, max_precision, first=check)
+
+
+def _tail_precision(values: list[_Quantity | str], grads: dict[str, list[_Quantity | str]],
+                    sample: Mapping[str, list[float]], p: int) -> int:
+    """The precision at which a tail hidden at ``p`` would show, or 0 when none can hide.
+
+    Two precisions agree on ``hi + 0`` both when the value is exactly ``hi`` and when its tail is too small
+    for either to see: softplus(200) = 200 + 1.4e-87 is exactly 200 at 128 and at 256 bits, and a KL row
+    whose terms cancel to 5e-80 is exactly 0 at both.  What hides below precision ``p`` is smaller than
+    2^-p times the largest magnitude in play (the sample's inputs and results); it matters in float64 only
+    from 2^-1075 on, so that depth, plus guard bits, is as deep as a check must go."""
+    quantities = [q for q in (*values, *(g for gs in grads.values() for g in gs)) if isinstance(q, tuple)]
+    if not any(q[1] == 0.0 and math.isfinite(q[0]) and not q[2] for q in quantities):
+        return 0
+    magnitudes = [abs(v) for vs in sample.values() for v in vs] + [abs(q[0]) for q in quantities]
+    exponent = max([math.frexp(m)[1] for m in magnitudes if 0.0 < m < math.inf] or [0])
+    needed = 1075 + max(exponent, 0) + _TAIL_GUARD_BITS
+    return needed if p < needed else 0
+
+
+def _agreement(backend: _Backend, reference: ReferenceFn, numbers: Mapping[str, list[Any]], width: int,
+               precision: int, max_precision: int,
+               first: tuple[list[_Quantity], dict[str, list[_Quantity]], _Conditions] | None = None,
+               ) -> _SampleResult:
+    """Double the precision from ``precision`` (whose evaluation ``first`` may already hold) until two
+    successive precisions agree on every quantity, or up to ``max_precision``."""
     p = precision
-    values, grads, condition = _evaluate_at(reference, numbers, width, p, backend, 2 * p > max_precision)
+    values, grads, condition = first or _evaluate_at(reference, numbers, width, p, backend, 2 * p > max_precision)
     pending: _Pending | None = None  # made at the first disagreement
     while 2 * p <= max_precision:
         p *= 2

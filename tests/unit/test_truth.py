@@ -71,19 +71,43 @@ def test_bce_with_logits_matches_closed_form() -> None:
             assert error <= abs(_fraction(exact)) * Fraction(2) ** -104 + Fraction(2) ** -1075, (xi, yi)
 
 
-TAIL_BUG = ("suite bug: a tail below 2^-P relative (softplus(200) = 200 + 1.4e-87) is lost at every precision "
-            "P <= 256, the two evaluations agree, and the truth is 'determined' with lo = 0")
-
-
-@pytest.mark.xfail(strict=True, reason=TAIL_BUG)
 def test_double_double_keeps_tiny_tail() -> None:
-    """softplus(200) = 200 + log1p(e^-200): lo must be the float64 nearest log1p(e^-200)."""
+    """softplus(200) = 200 + log1p(e^-200): lo must be the float64 nearest log1p(e^-200), although 128 and
+    256 bits both give exactly 200 (the tail is 2^-296 relative)."""
     t = _values("bce_with_logits", input=np.array([200.0]), target=np.array([0.0]))
     with mpmath.workprec(HIGH):
         assert (t.hi[0], t.lo[0]) == (200.0, float(mpmath.log1p(mpmath.exp(-200))))
 
 
-@pytest.mark.xfail(strict=True, reason=TAIL_BUG)
+@pytest.mark.parametrize("x", [180.0, 500.0, 700.0, 740.0, 745.0, 800.0, 1e6])
+def test_tails_are_found_down_to_the_subnormal_range(x: float) -> None:
+    """softplus(x) = x + log1p(e^-x) and its gradient sigmoid(x) = 1 - e^-x / (1 + e^-x): ``lo`` is the float64
+    nearest the tail (a normal number up to x = 708, subnormal to 745, 0 beyond), and the truth is determined."""
+    case = cases.get("bce_with_logits")
+    t = truth.evaluate(case.reference, {"input": np.array([x]), "target": np.zeros(1)}, in_domain=case.in_domain)
+    with mpmath.workprec(4 * 1075):
+        tail = mpmath.log1p(mpmath.exp(-x))
+        grad_tail = -mpmath.exp(-x) / (1 + mpmath.exp(-x))
+        assert (t.values.hi[0], t.values.lo[0]) == (x, float(tail))
+        assert (t.grads["input"].hi[0], t.grads["input"].lo[0]) == (1.0, float(grad_tail))
+    assert t.values.determined.all() and t.grads["input"].determined.all()
+    assert (t.values.lo[0] != 0.0) == (x < 745.2)
+
+
+def test_a_kl_row_that_cancels_below_the_agreeing_precisions_is_not_zero() -> None:
+    """KL(t || softmax(x)) for t = (1, 0, 0, 0), x = (184.73..., 0, 2, -inf): the first term is -log_softmax(x)_0
+    = log1p(e^-x0 + e^(2 - x0)) = 5e-80, which x0 - logsumexp(x) cancels to exactly 0 at 128 and 256 bits.
+    Checked against the log1p form, which does not cancel."""
+    x = np.array([[184.7325897216797, 0.0, 2.0, -np.inf]])
+    t = np.array([[1.0, 0.0, 0.0, 0.0]])
+    values = _values("log_softmax_kl_div", input=x, target=t)
+    with mpmath.workprec(HIGH):
+        x0 = mpmath.mpf(x[0, 0])
+        first = mpmath.log1p(mpmath.exp(-x0) + mpmath.exp(2 - x0))
+        assert (values.hi[0, 0], values.lo[0, 0]) == (float(first), float(first - mpmath.mpf(float(first))))
+    assert values.determined.all() and (values.hi[0, 1:] == 0.0).all()
+
+
 def test_reduced_truth_breaks_float16_tie_by_tail() -> None:
     """softplus(200) + softplus(200.125) = 400.125 + tails: a float16 tie that the tails break upward."""
     import torch
