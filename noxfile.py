@@ -55,11 +55,13 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def report(session: nox.Session) -> None:
     """The main job: accuracy report of the installed torch under reports/<torch>-cpu/ (JSON, Markdown, HTML
-    with plots, the bad-input and mixed-dtype tables), then its diff against the committed baseline
-    (reports/<torch>-cpu/diff.md).  Extra arguments go to `python -m suite report` (e.g. `-- --modes
+    with plots, the bad-input and mixed-dtype tables), one case/dtype job per core (at most 8) at a time,
+    then its diff against the committed baseline (reports/<torch>-cpu/diff.md).  A run cut short goes on
+    with `nox -s report -- --resume`.  Extra arguments go to `python -m suite report` (e.g. `-- --modes
     eager,compile,autocast` for the comparison of modes)."""
     args = install(session)
-    session.run("python", "-m", "suite", "report", "--bad-inputs", *args)
+    jobs = str(min(os.cpu_count() or 1, 8))  # case/dtype jobs side by side; `-- --jobs 1` for one at a time
+    session.run("python", "-m", "suite", "report", "--bad-inputs", "--jobs", jobs, *args)
     version = session.run("python", "-c", "import torch; print(torch.__version__.split('+')[0])",
                           silent=True)
     version = str(version).strip()

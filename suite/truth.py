@@ -347,11 +347,13 @@ def _settled(backend: _Backend, reference: ReferenceFn, sample: Mapping[str, lis
     deeper = min(_tail_precision(values, grads, sample, p), max_precision)
     if deeper <= p:
         return settled
-    check = _evaluate_at(reference, numbers, width, deeper, backend, False)
-    if _identical(cast(list[_Quantity], values), check[0]) and check[1].keys() == grads.keys() and all(
-            _identical(cast(list[_Quantity], grads[name]), check[1][name]) for name in grads):
+    agreed = cast(list[_Quantity], values), cast(dict[str, list[_Quantity]], grads)
+    check = _evaluate_at(reference, numbers, width, deeper, backend, 2 * deeper > max_precision)
+    if _all_identical(*agreed, check[0], check[1]):
         return settled  # confirmed: the precision reported stays the one the values agreed at
-    return _agreement(backend, reference, numbers, width, deeper, max_precision, first=check)
+    pending = _Pending(*agreed)
+    pending.update(*agreed, check[0], check[1])  # what the check confirms stays settled
+    return _agreement(backend, reference, numbers, width, deeper, max_precision, first=check, pending=pending)
 
 
 def _tail_precision(values: list[_Quantity | str], grads: dict[str, list[_Quantity | str]],
@@ -375,18 +377,17 @@ def _tail_precision(values: list[_Quantity | str], grads: dict[str, list[_Quanti
 def _agreement(backend: _Backend, reference: ReferenceFn, numbers: Mapping[str, list[Any]], width: int,
                precision: int, max_precision: int,
                first: tuple[list[_Quantity], dict[str, list[_Quantity]], _Conditions] | None = None,
-               ) -> _SampleResult:
+               pending: _Pending | None = None) -> _SampleResult:
     """Double the precision from ``precision`` (whose evaluation ``first`` may already hold) until two
-    successive precisions agree on every quantity, or up to ``max_precision``."""
+    successive precisions agree on every quantity, or up to ``max_precision``; ``pending`` holds what is
+    settled already (made at the first disagreement otherwise)."""
     p = precision
     values, grads, condition = first or _evaluate_at(reference, numbers, width, p, backend, 2 * p > max_precision)
-    pending: _Pending | None = None  # made at the first disagreement
     while 2 * p <= max_precision:
         p *= 2
         values2, grads2, condition = _evaluate_at(reference, numbers, width, p, backend, True)
         if pending is None:
-            if _identical(values, values2) and grads == grads2 and all(
-                    _identical(grads[name], grads2[name]) for name in grads):
+            if _all_identical(values, grads, values2, grads2):
                 return cast(_SampleResult, (values2, grads2, condition, p))  # the common case
             pending = _Pending(values, grads)
         if not pending.update(values, grads, values2, grads2):
@@ -396,6 +397,13 @@ def _agreement(backend: _Backend, reference: ReferenceFn, numbers: Mapping[str, 
         pending = _Pending(values, grads)
     final_values, final_grads = pending.final()
     return final_values, final_grads, condition, p
+
+
+def _all_identical(values: list[_Quantity], grads: dict[str, list[_Quantity]], values2: list[_Quantity],
+                   grads2: dict[str, list[_Quantity]]) -> bool:
+    """Whether two evaluations agree on every value and gradient (:func:`_identical`)."""
+    return _identical(values, values2) and grads.keys() == grads2.keys() and all(
+        _identical(grads[name], grads2[name]) for name in grads)
 
 
 def _identical(before: list[_Quantity], after: list[_Quantity]) -> bool:

@@ -94,6 +94,17 @@ def test_tails_are_found_down_to_the_subnormal_range(x: float) -> None:
     assert (t.values.lo[0] != 0.0) == (x < 745.2)
 
 
+def test_a_tail_that_only_the_cap_shows_is_undetermined_not_guessed() -> None:
+    """With the precision capped at 1024 bits, softplus(200)'s tail shows only at the cap, where no second
+    precision can confirm it: the value is undetermined, and its condition number is still given."""
+    reference = cases.get("bce_with_logits").reference
+    values, grads, (condition, _), _ = truth.evaluate_sample(reference, {"input": [200.0], "target": [0.0]},
+                                                             max_precision=1024)
+    assert values == ["undetermined"] and grads["input"] == ["undetermined"]
+    assert grads["target"] == [(-200.0, 0.0, False)]
+    assert len(condition) == 1 and condition[0] == pytest.approx(1.0)
+
+
 def test_a_kl_row_that_cancels_below_the_agreeing_precisions_is_not_zero() -> None:
     """KL(t || softmax(x)) for t = (1, 0, 0, 0), x = (184.73..., 0, 2, -inf): the first term is -log_softmax(x)_0
     = log1p(e^-x0 + e^(2 - x0)) = 5e-80, which x0 - logsumexp(x) cancels to exactly 0 at 128 and 256 bits.
