@@ -12,6 +12,9 @@
 #            bfloat16 (compiling every case and dtype takes longer than a device lease allows).
 # tests, report and compile run side by side after bench.  Each step has its own time limit, so a slow step
 # is cut off and reported instead of losing the rest.
+# Exact truths are computed on a cache miss; to spare the GPU machine that work, copy the cached truths of the
+# full grids here (`python scripts/carry_truths.py .cache/carry`, under 64 MiB), send .cache/carry with the
+# working tree and set SUITE_CACHE_DIR=.cache/carry there.
 # Usage: bash scripts/cuda_check.sh OUTDIR [STEP_SECONDS [XDIST_WORKERS]]
 #   CUDA_CHECK_STEPS=tests,report bash scripts/cuda_check.sh OUTDIR     (default: every step)
 # OUTDIR gets steps.txt (each step's exit status and seconds), env.txt, bench-eager.json, bench-compile.json,

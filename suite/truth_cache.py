@@ -81,6 +81,13 @@ def _from_arrays(arrays: Mapping[str, np.ndarray]) -> truth.TruthSet:
                           arrays["precision"], {g: arrays[f"grad_condition.{g}"] for g in grads})
 
 
+def cache_path(case: Case, inputs: Mapping[str, np.ndarray], cache_dir: str | os.PathLike[str] | None = None,
+               precision: int = truth.DEFAULT_PRECISION, max_precision: int = truth.MAX_PRECISION) -> Path:
+    """The file holding the truth of ``case`` at ``inputs`` in the cache folder (it may not exist yet)."""
+    name = getattr(case.reference, "__name__", "reference")
+    return cache_folder(cache_dir) / f"{name}-{cache_key(case, inputs, precision, max_precision)[:32]}.npz"
+
+
 def cached_truth(case: Case, inputs: Mapping[str, np.ndarray], *, workers: int | None = None, cache: bool = True,
                cache_dir: str | os.PathLike[str] | None = None,
                precision: int = truth.DEFAULT_PRECISION, max_precision: int = truth.MAX_PRECISION,
@@ -91,9 +98,7 @@ def cached_truth(case: Case, inputs: Mapping[str, np.ndarray], *, workers: int |
         return truth.evaluate(case.reference, inputs, rows=case.rows, in_domain=case.in_domain,
                               differentiable=case.differentiable, precision=precision,
                               max_precision=max_precision, workers=workers)
-    folder = cache_folder(cache_dir)
-    name = getattr(case.reference, "__name__", "reference")
-    path = folder / f"{name}-{cache_key(case, inputs, precision, max_precision)[:32]}.npz"
+    path = cache_path(case, inputs, cache_dir, precision, max_precision)
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as data:
