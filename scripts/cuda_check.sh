@@ -4,7 +4,7 @@
 #   bench    the CUDA benchmarks, eager then compiled, alone on the machine (pytest-benchmark JSON);
 #   tests    the unit and accuracy tests (CPU and CUDA; CUDA_CHECK_TESTS_K selects with pytest -k);
 #   report   the full-grid report on cpu,cuda in CUDA_CHECK_REPORT_MODES (default eager,autocast; every mode,
-#            eager,compile,autocast, needs a call of its own: compiling every case, dtype and reduction on
+#            eager,compile,compile_dynamic,autocast, needs a call of its own: compiling every case, dtype and reduction on
 #            CUDA takes minutes), with the bad-input probes, XDIST_WORKERS case/dtype jobs side by side.
 #            The report is written to .cache/cuda-check/full (ignored by git, kept on a warm machine) with
 #            --resume, so a call cut off by its time limit is finished by the next call instead of redone;

@@ -28,6 +28,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from suite.metrics import Label
+from suite.modes import MODES
 
 DEVIATION_FILE = "deviations.toml"
 Interval = tuple[float, float]
@@ -54,7 +55,7 @@ class Deviation:
     labels: tuple[str, ...]
     region: Mapping[str, tuple[Interval, ...]]
     devices: tuple[str, ...] = ("cpu", "cuda")
-    modes: tuple[str, ...] = ("eager", "compile", "autocast")
+    modes: tuple[str, ...] = MODES
     reductions: tuple[str, ...] = ("none", "mean", "sum", "batchmean")
     max_ulps: float | None = None
     seen: Mapping[str, Any] = field(default_factory=dict)
@@ -105,7 +106,7 @@ def _parse(entry: Mapping[str, Any]) -> Deviation:
             id=entry["id"], description=entry["description"], reason=entry["reason"], torch=entry["torch"],
             cases=tuple(entry["cases"]), dtypes=tuple(entry["dtypes"]), quantities=_names(entry["quantity"]),
             labels=_names(entry["label"]), region=region, devices=tuple(entry.get("devices", ("cpu", "cuda"))),
-            modes=tuple(entry.get("modes", ("eager", "compile", "autocast"))),
+            modes=tuple(entry.get("modes", MODES)),
             reductions=tuple(entry.get("reductions", ("none", "mean", "sum", "batchmean"))),
             max_ulps=entry.get("max_ulps"),
             seen=entry.get("seen", {}), witness=entry.get("witness", {}))

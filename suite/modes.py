@@ -1,5 +1,7 @@
-"""Execution modes: the same case forward run eagerly, through ``torch.compile``, or under
-``torch.autocast``.  Compiled functions are built once per (case, reduction, device) and reused."""
+"""Execution modes: the same case forward run eagerly, through ``torch.compile`` (``compile``: dynamo's
+default, which compiles for the first shape it sees and recompiles for symbolic shapes when another comes;
+``compile_dynamic``: ``dynamic=True``, symbolic shapes from the start, as with a varying batch size), or
+under ``torch.autocast``.  Compiled functions are built once per (case, reduction, device, mode) and reused."""
 
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ import torch
 
 from suite.cases.base import Case
 
-MODES = ("eager", "compile", "autocast")
+MODES = ("eager", "compile", "compile_dynamic", "autocast")
+#: The modes that run through torch.compile.
+COMPILE_MODES = ("compile", "compile_dynamic")
 #: Recompilations allowed per code object under :func:`strict_compile`.
 RECOMPILE_LIMIT = 1024
 AUTOCAST_DTYPES = ("float16", "bfloat16")
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
-_COMPILED: dict[tuple[str, str, str, int], Forward] = {}
+_COMPILED: dict[tuple[str, str, str, str, int], Forward] = {}
 
 
 def applies(mode: str, dtype: str) -> bool:
@@ -37,11 +41,11 @@ def forward_for(case: Case, reduction: str, mode: str, device: str) -> Forward:
     def eager(t: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return case.forward(t, reduction)
 
-    if mode != "compile":
+    if mode not in COMPILE_MODES:
         return eager
-    key = (case.name, reduction, torch.device(device).type, id(case.forward))
+    key = (case.name, reduction, torch.device(device).type, mode, id(case.forward))
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(eager)
+        _COMPILED[key] = torch.compile(eager, dynamic=True if mode == "compile_dynamic" else None)
     return _COMPILED[key]
 
 
@@ -69,11 +73,11 @@ def strict_compile() -> Iterator[None]:
 @contextlib.contextmanager
 def context(mode: str, device: str, dtype: torch.dtype) -> Iterator[None]:
     """The context a forward and backward run in: ``torch.autocast`` to ``dtype`` for autocast mode,
-    :func:`strict_compile` for compile mode."""
+    :func:`strict_compile` for the compile modes."""
     if mode == "autocast":
         with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
             yield
-    elif mode == "compile":
+    elif mode in COMPILE_MODES:
         with strict_compile():
             yield
     else:

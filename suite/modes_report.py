@@ -78,7 +78,7 @@ def probe_tasks(selected: Sequence[Case], dtype_names: Sequence[str], devices: S
     """Probe tasks; quick runs compile on the first dtype only (each probe shape and dtype recompiles)."""
     tasks = probes.tasks_for(selected, dtype_names, devices, mode_names)
     if quick:
-        tasks = [t for t in tasks if t.mode != "compile" or t.dtype == dtype_names[0]]
+        tasks = [t for t in tasks if t.mode not in modes.COMPILE_MODES or t.dtype == dtype_names[0]]
     return tasks
 
 

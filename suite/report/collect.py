@@ -306,7 +306,7 @@ def run_job(case: Case | str, dtype: str, used: Mapping[str, FloatArray], truth_
     for the job's grid (:func:`modes.fresh_compiles`), so no job's numbers depend on the jobs before it."""
     case = pool.by_name(case) if isinstance(case, str) else case
     fmt, plugin, parts = dtypes.get(dtype), options.plugins.get(case.name), _Parts()
-    if "compile" in options.modes:
+    if set(options.modes) & set(modes.COMPILE_MODES):
         modes.fresh_compiles()
     t0 = time.monotonic()
     collect_case(case, fmt, used, truth_set, options.devices, options.modes, plugin, parts)

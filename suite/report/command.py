@@ -42,7 +42,7 @@ per case and dtype).  Bad options exit with status 2.
 examples:
   python -m suite report --quick --out /tmp/quick      # a fast look
   python -m suite report --cases bce_with_logits --dtypes float16,bfloat16
-  python -m suite report --devices cpu,cuda --modes eager,compile,autocast --bad-inputs   # every setting
+  python -m suite report --devices cpu,cuda --modes eager,compile,compile_dynamic,autocast --bad-inputs  # all
   python -m suite report --modes eager,compile --jobs 4 --resume   # 4 jobs at a time, reusing finished ones
   python -m suite report --plugin my_losses --cases my_bce,bce_with_logits
   python -m suite diff reports/baselines/<torch>-cpu reports/<torch>-cpu   # what changed; exit 1: worse"""

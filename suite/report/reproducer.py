@@ -108,6 +108,8 @@ def snippet(case: Case, point: Point, plugin: str | None = None) -> str:
         lines.append(f"    loss = {call}")
     elif point.mode == "compile":
         lines.append(f"loss = torch.compile(lambda: {call})()")
+    elif point.mode == "compile_dynamic":
+        lines.append(f"loss = torch.compile(lambda: {call}, dynamic=True)()")
     else:
         lines.append(f"loss = {call}")
     if grad_of is not None:

@@ -50,3 +50,22 @@ def test_autocast_bce(device: str) -> None:
         assert loss.got[0] == pytest.approx(math.log(4.0), rel=2**-22)
     else:
         assert loss.error is not None and "unsafe to autocast" in loss.error
+
+
+@pytest.mark.parametrize(("mode", "recompiles"), [("compile", True), ("compile_dynamic", False)])
+def test_compile_dynamic_serves_every_shape_with_one_graph(mode: str, recompiles: bool) -> None:
+    """``compile`` compiles for the first shape and must recompile for a second; ``compile_dynamic``
+    (``dynamic=True``) compiles symbolic shapes at once, so a second shape runs the same graph.  With one
+    cached graph allowed, only the first fails on the second shape."""
+    modes.fresh_compiles()
+    forward = modes.forward_for(cases.get("bce_with_logits"), "mean", mode, "cpu")
+    with torch._dynamo.config.patch(recompile_limit=1, fail_on_recompile_limit_hit=True):
+        for n in (5, 9):
+            tensors = {"input": torch.linspace(-3.0, 3.0, n), "target": torch.full((n,), 0.25)}
+            if n == 9 and recompiles:
+                with pytest.raises(Exception, match=r"recompile_limit|cache_size_limit"):
+                    forward(tensors)
+            else:
+                assert forward(tensors).item() == pytest.approx(
+                    torch.nn.functional.binary_cross_entropy_with_logits(tensors["input"], tensors["target"]).item())
+    modes.fresh_compiles()

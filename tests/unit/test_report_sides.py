@@ -69,7 +69,7 @@ def test_tables_appear_in_markdown_and_html(sides: dict) -> None:
 def test_eager_only_report_says_how_to_compare_modes(tmp_path_factory: pytest.TempPathFactory) -> None:
     payload = _collect(["cpu"], ["eager"], tmp_path_factory)
     assert payload["comparisons"]["modes"] == []
-    assert any("--modes eager,compile,autocast" in n for n in payload["comparisons"]["notes"])
+    assert any("--modes eager,compile,compile_dynamic,autocast" in n for n in payload["comparisons"]["notes"])
 
 
 @CUDA
