@@ -6,10 +6,8 @@ way through :func:`steer`.
 
 from __future__ import annotations
 
-import functools
-import importlib
-import pkgutil
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,23 +61,35 @@ class Worst:
     unexplained: bool = False
 
 
-@functools.cache
-def load_every_suite_module() -> None:
-    """Import every module of the suite package.  Hypothesis mixes the literal constants of the local
-    modules imported at the time into what it draws, so without this the same seed would give other inputs
-    in a process that happens to have imported other suite modules (a report worker, a test session)."""
-    import suite
-
-    for info in pkgutil.walk_packages(suite.__path__, "suite."):
-        if not info.name.endswith("__main__"):
-            importlib.import_module(info.name)
+@contextlib.contextmanager
+def without_local_constants() -> Iterator[None]:
+    """Draw from Hypothesis's global constants only.  Hypothesis (6.131 on) also mixes in the literal constants
+    of every "local" module imported at the time (the suite's, a plugin's, the kernels torch.compile writes
+    to /tmp), with a time limit on collecting them, so the same seed would draw other inputs in another
+    process or after other work.  This uses Hypothesis internals (``_get_local_constants`` and its cache);
+    where they are absent there is nothing to switch off."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+        cache = providers.CONSTANTS_CACHE.cache
+        original = providers._get_local_constants
+    except (ImportError, AttributeError):
+        yield
+        return
+    cache.clear()  # drawn-from tuples cached with the local constants of earlier draws
+    providers._get_local_constants = lambda: Constants()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.clear()
 
 
 def worst_inputs(case: Case, dtype: str, device: str = "cpu", *, reduction: str = "none", max_examples: int = 200,
                  seed: int = 0, mode: str = "eager") -> dict[str, Worst]:
     """Search for the inputs with the largest algorithmic ULP error of each quantity of ``case`` under
-    ``reduction``; deterministic for a given ``seed`` (and plugin modules)."""
-    load_every_suite_module()
+    ``reduction``; deterministic for a given ``seed``, whatever the process imported before
+    (:func:`without_local_constants`)."""
     found: dict[str, Worst] = {}
 
     @fixed_seed(seed)
@@ -98,7 +108,8 @@ def worst_inputs(case: Case, dtype: str, device: str = "cpu", *, reduction: str 
             if (ulps, bits) > (best.algorithmic_ulp, best.bits):
                 _record(best, result, q, ulps, bits)
 
-    explore()
+    with without_local_constants():
+        explore()
     return found
 
 

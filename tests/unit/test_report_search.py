@@ -181,6 +181,26 @@ def test_diff_command_exits_1_naming_an_injected_search_finding(payload: dict[st
     assert "REGRESSED" in out and record["key"] in out and "targeted search" in out
 
 
+def test_search_draws_do_not_depend_on_the_modules_imported_before(tmp_path: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis mixes literal constants of imported local modules into its draws; a module full of numeric
+    literals imported between two searches with the same seed must not change what they draw."""
+    def drawn() -> list[Any]:
+        worst = search.worst_inputs(cases.get("bce_with_logits"), "float32", max_examples=EXAMPLES, seed=SEED)
+        return [(q, {k: v.tolist() for k, v in w.inputs.items()}) for q, w in sorted(worst.items())]
+
+    before = drawn()
+    floats = ", ".join(repr(2.0**e * m) for e in range(-140, 120, 7) for m in (1.0, -1.5, 1.75))
+    integers = ", ".join(str(3**k + j) for k in range(40) for j in (0, 1))
+    (tmp_path / "many_numeric_literals.py").write_text(f"VALUES = [{floats}, {integers}, 17.25, -88.5, 1e-30]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    __import__("many_numeric_literals")
+    try:
+        assert drawn() == before
+    finally:
+        sys.modules.pop("many_numeric_literals", None)
+
+
 def test_progress_is_one_line_per_job_off_a_terminal(payload: dict[str, Any]) -> None:
     lines = payload["_progress"].splitlines()
     assert [line.split(":")[0] for line in lines] == [f"[1/2] {BROKEN} float32", "[2/2] bce_with_logits float32"]
