@@ -348,7 +348,7 @@ def _settled(backend: _Backend, reference: ReferenceFn, sample: Mapping[str, lis
     if deeper <= p:
         return settled
     agreed = cast(list[_Quantity], values), cast(dict[str, list[_Quantity]], grads)
-    check = _evaluate_at(reference, numbers, width, deeper, backend, 2 * deeper > max_precision)
+    check = _evaluate_at(reference, numbers, width, deeper, backend, deeper >= max_precision)
     if _all_identical(*agreed, check[0], check[1]):
         return settled  # confirmed: the precision reported stays the one the values agreed at
     pending = _Pending(*agreed)
@@ -362,11 +362,14 @@ def _tail_precision(values: list[_Quantity | str], grads: dict[str, list[_Quanti
 
     Two precisions agree on ``hi + 0`` both when the value is exactly ``hi`` and when its tail is too small
     for either to see: softplus(200) = 200 + 1.4e-87 is exactly 200 at 128 and at 256 bits, and a KL row
-    whose terms cancel to 5e-80 is exactly 0 at both.  What hides below precision ``p`` is smaller than
-    2^-p times the largest magnitude in play (the sample's inputs and results); it matters in float64 only
-    from 2^-1075 on, so that depth, plus guard bits, is as deep as a check must go."""
+    whose terms cancel to 5e-80 is exactly 0 at both.  Likewise a value that lands exactly halfway between two
+    float64 numbers rounds ``hi`` to even, where a hidden tail would decide the other way.  What hides below
+    precision ``p`` is smaller than 2^-p times the largest magnitude in play, assuming intermediates stay
+    within :data:`_TAIL_GUARD_BITS` binades of the sample's inputs and results (true of the built-in
+    references); it matters in float64 only from 2^-1075 on, so that depth, plus the guard, is as deep as a
+    check must go."""
     quantities = [q for q in (*values, *(g for gs in grads.values() for g in gs)) if isinstance(q, tuple)]
-    if not any(q[1] == 0.0 and math.isfinite(q[0]) and not q[2] for q in quantities):
+    if not any(math.isfinite(q[0]) and not q[2] and (q[1] == 0.0 or _at_midpoint(q[0], q[1])) for q in quantities):
         return 0
     magnitudes = [abs(v) for vs in sample.values() for v in vs] + [abs(q[0]) for q in quantities]
     exponent = max([math.frexp(m)[1] for m in magnitudes if 0.0 < m < math.inf] or [0])
@@ -374,17 +377,22 @@ def _tail_precision(values: list[_Quantity | str], grads: dict[str, list[_Quanti
     return needed if p < needed else 0
 
 
+def _at_midpoint(hi: float, lo: float) -> bool:
+    """Whether ``hi + lo`` lies exactly halfway between ``hi`` and its float64 neighbour on ``lo``'s side."""
+    return lo != 0.0 and 2.0 * lo == math.nextafter(hi, math.copysign(math.inf, lo)) - hi
+
+
 def _agreement(backend: _Backend, reference: ReferenceFn, numbers: Mapping[str, list[Any]], width: int,
                precision: int, max_precision: int,
                first: tuple[list[_Quantity], dict[str, list[_Quantity]], _Conditions] | None = None,
                pending: _Pending | None = None) -> _SampleResult:
     """Double the precision from ``precision`` (whose evaluation ``first`` may already hold) until two
-    successive precisions agree on every quantity, or up to ``max_precision``; ``pending`` holds what is
-    settled already (made at the first disagreement otherwise)."""
+    successive precisions agree on every quantity, the last step ending at ``max_precision``; ``pending``
+    holds what is settled already (made at the first disagreement otherwise)."""
     p = precision
-    values, grads, condition = first or _evaluate_at(reference, numbers, width, p, backend, 2 * p > max_precision)
-    while 2 * p <= max_precision:
-        p *= 2
+    values, grads, condition = first or _evaluate_at(reference, numbers, width, p, backend, p >= max_precision)
+    while p < max_precision:
+        p = min(2 * p, max_precision)
         values2, grads2, condition = _evaluate_at(reference, numbers, width, p, backend, True)
         if pending is None:
             if _all_identical(values, grads, values2, grads2):

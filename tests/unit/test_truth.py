@@ -105,6 +105,32 @@ def test_a_tail_that_only_the_cap_shows_is_undetermined_not_guessed() -> None:
     assert len(condition) == 1 and condition[0] == pytest.approx(1.0)
 
 
+def test_a_tail_confirmed_below_a_cap_that_doubling_would_pass_is_determined() -> None:
+    """The check at 1147 bits shows softplus(200)'s tail; with the cap at 2048 (less than twice 1147) the last
+    doubling ends at the cap and confirms it."""
+    reference = cases.get("bce_with_logits").reference
+    values, _, _, precision = truth.evaluate_sample(reference, {"input": [200.0], "target": [0.0]},
+                                                    max_precision=2048)
+    with mpmath.workprec(HIGH):
+        assert values == [(200.0, float(mpmath.log1p(mpmath.exp(-200))), False)]
+    assert precision == 2048
+
+
+def _just_above_a_midpoint(sample: Any) -> Reference:
+    """1 + 2^-53 + e^-200 x: at x = 1 just above the midpoint of 1 and 1 + 2^-52, by less than 2^-256."""
+    x = sample["x"][0]
+    return Reference(values=[1 + mpmath.ldexp(1, -53) + mpmath.exp(-200 * x)])
+
+
+def test_a_midpoint_with_a_hidden_tail_rounds_hi_the_way_the_tail_says() -> None:
+    """At 128 and 256 bits the value is exactly the midpoint 1 + 2^-53, whose float64 rounding is 1 (to even);
+    the tail e^-200 above it makes the nearest float64 1 + 2^-52, with lo = -2^-53 + e^-200."""
+    values, _, _, _ = truth.evaluate_sample(_just_above_a_midpoint, {"x": [1.0]}, backend="mpmath")
+    with mpmath.workprec(HIGH):
+        lo = -mpmath.ldexp(1, -53) + mpmath.exp(-200)
+        assert values == [(1.0 + 2.0**-52, float(lo), False)]
+
+
 def test_a_kl_row_that_cancels_below_the_agreeing_precisions_is_not_zero() -> None:
     """KL(t || softmax(x)) for t = (1, 0, 0, 0), x = (184.73..., 0, 2, -inf): the first term is -log_softmax(x)_0
     = log1p(e^-x0 + e^(2 - x0)) = 5e-80, which x0 - logsumexp(x) cancels to exactly 0 at 128 and 256 bits.
