@@ -1,6 +1,7 @@
 """Copy the cached exact truths of the full report grids into a folder small enough to travel with the
 working tree to a machine that should not spend its time recomputing them (a lent GPU machine takes at most
-64 MiB of ignored files).  The largest grids (the most mpmath work) go first, until the size limit.
+64 MiB of ignored files).  The largest grids (the most mpmath work) go first; a file that would pass the
+size limit is left out and smaller ones after it still go in.
 
     python scripts/carry_truths.py .cache/carry --limit-mib 56      # then SUITE_CACHE_DIR=.cache/carry there
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from suite import cases, dtypes, run
 from suite.report import collect
-from suite.truth_cache import cache_path
+from suite.truth_cache import cache_folder, cache_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
             used = run.prepare_inputs(case, collect.grid_inputs(case, fmt, quick=False), fmt)
             elements = max(v.size for v in used.values())
             grids.append((elements, f"{case.name} {fmt.name}", cache_path(case, used, args.cache_dir)))
+    if args.out.resolve() == cache_folder(args.cache_dir).resolve():
+        parser.error(f"{args.out} is the truth cache itself; name another folder")
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     budget, copied = args.limit_mib * 2**20, 0

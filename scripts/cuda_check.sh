@@ -62,6 +62,7 @@ if wanted tests; then
         -rfEX --junitxml="$out/junit.xml" -k "${CUDA_CHECK_TESTS_K:-}" &
 fi
 if wanted report; then
+    rm -rf .cache/cuda-check/full  # an earlier call's report; its saved jobs (.full.jobs) stay for --resume
     (step report "$logs" "$limit" python3 -m suite report --devices cpu,cuda \
         --modes "${CUDA_CHECK_REPORT_MODES:-eager,autocast}" --bad-inputs --workers "$workers" \
         --jobs "$workers" --resume --search 10 --out .cache/cuda-check/full

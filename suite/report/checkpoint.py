@@ -17,6 +17,7 @@ import importlib
 import inspect
 import pickle
 import shutil
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,12 @@ def suite_digest() -> str:
 
 
 def module_source(module: str) -> str:
-    """Source of a plugin module (its name when the source cannot be read)."""
+    """Source of a plugin module; when it cannot be read, a string no later run repeats (so that the jobs of
+    a plugin that may have changed are never reused)."""
     try:
         return inspect.getsource(importlib.import_module(module))
     except (OSError, TypeError, ImportError):
-        return module
+        return f"{module} (source unreadable) {uuid.uuid4()}"
 
 
 def folder_for(out: Path) -> Path:

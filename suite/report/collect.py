@@ -8,13 +8,15 @@ a targeted search (:mod:`suite.report.search_records`) looks for the worst input
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 import os
 import platform
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,6 +294,7 @@ def comparisons(options: Options, cases_to_run: list[Case], sides: compare.SideC
                            **modes_tables.comparisons_payload(sides)}
     if options.bad_inputs:
         progress.line("bad-input probes and mixed dtypes")
+        modes.fresh_compiles()  # as a job would: nothing compiled by the jobs run in this process is reused
         extra = modes_report.sections(options.devices, options.modes, options.quick,
                                       case_names=[c.name for c in cases_to_run], dtype_names=options.dtypes,
                                       parts=("probes", "promotion"))
@@ -316,14 +319,30 @@ def run_job(case: Case | str, dtype: str, used: Mapping[str, FloatArray], truth_
     return JobOutput(parts, list(truth_set.values.shape), t1 - t0, time.monotonic() - t1)
 
 
+def _gpu_models() -> list[str]:
+    """The NVIDIA GPU models the driver lists, read without initialising CUDA in this process (forking the
+    truth workers after that would be unsafe)."""
+    models = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        with contextlib.suppress(OSError):
+            models += [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+                       if line.startswith("Model:")]
+    return models
+
+
 def checkpoint_store(options: Options) -> checkpoint.Store | None:
-    """Where finished jobs are saved (None: nowhere), keyed by everything their numbers depend on."""
+    """Where finished jobs are saved (None: nowhere), keyed by everything their numbers depend on: the
+    suite (in :class:`checkpoint.Store`), torch and the machine, the settings, the plugins."""
     if options.checkpoint_dir is None:
         return None
+    import hypothesis
+
     plugins = sorted(set(options.plugins.values()))
+    cuda = any(torch.device(d).type == "cuda" for d in options.devices)
     return checkpoint.Store(Path(options.checkpoint_dir), [
-        torch.__version__, ",".join(options.devices), ",".join(options.modes),
-        f"search {options.search} seed {options.search_seed}",
+        f"torch {torch.__version__} threads {torch.get_num_threads()} numpy {np.__version__} "
+        f"hypothesis {hypothesis.__version__}", f"cpu {_cpu()}", f"gpus {_gpu_models() if cuda else []}",
+        ",".join(options.devices), ",".join(options.modes), f"search {options.search} seed {options.search_seed}",
         *(f"{m}\n{checkpoint.module_source(m)}" for m in plugins)])
 
 
@@ -335,30 +354,26 @@ class _Pending:
     truth_seconds: float
 
 
-def collect(options: Options, cases_to_run: list[Case], progress: Progress | None = None,
-            inputs_for: Callable[[Case, FloatFormat], Mapping[str, np.ndarray]] | None = None) -> Collected:
-    """Run everything ``options`` selects, reporting each job's steps to ``progress`` (default: none);
-    ``inputs_for`` replaces the grids (tests pass small inputs).  Grids and exact truths are made here, one
-    job after another; the torch side of each job runs in :func:`pool.executor` (``options.jobs`` at a time)
-    while the next truths are computed.  Results keep the job order whatever order jobs finish in."""
+def _save_when_done(store: checkpoint.Store, key: str, future: Future[JobOutput]) -> None:
+    """Save a job the moment it finishes (a callback), so an interruption loses only running jobs."""
+    if not future.cancelled() and future.exception() is None:
+        store.save(key, future.result())
+
+
+def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: Progress,
+             inputs_for: Callable[[Case, FloatFormat], Mapping[str, np.ndarray]] | None,
+             ) -> tuple[dict[int, JobOutput], int]:
+    """Every job's output by job number (from 1), and how many came from saved jobs (``options.resume``).
+    Grids and exact truths are made here, one job after another; the torch side of each job runs in
+    :func:`pool.executor` (``options.jobs`` at a time) while the next truths are computed, with at most
+    twice ``options.jobs`` jobs waiting (each holds its inputs and truths)."""
     started = time.monotonic()
-    jobs = [(case, dtypes.get(d)) for case in cases_to_run for d in options.dtypes]
-    if options.jobs > 1:
-        for case in cases_to_run:
-            if not pool.is_registered(case):
-                raise ValueError(f"case {case.name!r} is not registered: jobs > 1 runs registered cases only")
-    progress = progress or Progress(quiet=True)
-    progress.total = len(jobs)
     store = checkpoint_store(options)
     outputs: dict[int, JobOutput] = {}
-    resumed: set[int] = set()
+    resumed = 0
 
-    def finish(job: _Pending, output: JobOutput, reused: bool) -> None:
+    def finished(job: _Pending, output: JobOutput, reused: bool) -> None:
         outputs[job.number] = output
-        if reused:
-            resumed.add(job.number)
-        if store is not None and job.key is not None and not reused:
-            store.save(job.key, output)
         elements = int(np.prod(output.shape))
         progress.done(job.number, job.label, f"{elements} elements, " + (
             "saved by an earlier run (--resume)" if reused else
@@ -368,9 +383,12 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
     with pool.executor(options.jobs, sorted(set(options.plugins.values()))) as runner:
         pending: dict[Future[JobOutput], _Pending] = {}
 
-        def reap(block: bool) -> None:
-            for future in (as_completed(list(pending)) if block else [f for f in pending if f.done()]):
-                finish(pending.pop(future), future.result(), reused=False)
+        def reap(keep: int) -> None:
+            """Report every finished job, waiting until at most ``keep`` are pending."""
+            while pending and (len(pending) > keep or any(f.done() for f in pending)):
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: pending[f].number):
+                    finished(pending.pop(future), future.result(), reused=False)
 
         for number, (case, fmt) in enumerate(jobs, 1):
             label = f"{case.name} {fmt.name}"
@@ -380,7 +398,8 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
             key = store.key(case.name, fmt.name, used) if store is not None else None
             saved = store.load(key) if store is not None and key is not None and options.resume else None
             if isinstance(saved, JobOutput):
-                finish(_Pending(number, label, key, 0.0), saved, reused=True)
+                finished(_Pending(number, label, key, 0.0), saved, reused=True)
+                resumed += 1
                 continue
             progress.step(number, label, "exact truth")
             t0 = time.monotonic()
@@ -388,10 +407,29 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
             job = _Pending(number, label, key, time.monotonic() - t0)
             progress.step(number, label, "torch and metrics" + (", targeted search" if options.search else ""))
             name: Case | str = case.name if options.jobs > 1 else case
-            pending[runner.submit(run_job, name, fmt.name, used, truth_set, options)] = job
-            reap(block=False)
-        reap(block=True)
+            future = runner.submit(run_job, name, fmt.name, used, truth_set, options)
+            if store is not None and key is not None:
+                future.add_done_callback(functools.partial(_save_when_done, store, key))
+            pending[future] = job
+            reap(keep=2 * options.jobs)
+        reap(keep=0)
+    return outputs, resumed
 
+
+def collect(options: Options, cases_to_run: list[Case], progress: Progress | None = None,
+            inputs_for: Callable[[Case, FloatFormat], Mapping[str, np.ndarray]] | None = None) -> Collected:
+    """Run everything ``options`` selects (:func:`run_jobs`), reporting each job's steps to ``progress``
+    (default: none); ``inputs_for`` replaces the grids (tests pass small inputs).  Results keep the job order
+    whatever order jobs finish in."""
+    started = time.monotonic()
+    jobs = [(case, dtypes.get(d)) for case in cases_to_run for d in options.dtypes]
+    if options.jobs > 1:
+        for case in cases_to_run:
+            if not pool.is_registered(case):
+                raise ValueError(f"case {case.name!r} is not registered: jobs > 1 runs registered cases only")
+    progress = progress or Progress(quiet=True)
+    progress.total = len(jobs)
+    outputs, resumed = run_jobs(options, jobs, progress, inputs_for)
     parts = _Parts()
     case_info: dict[str, Any] = {}
     for number, (case, fmt) in enumerate(jobs, 1):
@@ -408,7 +446,7 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
                     "plugins": sorted(set(options.plugins.values())),
                     "grid": "custom" if inputs_for else ("quick" if options.quick else "full"),
                     "search": {"examples": options.search, "seed": options.search_seed},
-                    "jobs": options.jobs, "resumed_jobs": len(resumed)},
+                    "jobs": options.jobs, "resumed_jobs": resumed},
         "cases": case_info, "results": parts.results, "findings": parts.findings,
         "safe_ranges": parts.safe_ranges, "search": parts.search,
         "comparisons": comparisons(options, cases_to_run, parts.sides, progress),

@@ -218,7 +218,7 @@ def main(args: argparse.Namespace) -> int:
     progress = Progress()
     if not options.resume and checkpoint.saved_jobs(saved):
         progress.line(f"{saved} holds {checkpoint.saved_jobs(saved)} jobs of an unfinished run; --resume "
-                      "would reuse those that match this run (this run replaces them)")
+                      "would reuse those that match this run (all are removed once this report is written)")
     try:
         with sigterm_as_exit():
             result = collect.collect(options, selected, progress)
@@ -229,8 +229,8 @@ def main(args: argparse.Namespace) -> int:
             checkpoint.remove(saved)
     except BaseException:
         if checkpoint.saved_jobs(saved):
-            progress.line(f"stopped: {checkpoint.saved_jobs(saved)} finished jobs are saved in {saved}; "
-                          "the same command with --resume goes on from there")
+            progress.line(f"stopped: {saved} holds {checkpoint.saved_jobs(saved)} saved jobs; the same command "
+                          "with --resume goes on from there")
         raise
     finally:
         progress.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from multiprocessing import get_context
@@ -38,6 +39,7 @@ class InProcess(Executor):
 
 
 def _start_worker(plugins: list[str], torch_threads: int, compile_threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the workers
     for module in plugins:
         cases.load_plugin(module)
     torch.set_num_threads(torch_threads)

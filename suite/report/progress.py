@@ -60,8 +60,9 @@ class Progress:
             self._draw(f"{label}: {phase}")
 
     def done(self, number: int, label: str, summary: str) -> None:
-        """Job ``number`` finished: advances the bar on a terminal, else writes one line."""
-        self._finished = max(self._finished, number)
+        """Job ``number`` finished (jobs may finish in any order): advances the bar on a terminal, else writes
+        one line."""
+        self._finished += 1
         if self.tty:
             self._draw(f"{label}: done")
         else:

@@ -69,3 +69,17 @@ def test_compile_dynamic_serves_every_shape_with_one_graph(mode: str, recompiles
                 assert forward(tensors).item() == pytest.approx(
                     torch.nn.functional.binary_cross_entropy_with_logits(tensors["input"], tensors["target"]).item())
     modes.fresh_compiles()
+
+
+def test_fresh_compiles_forgets_every_compiled_shape() -> None:
+    """After :func:`modes.fresh_compiles`, ``compile`` compiles for the next shape as if it were the first
+    (static shapes again): with one cached graph allowed, a second shape runs instead of raising."""
+    case = cases.get("bce_with_logits")
+    modes.fresh_compiles()
+    with torch._dynamo.config.patch(recompile_limit=1, fail_on_recompile_limit_hit=True):
+        for n in (5, 9):
+            modes.fresh_compiles()
+            forward = modes.forward_for(case, "mean", "compile", "cpu")
+            tensors = {"input": torch.linspace(-3.0, 3.0, n), "target": torch.full((n,), 0.25)}
+            assert torch.isfinite(forward(tensors))
+    modes.fresh_compiles()

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
-from suite import cases, cli
+from suite import cases, cli, modes
 from suite.report import checkpoint, collect, command
 
 PLUGIN = "tests.unit.plugin_broken_loss"
@@ -26,6 +27,7 @@ LOGITS = {"input": np.tile(X, (2, 1)), "target": np.repeat([[0.0], [1.0]], X.siz
 LOG_P = np.log(np.array([[1e-30, 0.25, 0.75 - 1e-30], [0.5, 0.5 - 2.0**-40, 2.0**-40]]))
 KL = {"input": LOG_P, "target": np.array([[0.0, 0.5, 0.5], [1e-20, 0.25, 0.75 - 1e-20]])}
 RUN_JOB = collect.run_job
+RESET = modes.fresh_compiles
 RUN_ONLY = ("created", "seconds", "environment", "options")
 
 
@@ -149,7 +151,7 @@ def test_the_command_says_how_to_resume_and_clears_saved_jobs_once_published(
         cli.main(argv)
     saved = checkpoint.folder_for(out)
     assert checkpoint.saved_jobs(saved) == 1 and not out.exists()
-    assert "1 finished jobs are saved" in capsys.readouterr().err
+    assert "holds 1 saved jobs; the same command with --resume" in capsys.readouterr().err
     resumed = _Recorder(monkeypatch)
     assert cli.main([*argv, "--resume"]) == 0
     assert resumed.ran == [("bce_with_logits", "bfloat16")]
@@ -171,3 +173,56 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_the_old_handler_comes_back() -> Non
         time.sleep(5)  # the handler raises before this ends
     assert info.value.code == 128 + signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_saved_jobs_are_not_reused_by_another_torch_or_suite(
+        plugin: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved = tmp_path / "jobs"
+    _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved)))
+    everything = [(c, d) for c in CASES for d in ("float32", "float16")]
+    with monkeypatch.context() as patched:
+        patched.setattr(torch, "__version__", "99.0.0")
+        other_torch = _Recorder(patched)
+        _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved), resume=True))
+    assert other_torch.ran == everything
+    with monkeypatch.context() as patched:
+        patched.setattr(checkpoint, "suite_digest", lambda: "an edited suite")
+        other_suite = _Recorder(patched)
+        _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved), resume=True))
+    assert other_suite.ran == everything
+    same = _Recorder(monkeypatch)
+    _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved), resume=True))
+    assert same.ran == []
+
+
+def test_compile_modes_and_bad_inputs_give_the_same_report_with_jobs(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compile results (and the bad-input probes run after the jobs) do not depend on which jobs the same
+    process compiled before: one process for all jobs and two workers give the same accuracy.json."""
+    names = ["bce_with_logits"]
+
+    def report(jobs: int) -> dict[str, Any]:
+        options = collect.Options(names, ["float32", "float16"], ["cpu"], ["eager", "compile"],
+                                  workers=1, cache_dir=str(tmp_path / "truth"), bad_inputs=True, quick=True,
+                                  jobs=jobs)
+        result = collect.collect(options, [cases.get(n) for n in names], inputs_for=shaped_by_dtype)
+        return json.loads(json.dumps(result.payload))
+
+    def shaped_by_dtype(case: cases.Case, fmt: Any) -> dict[str, np.ndarray]:
+        """Another shape per dtype, as the grids have: a second shape makes dynamo recompile dynamically."""
+        rows = 2 if fmt.name == "float32" else 3
+        x = np.linspace(-30.0, 30.0, 40)
+        return {"input": np.tile(x, (rows, 1)), "target": np.tile(np.linspace(0.0, 1.0, rows)[:, None], (1, x.size))}
+
+    compiles_afresh: list[bool] = []
+
+    def fresh_compiles() -> None:
+        compiles_afresh.append(True)
+        RESET()
+
+    monkeypatch.setattr(modes, "fresh_compiles", fresh_compiles)
+    one = report(1)
+    assert len(compiles_afresh) == 3  # before each of the two jobs, and before the probes
+    two = report(2)
+    assert any(r["mode"] == "compile" for r in one["results"]) and one["comparisons"]["probes"]
+    assert _same_numbers(one, two)
