@@ -26,7 +26,7 @@ import numpy.typing as npt
 import torch
 
 import suite
-from suite import compare, dtypes, judge, modes, run, truth_cache
+from suite import cases, compare, dtypes, judge, modes, run, truth_cache
 from suite.cases.base import Case
 from suite.dtypes import FloatArray, FloatFormat
 from suite.metrics import Label
@@ -307,7 +307,7 @@ def run_job(case: Case | str, dtype: str, used: Mapping[str, FloatArray], truth_
     """The torch side of one case/dtype job: every device and mode on the grid, then the targeted search.
     ``case`` is a Case, or in a worker process the name of a registered one.  Compile mode compiles afresh
     for the job's grid (:func:`modes.fresh_compiles`), so no job's numbers depend on the jobs before it."""
-    case = pool.by_name(case) if isinstance(case, str) else case
+    case = cases.get(case) if isinstance(case, str) else case  # workers get names: forwards need not pickle
     fmt, plugin, parts = dtypes.get(dtype), options.plugins.get(case.name), _Parts()
     if set(options.modes) & set(modes.COMPILE_MODES):
         modes.fresh_compiles()

@@ -71,11 +71,6 @@ def executor(jobs: int, plugins: list[str]) -> Iterator[Executor]:
     pool.shutdown(wait=True)
 
 
-def by_name(case_name: str) -> cases.Case:
-    """The registered case ``case_name`` (workers receive names: case functions need not pickle)."""
-    return cases.get(case_name)
-
-
 def is_registered(case: cases.Case) -> bool:
     """Whether ``case`` is the one registered under its name (what a worker would resolve)."""
     return case.name in cases.names() and cases.get(case.name) is case
