@@ -175,38 +175,74 @@ class TruthSet:
 _Quantity = tuple[float, float, bool] | None  # dd, or None when undefined
 
 
+#: The unit of a float64 ``lo`` that is 0: the smallest subnormal.
+_SMALLEST = math.ulp(0.0)
+
+_Parts = tuple[float, float, bool, float]  # hi, lo, infinite, hidden unit (see _hidden_unit)
+
+
+def _hidden_unit(hi: float, lo: float, rest: Any, beyond: Any) -> float:
+    """How fine a hidden tail must be to leave the double-double ``(hi, lo)`` of a value unchanged, given the
+    value's exact remainders ``rest = x - hi`` and ``beyond = rest - lo`` at the working precision.
+
+    ``inf`` when the rounding of both parts has room: a tail that two agreeing precisions missed cannot move
+    it.  Otherwise the ulp of ``lo`` (0 counts as the smallest subnormal) when the working-precision value is
+    exactly ``hi + lo`` (a tail as small as that unit would change ``lo``), and the smallest subnormal when
+    ``hi`` or ``lo`` was rounded from an exact tie (a tail of any size decides it)."""
+    if rest != 0 and 2 * rest == math.nextafter(hi, math.inf if rest > 0 else -math.inf) - hi:
+        return _SMALLEST
+    if beyond == 0:
+        return math.ulp(lo) if lo else _SMALLEST
+    if 2 * beyond == math.nextafter(lo, math.inf if beyond > 0 else -math.inf) - lo:
+        return _SMALLEST
+    return math.inf
+
+
+def _mpf_parts(x: Any) -> _Parts:
+    raw = x._mpf_
+    if mpmath.isinf(x):
+        return (math.inf if x > 0 else -math.inf), 0.0, True, math.inf
+    if mpmath.isnan(x):
+        return math.nan, 0.0, False, math.inf
+    hi = dtypes.round_mpf(x, FLOAT64)
+    if not math.isfinite(hi):
+        return hi, 0.0, False, math.inf
+    rest = mpf_sub(raw, from_float(hi), 0)  # exact
+    lo = dtypes.round_mpf(mpmath.mpf(rest), FLOAT64)
+    beyond = mpf_sub(rest, from_float(lo), 0)  # exact
+    return hi, lo, False, _hidden_unit(hi, lo, mpmath.mpf(rest), mpmath.mpf(beyond))
+
+
+def _mpfr_parts(x: Any) -> _Parts:
+    hi = float(x)
+    if math.isfinite(hi):
+        if x.precision > gmpy2.get_context().precision:
+            with gmpy2.context(gmpy2.get_context(), precision=x.precision):
+                return _mpfr_split(x, hi)
+        return _mpfr_split(x, hi)
+    return hi, 0.0, bool(gmpy2.is_infinite(x)), math.inf  # inf, NaN, or finite beyond float64
+
+
+def _mpfr_split(x: Any, hi: float) -> _Parts:
+    if not x:
+        return 0.0, 0.0, False, _SMALLEST  # a zero of either sign is +0, as mpmath's
+    rest = x - hi
+    lo = float(rest)
+    return hi, lo, False, _hidden_unit(hi, lo, rest, rest - lo)
+
+
 def dd_from_mpf(x: Any) -> tuple[float, float, bool]:
     """``(hi, lo, infinite)`` of an mpf: ``hi`` its nearest float64, ``lo`` the nearest float64 to the exact
     remainder.  Finite values beyond float64 give ``(+-inf, 0, False)``."""
-    raw = x._mpf_
-    if mpmath.isinf(x):
-        return (math.inf if x > 0 else -math.inf), 0.0, True
-    if mpmath.isnan(x):
-        return math.nan, 0.0, False
-    hi = dtypes.round_mpf(x, FLOAT64)
-    if not math.isfinite(hi):
-        return hi, 0.0, False
-    rest = mpf_sub(raw, from_float(hi), 0)  # exact
-    lo = dtypes.round_mpf(mpmath.mpf(rest), FLOAT64)
-    return hi, lo, False
+    return _mpf_parts(x)[:3]
 
 
 def dd_from_mpfr(x: Any) -> tuple[float, float, bool]:
     """:func:`dd_from_mpf` of a gmpy2 ``mpfr``: ``float()`` is MPFR's round-to-nearest-even to float64 (with
     subnormals and overflow to inf, as :func:`suite.dtypes.round_mpf`); ``x - hi`` is exact in ``x``'s
-    precision, since both are multiples of ``x``'s last bit and ``|x - hi| <= ulp64(x) / 2``.  A zero of
-    either sign is ``+0``, as mpmath's."""
-    hi = float(x)
-    if math.isfinite(hi):
-        if not x:
-            return 0.0, 0.0, False
-        if x.precision > gmpy2.get_context().precision:
-            with gmpy2.context(gmpy2.get_context(), precision=x.precision):
-                return hi, float(x - hi), False
-        return hi, float(x - hi), False
-    if gmpy2.is_infinite(x):
-        return hi, 0.0, True
-    return hi, 0.0, False  # NaN, or finite beyond float64
+    precision, since both are multiples of ``x``'s last bit and ``|x - hi| <= ulp64(x) / 2`` (and so is
+    ``x - hi - lo``).  A zero of either sign is ``+0``, as mpmath's."""
+    return _mpfr_parts(x)[:3]
 
 
 def dd_from_fraction(x: Fraction) -> tuple[float, float]:
@@ -234,29 +270,37 @@ def resolve_backend(reference: ReferenceFn, backend: str | None = None) -> str:
     return requested if requested in exact_math.backends_of(reference) else exact_math.MPMATH
 
 
-def _mpmath_quantity(x: Any) -> _Quantity:
+def _mpmath_quantity(x: Any) -> tuple[_Quantity, float]:
+    """A result as a quantity (None: undefined) and its :func:`_hidden_unit`."""
     if x is None:
-        return None
+        return None, math.inf
     x = mpmath.mpf(x)
-    return None if mpmath.isnan(x) else dd_from_mpf(x)
+    if mpmath.isnan(x):
+        return None, math.inf
+    hi, lo, infinite, unit = _mpf_parts(x)
+    return (hi, lo, infinite), unit
 
 
-def _mpfr_quantity(x: Any) -> _Quantity:
+def _mpfr_quantity(x: Any) -> tuple[_Quantity, float]:
+    """:func:`_mpmath_quantity` on MPFR."""
     if x is None:
-        return None
+        return None, math.inf
     if type(x) is not _MPFR:
         x = gmpy2.mpfr(x)
-    return None if x != x else dd_from_mpfr(x)
+    if x != x:
+        return None, math.inf
+    hi, lo, infinite, unit = _mpfr_parts(x)
+    return (hi, lo, infinite), unit
 
 
 @dataclass(frozen=True)
 class _Backend:
     """What the evaluation needs from a backend: its name (for :mod:`suite.exact_math`'s contexts), the exact
-    conversion of an input and the conversion of a result to a quantity."""
+    conversion of an input and the conversion of a result to a quantity with its :func:`_hidden_unit`."""
 
     name: str
     number: Callable[[float], Any]
-    quantity: Callable[[Any], _Quantity]
+    quantity: Callable[[Any], tuple[_Quantity, float]]
 
 
 _BACKENDS = {exact_math.MPMATH: _Backend(exact_math.MPMATH, exact_math.converter(exact_math.MPMATH), _mpmath_quantity),
@@ -271,9 +315,12 @@ _NO_CONDITIONS: _Conditions = ([], {})
 _WITHOUT_CONDITIONS = exact_math.without_conditions()
 
 
+#: One evaluation: values, gradients, condition numbers, and the finest :func:`_hidden_unit` among them.
+_Evaluation = tuple[list[_Quantity], dict[str, list[_Quantity]], _Conditions, float]
+
+
 def _evaluate_at(reference: ReferenceFn, numbers: Mapping[str, list[Any]], width: int, precision: int,
-                 backend: _Backend, conditions: bool,
-                 ) -> tuple[list[_Quantity], dict[str, list[_Quantity]], _Conditions]:
+                 backend: _Backend, conditions: bool) -> _Evaluation:
     """Values and gradients at one precision; condition numbers only with ``conditions`` (they are kept
     from the last precision only)."""
     with exact_math.working_precision(backend.name, precision):
@@ -283,18 +330,22 @@ def _evaluate_at(reference: ReferenceFn, numbers: Mapping[str, list[Any]], width
             with _WITHOUT_CONDITIONS:
                 ref = reference(numbers)
         if ref is None:
-            return [None] * width, {}, ([math.nan] * width, {})
+            return [None] * width, {}, ([math.nan] * width, {}), math.inf
         quantity = backend.quantity
-        values = [quantity(v) for v in ref.values]
-        grads = {name: [quantity(g) for g in gs] for name, gs in ref.grads.items()}
+        converted = [quantity(v) for v in ref.values]
+        converted_grads = {name: [quantity(g) for g in gs] for name, gs in ref.grads.items()}
+        values = [q for q, _ in converted]
+        grads = {name: [q for q, _ in gs] for name, gs in converted_grads.items()}
+        finest = min((unit for _, unit in (*converted, *(g for gs in converted_grads.values() for g in gs))),
+                     default=math.inf)
         if not conditions:
-            return values, grads, _NO_CONDITIONS
+            return values, grads, _NO_CONDITIONS, finest
         if ref.condition is not None:
             condition = [_to_float(c) for c in ref.condition]
         else:
             condition = [_generic_condition(numbers, ref, i) for i in range(len(values))]
         grad_condition = {name: [_to_float(c) for c in cs] for name, cs in ref.grad_condition.items()}
-    return values, grads, (condition, grad_condition)
+    return values, grads, (condition, grad_condition), finest
 
 
 def _to_float(x: Any) -> float:
@@ -336,15 +387,15 @@ def _evaluate_on(backend: str, reference: ReferenceFn, sample: Mapping[str, list
 
 def _settled(backend: _Backend, reference: ReferenceFn, sample: Mapping[str, list[float]], precision: int,
              max_precision: int) -> _SampleResult:
-    """Evaluate until two successive precisions agree, then once more where a tail could hide
+    """Evaluate until two successive precisions agree, then once more where a hidden tail would show
     (:func:`_tail_precision`): a result that agrees there too is settled; one that shows a tail goes on
     doubling from there."""
     number = backend.number
     numbers = {name: [number(v) for v in values] for name, values in sample.items()}  # exact at every precision
     width = len(next(iter(sample.values())))
-    settled = _agreement(backend, reference, numbers, width, precision, max_precision)
+    settled, finest = _agreement(backend, reference, numbers, width, precision, max_precision)
     values, grads, _, p = settled
-    deeper = min(_tail_precision(values, grads, sample, p), max_precision)
+    deeper = min(_tail_precision(finest, values, grads, sample, p), max_precision)
     if deeper <= p:
         return settled
     agreed = cast(list[_Quantity], values), cast(dict[str, list[_Quantity]], grads)
@@ -353,50 +404,46 @@ def _settled(backend: _Backend, reference: ReferenceFn, sample: Mapping[str, lis
         return settled  # confirmed: the precision reported stays the one the values agreed at
     pending = _Pending(*agreed)
     pending.update(*agreed, check[0], check[1])  # what the check confirms stays settled
-    return _agreement(backend, reference, numbers, width, deeper, max_precision, first=check, pending=pending)
+    return _agreement(backend, reference, numbers, width, deeper, max_precision, first=check, pending=pending)[0]
 
 
-def _tail_precision(values: list[_Quantity | str], grads: dict[str, list[_Quantity | str]],
+def _tail_precision(finest: float, values: list[_Quantity | str], grads: dict[str, list[_Quantity | str]],
                     sample: Mapping[str, list[float]], p: int) -> int:
-    """The precision at which a tail hidden at ``p`` would show, or 0 when none can hide.
+    """The precision at which a tail hidden at ``p`` as fine as ``finest`` (:func:`_hidden_unit`) would
+    show, or 0 when none can matter.
 
-    Two precisions agree on ``hi + 0`` both when the value is exactly ``hi`` and when its tail is too small
-    for either to see: softplus(200) = 200 + 1.4e-87 is exactly 200 at 128 and at 256 bits, and a KL row
-    whose terms cancel to 5e-80 is exactly 0 at both.  Likewise a value that lands exactly halfway between two
-    float64 numbers rounds ``hi`` to even, where a hidden tail would decide the other way.  What hides below
-    precision ``p`` is smaller than 2^-p times the largest magnitude in play, assuming intermediates stay
-    within :data:`_TAIL_GUARD_BITS` binades of the sample's inputs and results (true of the built-in
-    references); it matters in float64 only from 2^-1075 on, so that depth, plus the guard, is as deep as a
-    check must go."""
-    quantities = [q for q in (*values, *(g for gs in grads.values() for g in gs)) if isinstance(q, tuple)]
-    if not any(math.isfinite(q[0]) and not q[2] and (q[1] == 0.0 or _at_midpoint(q[0], q[1])) for q in quantities):
+    Two precisions agree on a wrong double-double when what decides it hides below both: softplus(200) =
+    200 + 1.4e-87 is exactly 200 at 128 and at 256 bits; a KL row whose terms cancel to 5e-80 is exactly 0 at
+    both; 3 (sigmoid(2.2e-308) - 0.9) lies exactly halfway between two float64 numbers at both, and the hidden
+    1.7e-308 decides the rounding.  What hides below precision ``p`` is smaller than 2^-p times the largest
+    magnitude in play, assuming intermediates stay within :data:`_TAIL_GUARD_BITS` binades of the sample's
+    inputs and results (true of the built-in references), so the check goes that many bits below
+    ``finest`` (for a tie: below the smallest subnormal, as deep as a float64 part can reach)."""
+    if finest == math.inf:
         return 0
+    quantities = [q for q in (*values, *(g for gs in grads.values() for g in gs)) if isinstance(q, tuple)]
     magnitudes = [abs(v) for vs in sample.values() for v in vs] + [abs(q[0]) for q in quantities]
     exponent = max([math.frexp(m)[1] for m in magnitudes if 0.0 < m < math.inf] or [0])
-    needed = 1075 + max(exponent, 0) + _TAIL_GUARD_BITS
+    needed = max(exponent, 0) - math.frexp(finest)[1] + 1 + _TAIL_GUARD_BITS
     return needed if p < needed else 0
 
 
-def _at_midpoint(hi: float, lo: float) -> bool:
-    """Whether ``hi + lo`` lies exactly halfway between ``hi`` and its float64 neighbour on ``lo``'s side."""
-    return lo != 0.0 and 2.0 * lo == math.nextafter(hi, math.copysign(math.inf, lo)) - hi
-
-
 def _agreement(backend: _Backend, reference: ReferenceFn, numbers: Mapping[str, list[Any]], width: int,
-               precision: int, max_precision: int,
-               first: tuple[list[_Quantity], dict[str, list[_Quantity]], _Conditions] | None = None,
-               pending: _Pending | None = None) -> _SampleResult:
+               precision: int, max_precision: int, first: _Evaluation | None = None,
+               pending: _Pending | None = None) -> tuple[_SampleResult, float]:
     """Double the precision from ``precision`` (whose evaluation ``first`` may already hold) until two
     successive precisions agree on every quantity, the last step ending at ``max_precision``; ``pending``
-    holds what is settled already (made at the first disagreement otherwise)."""
+    holds what is settled already (made at the first disagreement otherwise).  Also returns the finest
+    hidden unit of the last evaluation."""
     p = precision
-    values, grads, condition = first or _evaluate_at(reference, numbers, width, p, backend, p >= max_precision)
+    values, grads, condition, finest = first or _evaluate_at(reference, numbers, width, p, backend,
+                                                             p >= max_precision)
     while p < max_precision:
         p = min(2 * p, max_precision)
-        values2, grads2, condition = _evaluate_at(reference, numbers, width, p, backend, True)
+        values2, grads2, condition, finest = _evaluate_at(reference, numbers, width, p, backend, True)
         if pending is None:
             if _all_identical(values, grads, values2, grads2):
-                return cast(_SampleResult, (values2, grads2, condition, p))  # the common case
+                return cast(_SampleResult, (values2, grads2, condition, p)), finest  # the common case
             pending = _Pending(values, grads)
         if not pending.update(values, grads, values2, grads2):
             break
@@ -404,7 +451,7 @@ def _agreement(backend: _Backend, reference: ReferenceFn, numbers: Mapping[str, 
     if pending is None:
         pending = _Pending(values, grads)
     final_values, final_grads = pending.final()
-    return final_values, final_grads, condition, p
+    return (final_values, final_grads, condition, p), finest
 
 
 def _all_identical(values: list[_Quantity], grads: dict[str, list[_Quantity]], values2: list[_Quantity],

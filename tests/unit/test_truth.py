@@ -131,6 +131,18 @@ def test_a_midpoint_with_a_hidden_tail_rounds_hi_the_way_the_tail_says() -> None
         assert values == [(1.0 + 2.0**-52, float(lo), False)]
 
 
+def _lo_just_above_a_midpoint(sample: Any) -> Reference:
+    """1 + 2^-60 + 2^-113 + e^-200 x: ``lo`` = 2^-60 + 2^-113 is halfway between two float64 numbers, and the
+    tail that decides it is 2^-288, below 128 and 256 bits."""
+    x = sample["x"][0]
+    return Reference(values=[1 + mpmath.ldexp(1, -60) + mpmath.ldexp(1, -113) + mpmath.exp(-200 * x)])
+
+
+def test_a_tie_in_lo_with_a_hidden_tail_rounds_lo_the_way_the_tail_says() -> None:
+    values, _, _, _ = truth.evaluate_sample(_lo_just_above_a_midpoint, {"x": [1.0]}, backend="mpmath")
+    assert values == [(1.0, 2.0**-60 + 2.0**-112, False)]  # not 2^-60, the even neighbour
+
+
 def test_a_kl_row_that_cancels_below_the_agreeing_precisions_is_not_zero() -> None:
     """KL(t || softmax(x)) for t = (1, 0, 0, 0), x = (184.73..., 0, 2, -inf): the first term is -log_softmax(x)_0
     = log1p(e^-x0 + e^(2 - x0)) = 5e-80, which x0 - logsumexp(x) cancels to exactly 0 at 128 and 256 bits.
