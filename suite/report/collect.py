@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import os
 import platform
 import subprocess
@@ -354,19 +353,15 @@ class _Pending:
     truth_seconds: float
 
 
-def _save_when_done(store: checkpoint.Store, key: str, future: Future[JobOutput]) -> None:
-    """Save a job the moment it finishes (a callback), so an interruption loses only running jobs."""
-    if not future.cancelled() and future.exception() is None:
-        store.save(key, future.result())
-
-
 def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: Progress,
              inputs_for: Callable[[Case, FloatFormat], Mapping[str, np.ndarray]] | None,
              ) -> tuple[dict[int, JobOutput], int]:
     """Every job's output by job number (from 1), and how many came from saved jobs (``options.resume``).
     Grids and exact truths are made here, one job after another; the torch side of each job runs in
     :func:`pool.executor` (``options.jobs`` at a time) while the next truths are computed, with at most
-    twice ``options.jobs`` jobs waiting (each holds its inputs and truths)."""
+    twice ``options.jobs`` jobs waiting (each holds its inputs and truths).  Each job is saved to the
+    checkpoint store when it is reported; on an error or an interruption, every job that has finished is saved
+    before the error goes on."""
     started = time.monotonic()
     store = checkpoint_store(options)
     outputs: dict[int, JobOutput] = {}
@@ -374,6 +369,8 @@ def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: P
 
     def finished(job: _Pending, output: JobOutput, reused: bool) -> None:
         outputs[job.number] = output
+        if store is not None and job.key is not None and not reused:
+            store.save(job.key, output)
         elements = int(np.prod(output.shape))
         progress.done(job.number, job.label, f"{elements} elements, " + (
             "saved by an earlier run (--resume)" if reused else
@@ -384,35 +381,38 @@ def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: P
         pending: dict[Future[JobOutput], _Pending] = {}
 
         def reap(keep: int) -> None:
-            """Report every finished job, waiting until at most ``keep`` are pending."""
+            """Report (and save) every finished job, waiting until at most ``keep`` are pending."""
             while pending and (len(pending) > keep or any(f.done() for f in pending)):
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: pending[f].number):
                     finished(pending.pop(future), future.result(), reused=False)
 
-        for number, (case, fmt) in enumerate(jobs, 1):
-            label = f"{case.name} {fmt.name}"
-            progress.step(number, label, "grid")
-            raw = inputs_for(case, fmt) if inputs_for else grid_inputs(case, fmt, options.quick)
-            used = run.prepare_inputs(case, raw, fmt)
-            key = store.key(case.name, fmt.name, used) if store is not None else None
-            saved = store.load(key) if store is not None and key is not None and options.resume else None
-            if isinstance(saved, JobOutput):
-                finished(_Pending(number, label, key, 0.0), saved, reused=True)
-                resumed += 1
-                continue
-            progress.step(number, label, "exact truth")
-            t0 = time.monotonic()
-            truth_set = truth_for(case, used, options.workers, options.cache_dir)
-            job = _Pending(number, label, key, time.monotonic() - t0)
-            progress.step(number, label, "torch and metrics" + (", targeted search" if options.search else ""))
-            name: Case | str = case.name if options.jobs > 1 else case
-            future = runner.submit(run_job, name, fmt.name, used, truth_set, options)
-            if store is not None and key is not None:
-                future.add_done_callback(functools.partial(_save_when_done, store, key))
-            pending[future] = job
-            reap(keep=2 * options.jobs)
-        reap(keep=0)
+        try:
+            for number, (case, fmt) in enumerate(jobs, 1):
+                label = f"{case.name} {fmt.name}"
+                progress.step(number, label, "grid")
+                raw = inputs_for(case, fmt) if inputs_for else grid_inputs(case, fmt, options.quick)
+                used = run.prepare_inputs(case, raw, fmt)
+                key = store.key(case.name, fmt.name, used) if store is not None else None
+                saved = store.load(key) if store is not None and key is not None and options.resume else None
+                if isinstance(saved, JobOutput):
+                    finished(_Pending(number, label, key, 0.0), saved, reused=True)
+                    resumed += 1
+                    continue
+                progress.step(number, label, "exact truth")
+                t0 = time.monotonic()
+                truth_set = truth_for(case, used, options.workers, options.cache_dir)
+                job = _Pending(number, label, key, time.monotonic() - t0)
+                progress.step(number, label, "torch and metrics" + (", targeted search" if options.search else ""))
+                name: Case | str = case.name if options.jobs > 1 else case
+                pending[runner.submit(run_job, name, fmt.name, used, truth_set, options)] = job
+                reap(keep=2 * options.jobs)
+            reap(keep=0)
+        except BaseException:  # a job's error or an interruption: first keep every job that has finished
+            for future, job in list(pending.items()):
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    finished(job, future.result(), reused=False)
+            raise
     return outputs, resumed
 
 

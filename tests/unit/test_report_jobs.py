@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -226,3 +227,29 @@ def test_compile_modes_and_bad_inputs_give_the_same_report_with_jobs(tmp_path: P
     two = report(2)
     assert any(r["mode"] == "compile" for r in one["results"]) and one["comparisons"]["probes"]
     assert _same_numbers(one, two)
+
+
+def test_a_terminated_run_with_workers_keeps_its_finished_jobs_and_resumes(tmp_path: Path) -> None:
+    """SIGTERM (a time limit) while one worker sleeps in the float16 job: the float32 job, finished, is
+    saved; the run exits 128 + 15 saying how to go on; --resume then reuses it and runs only the other."""
+    out = tmp_path / "report"
+    argv = [sys.executable, "-m", "suite", "report", "--plugin", "tests.unit.plugin_slow_loss", "--cases",
+            "slow_bce_with_logits", "--dtypes", "float32,float16", "--quick", "--search", "0", "--workers", "1",
+            "--jobs", "2", "--cache-dir", str(tmp_path / "truth"), "--out", str(out)]
+    env = {**os.environ, "SUITE_TEST_SLOW_DTYPE": "float16", "PYTHONPATH": os.getcwd()}
+    run = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
+    assert run.stderr is not None
+    lines = []
+    for line in run.stderr:
+        lines.append(line)
+        if line.startswith("[1/2] slow_bce_with_logits float32"):
+            run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 128 + signal.SIGTERM, "".join(lines)
+    saved = checkpoint.folder_for(out)
+    assert checkpoint.saved_jobs(saved) == 1 and not out.exists()
+    assert any("the same command with --resume goes on" in line for line in lines), "".join(lines)
+    env.pop("SUITE_TEST_SLOW_DTYPE")
+    done = subprocess.run([*argv, "--resume"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "accuracy.json").read_text())["options"]["resumed_jobs"] == 1
+    assert "float32: " in done.stderr and "saved by an earlier run" in done.stderr and not saved.exists()
