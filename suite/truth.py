@@ -4,9 +4,10 @@ The inputs are exact dtype values (carried as float64); each is converted to an 
 exactly, the case's reference is evaluated as one expression at precision ``P`` and again at ``2P``, and the
 result is rounded once to a double-double ``(hi, lo)``.  A quantity is *determined* when two successive precisions
 give the same double-double; otherwise the precision keeps doubling up to a cap, and what still disagrees is
-reported as *undetermined*, never guessed.  Where a result agrees with a zero ``lo`` (or is zero), one more
-evaluation, deep enough to see any tail that a float64 ``lo`` could hold, confirms it (tails and
-cancellations smaller than 2^-P relative agree at P and 2P: see :func:`_tail_precision`).  Infinite truths
+reported as *undetermined*, never guessed.  Where the agreed double-double could still move with a tail
+hidden below both precisions (the working-precision value is exactly ``hi + lo``, or ``hi`` or ``lo`` was
+rounded from an exact tie), one more evaluation, deep enough to see such a tail, confirms it (see
+:func:`_tail_precision`).  Infinite truths
 (``BCE(p=0, y=1)``) and undefined ones (an input outside the mathematical domain) are represented explicitly, so
 that callers never have to interpret a NaN.
 
@@ -42,7 +43,8 @@ from suite.dtypes import FLOAT64, FloatArray
 
 DEFAULT_PRECISION = 128
 MAX_PRECISION = 8192
-#: Bits beyond the float64 range of ``lo`` at which a result whose tail is zero is checked once more.
+#: Guard bits of the check for hidden tails: how far intermediates may exceed the sample's magnitudes, and
+#: the margin below the finest unit a hidden tail could change (see ``_tail_precision``).
 _TAIL_GUARD_BITS = 64
 #: Environment variable naming the truth backend ("mpfr" or "mpmath") when a call does not.
 BACKEND_ENV = "SUITE_TRUTH_BACKEND"
