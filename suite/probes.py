@@ -26,6 +26,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -446,14 +447,23 @@ def screen(case: Case, inputs: Mapping[str, npt.NDArray[np.float64]], dtype: str
         return dict(zip(reductions, run_isolated(tasks, timeout=timeout), strict=True))
 
 
-def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: float = TIMEOUT_S) -> list[Outcome]:
+def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: float = TIMEOUT_S,
+               jobs: int = 1) -> list[Outcome]:
     """Outcomes of ``tasks`` in order.  ``isolate``: True runs every task in child processes, False none,
-    None (default) those on CUDA devices (where a device-side assert may happen)."""
+    None (default) those on CUDA devices (where a device-side assert may happen).  Isolated tasks run in one
+    child per case (a fresh one after a death, hang or assert), ``jobs`` children at a time: what a probe
+    gives never depends on how many run side by side, only on the probes of its case before it."""
     def isolated(task: Task) -> bool:
         return isolate if isolate is not None else torch.device(task.device).type == "cuda"
 
     here = [t for t in tasks if not isolated(t)]
-    away = [t for t in tasks if isolated(t)]
+    by_case: dict[str, list[Task]] = {}
+    for task in tasks:
+        if isolated(task):
+            by_case.setdefault(task.case, []).append(task)
     by_task = {id(t): o for t, o in zip(here, [execute(t) for t in here], strict=True)}
-    by_task.update({id(t): o for t, o in zip(away, run_isolated(away, timeout=timeout), strict=True)})
+    with ThreadPoolExecutor(max(1, jobs)) as children:  # threads that wait on child processes
+        for group, outcomes in zip(by_case.values(), children.map(
+                lambda group: run_isolated(group, timeout=timeout), by_case.values()), strict=True):
+            by_task.update({id(t): o for t, o in zip(group, outcomes, strict=True)})
     return [by_task[id(t)] for t in tasks]

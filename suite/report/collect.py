@@ -286,17 +286,17 @@ def comparisons(options: Options, cases_to_run: list[Case], sides: compare.SideC
                 progress: Progress) -> dict[str, Any]:
     """The ``comparisons`` section: modes against eager and devices against CPU on the report's own grids,
     the autocast dtypes, and with ``bad_inputs`` the bad-input probes and mixed-dtype promotion of
-    :mod:`suite.modes_report` for the report's cases, dtypes, devices and modes."""
+    :mod:`suite.modes_report` for the report's cases, dtypes, devices and modes.  The probes run in child
+    processes, one per case, ``options.jobs`` at a time (compiling every probe's shape takes minutes)."""
     from suite import modes_report
 
     out: dict[str, Any] = {"notes": modes_tables.notes(options.devices, options.modes),
                            **modes_tables.comparisons_payload(sides)}
     if options.bad_inputs:
         progress.line("bad-input probes and mixed dtypes")
-        modes.fresh_compiles()  # as a job would: nothing compiled by the jobs run in this process is reused
         extra = modes_report.sections(options.devices, options.modes, options.quick,
                                       case_names=[c.name for c in cases_to_run], dtype_names=options.dtypes,
-                                      parts=("probes", "promotion"))
+                                      isolate=True, parts=("probes", "promotion"), jobs=options.jobs)
         out.update({k: extra[k] for k in ("probes", "promotion")})
     return out
 

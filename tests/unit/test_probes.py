@@ -71,3 +71,14 @@ def test_isolated_probe_keeps_this_process_healthy(device: str) -> None:
     assert out[0].kind == probes.DEVICE_ASSERT
     assert out[1].kind == probes.NAN
     assert torch.ones(2, device=device).sum().item() == 2.0
+
+
+def test_isolated_probes_give_the_same_outcomes_one_or_several_children_at_a_time() -> None:
+    """Isolated probes run one child per case; how many children run at once changes nothing, and the
+    outcomes are those of the probes run in this process (eager mode, no compile state to differ)."""
+    tasks = probes.tasks_for([cases.get(n) for n in ("bce", "bce_with_logits", "kl_div")], ["float32"], ["cpu"],
+                             ["eager"], ["input_above", "target_above", "input_nan", "empty"])
+    assert {t.case for t in tasks} == {"bce", "bce_with_logits", "kl_div"}
+    one, three = (probes.run_probes(tasks, isolate=True, jobs=jobs) for jobs in (1, 3))
+    here = probes.run_probes(tasks, isolate=False)
+    assert [o.to_dict() for o in one] == [o.to_dict() for o in three] == [o.to_dict() for o in here]
