@@ -32,13 +32,16 @@ def cache_folder(override: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get("SUITE_CACHE_DIR", DEFAULT_DIR))
 
 
-def _source(obj: Any) -> str:
-    """Source of a function (through ``functools.partial``), or its qualified name when unavailable."""
+def source_of(obj: Any, unreadable: str | None = None) -> str:
+    """Source of a function or module (through ``functools.partial``); when unavailable, ``unreadable``, else
+    the object's qualified name."""
     while isinstance(obj, functools.partial):
         obj = obj.func
     try:
         return inspect.getsource(obj)
     except (OSError, TypeError):
+        if unreadable is not None:
+            return unreadable
         return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
@@ -46,7 +49,7 @@ def cache_key(case: Case, inputs: Mapping[str, np.ndarray], precision: int, max_
     """Hex digest identifying the truth of ``case`` at ``inputs`` (cases sharing a reference and domains,
     like ``sigmoid_bce`` and ``bce_with_logits``, share entries)."""
     digest = hashlib.sha256()
-    for part in (CACHE_VERSION, _source(case.reference), _source(exact_math), repr(case.inputs),
+    for part in (CACHE_VERSION, source_of(case.reference), source_of(exact_math), repr(case.inputs),
                  str(case.rows), str(precision), str(max_precision)):
         digest.update(part.encode())
         digest.update(b"\0")

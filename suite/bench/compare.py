@@ -91,19 +91,22 @@ def changes(baseline: runs.Run, currents: Sequence[runs.Run], metric: str,
     return out
 
 
+def _runs(current: runs.Run | Sequence[runs.Run]) -> list[runs.Run]:
+    """One current run, or several attempts of it, as a list."""
+    return [current] if isinstance(current, dict) else list(current)
+
+
 def fraction_changes(baseline: runs.Run, current: runs.Run | Sequence[runs.Run],
                      field: str = FIELDS[0]) -> list[Change]:
     """Changes of the fraction of copy bandwidth ``field`` (higher is better)."""
-    currents = [current] if isinstance(current, dict) else list(current)
-    return changes(baseline, currents, field, lambda b: runs.fraction(b, field), True)
+    return changes(baseline, _runs(current), field, lambda b: runs.fraction(b, field), True)
 
 
 def time_changes(baseline: runs.Run, current: runs.Run | Sequence[runs.Run], stat: str = "median",
                  drift: Mapping[str, float] | None = None) -> list[Change]:
     """Changes of the time statistic ``stat`` per call (lower is better), each current time divided by the
     drift of its group (:func:`drift_group`; 1 where ``drift`` has none)."""
-    currents = [current] if isinstance(current, dict) else list(current)
-    found = changes(baseline, currents, stat, lambda b: runs.stat(b, stat), False)
+    found = changes(baseline, _runs(current), stat, lambda b: runs.stat(b, stat), False)
     groups = {node: drift_group(bench) for node, bench in runs.by_name(baseline).items()}
     factors = drift or {}
     return [Change(c.name, c.node, c.metric, c.baseline, c.current / factors.get(groups[c.node], 1.0), False)

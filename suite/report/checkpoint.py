@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
-import inspect
 import pickle
 import shutil
 import uuid
@@ -44,10 +43,11 @@ def suite_digest() -> str:
 def module_source(module: str) -> str:
     """Source of a plugin module; when it cannot be read, a string no later run repeats (so that the jobs of
     a plugin that may have changed are never reused)."""
+    never = f"{module} (source unreadable) {uuid.uuid4()}"
     try:
-        return inspect.getsource(importlib.import_module(module))
-    except (OSError, TypeError, ImportError):
-        return f"{module} (source unreadable) {uuid.uuid4()}"
+        return truth_cache.source_of(importlib.import_module(module), unreadable=never)
+    except ImportError:
+        return never
 
 
 def folder_for(out: Path) -> Path:

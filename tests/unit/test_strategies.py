@@ -45,7 +45,7 @@ def test_floats_of_reaches_every_special_class(fmt: dtypes.FloatFormat) -> None:
 def test_probabilities_reach_zeros_subnormals_one_and_thresholds(fmt: dtypes.FloatFormat) -> None:
     values = _draws(xs.probabilities(fmt))
     assert xs.drawn_classes(values, fmt) == {"+0", "-0", "subnormal", "normal", "threshold"}
-    assert 1.0 in values
+    assert 1.0 in values, "the upper end of the domain, p = 1 (BCE's log(1 - p) = -inf), is never drawn"
     assert all(0 <= v <= 1 for v in values)
 
 
