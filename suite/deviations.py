@@ -8,8 +8,12 @@ ill-conditioned point the error the conditioning explains does not count against
 which the suite found it, for deviations too rare for a short search to meet again, its values broadcast to
 each of its ``shapes`` in turn when it names them), and a *region*: for each
 input, one or more closed intervals; an element is in the region when every named input lies in one of its
-intervals. Tests use entries to excuse exactly these elements (so anything else still fails) and to run a
-strict xfail per entry, so a torch that fixes a deviation shows up as XPASS.
+intervals.  Where the bounds follow the dtype's range (a sigmoid that underflows, an exp that overflows), a
+``dtype_region`` table gives a dtype its own region, so that no dtype excuses what only another one does.
+A key ``"row:<input>"`` (rows cases) asks for a value of the element's row in the intervals instead.  An
+input the case does not have puts none of its elements in the region.  Tests use entries to excuse exactly
+these elements (so anything else still fails) and to run a strict xfail per entry, so a torch that fixes a
+deviation shows up as XPASS.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from suite.metrics import Label
 from suite.modes import MODES
 
 DEVIATION_FILE = "deviations.toml"
+#: A region key ``"row:<input>"`` selects the elements of rows (the last axis) where any value of the input
+#: lies in the intervals: a softmax overflows through another element of the row.
+ROW_PREFIX = "row:"
 Interval = tuple[float, float]
 
 
@@ -60,6 +67,7 @@ class Deviation:
     max_ulps: float | None = None
     seen: Mapping[str, Any] = field(default_factory=dict)
     witness: Mapping[str, Any] = field(default_factory=dict)  # a batch the suite found it on: case, dtype, inputs
+    dtype_regions: Mapping[str, Mapping[str, tuple[Interval, ...]]] = field(default_factory=dict)
 
     def applies(self, case: str, dtype: str, device: str, torch_version: str, mode: str = "eager",
                 quantity: str | None = None, reduction: str | None = None) -> bool:
@@ -69,14 +77,25 @@ class Deviation:
                 and (quantity is None or quantity in self.quantities)
                 and (reduction is None or reduction in self.reductions))
 
-    def in_region(self, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:
-        """Elements of a batch of ``shape`` whose inputs lie in the region."""
+    def region_for(self, dtype: str) -> Mapping[str, tuple[Interval, ...]]:
+        """The region in ``dtype``: its own ``dtype_region`` entry, else the common ``region``."""
+        return self.dtype_regions.get(dtype, self.region)
+
+    def in_region(self, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...],
+                  dtype: str) -> npt.NDArray[np.bool_]:
+        """Elements of a batch of ``shape`` in ``dtype`` whose inputs lie in the region."""
         inside = np.ones(shape, dtype=bool)
-        for name, intervals in self.region.items():
+        for key, intervals in self.region_for(dtype).items():
+            whole_row = key.startswith(ROW_PREFIX)
+            name = key.removeprefix(ROW_PREFIX)
+            if name not in inputs:  # a region on an input the case does not have (a weight) excludes it
+                return np.zeros(shape, dtype=bool)
             values = np.broadcast_to(np.asarray(inputs[name], dtype=np.float64), shape)
             hit = np.zeros(shape, dtype=bool)
             for low, high in intervals:
                 hit |= (values >= low) & (values <= high)
+            if whole_row and hit.ndim:
+                hit = np.broadcast_to(hit.any(axis=-1, keepdims=True), shape)
             inside &= hit
         return inside
 
@@ -86,7 +105,7 @@ class Deviation:
         shape = np.broadcast_shapes(*(np.shape(v) for v in inputs.values()))
         if not self.applies(case, dtype, device, torch_version, mode):
             return np.zeros(shape, dtype=bool)
-        return self.in_region(inputs, shape)
+        return self.in_region(inputs, shape, dtype)
 
     def explains(self, labels: npt.ArrayLike, algorithmic_ulp: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Elements whose outcome is a recorded one: one of the entry's labels, and an algorithmic ULP error
@@ -101,7 +120,11 @@ class Deviation:
 
 def _parse(entry: Mapping[str, Any]) -> Deviation:
     try:
-        region = {name: _intervals(bounds) for name, bounds in entry["region"].items()}
+        region = _region(entry["region"])
+        dtype_regions = {dtype: _region(r) for dtype, r in entry.get("dtype_region", {}).items()}
+        if not set(dtype_regions) <= set(entry["dtypes"]):
+            raise ValueError(f"dtype_region names dtypes the entry is not about: "
+                             f"{sorted(set(dtype_regions) - set(entry['dtypes']))}")
         deviation = Deviation(
             id=entry["id"], description=entry["description"], reason=entry["reason"], torch=entry["torch"],
             cases=tuple(entry["cases"]), dtypes=tuple(entry["dtypes"]), quantities=_names(entry["quantity"]),
@@ -109,7 +132,7 @@ def _parse(entry: Mapping[str, Any]) -> Deviation:
             modes=tuple(entry.get("modes", MODES)),
             reductions=tuple(entry.get("reductions", ("none", "mean", "sum", "batchmean"))),
             max_ulps=entry.get("max_ulps"),
-            seen=entry.get("seen", {}), witness=entry.get("witness", {}))
+            seen=entry.get("seen", {}), witness=entry.get("witness", {}), dtype_regions=dtype_regions)
         SpecifierSet(deviation.torch)
         for name in deviation.labels:
             Label[name.upper()]
@@ -120,6 +143,10 @@ def _parse(entry: Mapping[str, Any]) -> Deviation:
 
 def _names(value: str | Sequence[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _region(table: Mapping[str, Sequence[Any]]) -> dict[str, tuple[Interval, ...]]:
+    return {name: _intervals(bounds) for name, bounds in table.items()}
 
 
 def _intervals(bounds: Sequence[Any]) -> tuple[Interval, ...]:

@@ -9,8 +9,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from suite import budgets, deviations
-from suite.metrics import Label
+from suite import budgets, deviations, truth
+from suite.cases.base import REDUCTION_DIVISORS
+from suite.metrics import ElementMetrics, Label, measure
 from suite.run import LOSS, CaseResult, QuantityResult
 
 BoolArray = npt.NDArray[np.bool_]
@@ -37,14 +38,49 @@ def failing(q: QuantityResult) -> BoolArray:
     """Elements of a quantity with a never-acceptable label.  (Conditioning is already in the labels: a 0 at
     an ill-conditioned point whose error the conditioning explains, like ``sigmoid(x) - y`` at ``y = 1``, is
     ``ok``, not ``flushed``.)"""
-    result: BoolArray = np.isin(q.metrics.labels, [int(Label[n.upper()]) for n in budgets.never_acceptable()])
+    result: BoolArray = np.isin(q.metrics.labels, _never_acceptable())
     return result
+
+
+def _never_acceptable() -> list[int]:
+    return [int(Label[n.upper()]) for n in budgets.never_acceptable()]
+
+
+def reduction_residual(result: CaseResult, q: QuantityResult) -> ElementMetrics | None:
+    """The error of a reduced loss against the exact reduction of torch's own unreduced values (None for an
+    unreduced quantity or without them): the reduction's own error, apart from the elements' errors.
+
+    The exact sum of the returned elements, divided like the reduction, is the value a faithful reduction
+    rounds; its condition number is ``sum |g_i| / |sum g_i|``.  A reduction within the budget of it passes on
+    whatever the elements got wrong; one beyond it (a wrong divisor, a 16-bit accumulator) is wrong itself.
+    """
+    root = result.quantities.get(("none", LOSS))
+    divisor_of = REDUCTION_DIVISORS[q.reduction]
+    if q.quantity != LOSS or q.got.ndim != 0 or root is None or divisor_of is None:
+        return None
+    elements = root.got
+    nan = np.isnan(elements)
+    status = np.where(nan, truth.Status.UNDEFINED, truth.Status.DETERMINED).astype(np.int8)
+    exact = truth.exact_sum(truth.Truth(np.where(nan, np.nan, elements), np.zeros_like(elements), status,
+                                        np.isinf(elements)), divisor_of(result.truth.values.shape))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        total = np.nansum(np.abs(elements)) / divisor_of(result.truth.values.shape)
+        condition = total / abs(exact.hi) if exact.hi != 0 else np.inf
+    return measure(q.got, exact, q.fmt, q.metrics.budget, condition)
+
+
+def reduction_is_faithful(result: CaseResult, q: QuantityResult) -> bool:
+    """True unless ``q`` is a reduced loss whose :func:`reduction_residual` has a never-acceptable label."""
+    residual = reduction_residual(result, q)
+    return residual is None or not bool(np.isin(residual.labels, _never_acceptable()).any())
 
 
 def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = None) -> Verdict:
     """Verdict on ``q`` (one quantity of ``result``).  Elementwise quantities are matched against deviation
-    regions element by element; a reduced loss (a scalar) is explained by a deviation that covers, with the
-    same label, any element of the batch's unreduced loss (the root cause) or the reduction itself."""
+    regions element by element.  A reduced loss (a scalar) whose reduction is faithful to torch's own elements
+    (:func:`reduction_is_faithful`) inherits their errors: a deviation that covers, with the same label, any
+    element of the batch's unreduced loss (the root cause) explains it.  A reduction that is wrong by itself is
+    explained only by a deviation about reductions (one that does not apply to ``none``)."""
     version = torch_version or torch.__version__
     fails = failing(q)
     verdict = Verdict(fails)
@@ -52,17 +88,20 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
         return verdict
     case, dtype, device, mode = result.case.registry_name, result.fmt.name, result.device, result.mode
     scalar = q.got.ndim == 0
+    faithful = reduction_is_faithful(result, q)
     for d in deviations.applicable(case, dtype, device, version, mode, q.quantity, q.reduction):
-        if scalar:
+        if scalar and not faithful:
+            hit = fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp) & ("none" not in d.reductions)
+        elif scalar:
             shape = result.truth.values.shape
-            in_batch = d.in_region(result.inputs, shape).any()
+            in_batch = d.in_region(result.inputs, shape, dtype).any()
             root = (result.quantities.get(("none", LOSS)))
-            root_cause = root is not None and bool((d.in_region(result.inputs, shape) & failing(root)).any())
+            root_cause = root is not None and bool((d.in_region(result.inputs, shape, dtype) & failing(root)).any())
             hit = fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp) & bool(in_batch or root_cause)
             if not hit.any() and root_cause:
                 hit = fails.copy()
         else:
-            hit = (fails & d.in_region(result.inputs, q.got.shape)
+            hit = (fails & d.in_region(result.inputs, q.got.shape, dtype)
                    & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp))
         if hit.any():
             verdict.known[d.id] = np.asarray(hit)

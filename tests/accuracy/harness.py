@@ -24,15 +24,16 @@ def evaluate(case: Case, inputs: Mapping[str, np.ndarray], dtype: str, device: s
     return run.evaluate(case, inputs, dtype, device, reductions=wanted, mode=mode)
 
 
-def check(result: run.CaseResult, reductions: tuple[str, ...]) -> None:
-    """Assert that no quantity of ``reductions`` has a failure that no known deviation explains.
+def check(result: run.CaseResult, reductions: tuple[str, ...], quantities: tuple[str, ...] | None = None) -> None:
+    """Assert that no quantity of ``reductions`` (of ``quantities``, default all) has a failure that no known
+    deviation explains.
 
     Before asserting, report to Hypothesis the worst algorithmic ULP error and bits of error of the
     unexplained elements, so that the search climbs toward the worst inputs.
     """
     problems: list[str] = []
-    for (red, _), q in sorted(result.quantities.items()):
-        if red not in reductions:
+    for (red, name), q in sorted(result.quantities.items()):
+        if red not in reductions or (quantities is not None and name not in quantities):
             continue
         verdict = judge.judge(result, q)
         unexplained = verdict.unexplained

@@ -32,7 +32,7 @@ def region_inputs(case: Case, fmt: dtypes.FloatFormat, deviation: Deviation) -> 
     for quick in (True, False):
         grid = run.prepare_inputs(case, grids.case_grid(case, fmt, quick=quick), fmt)
         shape = np.broadcast_shapes(*(v.shape for v in grid.values()))
-        inside = deviation.in_region(grid, shape)
+        inside = deviation.in_region(grid, shape, fmt.name)
         if case.rows:
             keep = inside.any(axis=-1)
             if keep.any():
@@ -44,16 +44,20 @@ def region_inputs(case: Case, fmt: dtypes.FloatFormat, deviation: Deviation) -> 
 
 def into_region(data: st.DataObject, inputs: dict[str, np.ndarray], fmt: dtypes.FloatFormat,
                 deviation: Deviation) -> dict[str, np.ndarray]:
-    """Move every drawn value outside the region to a value drawn inside one of its intervals."""
+    """Move every drawn value outside the region to a value drawn inside one of its intervals; for a
+    ``row:`` key, one drawn slot of every row that has no value inside."""
     out = dict(inputs)
-    for name, intervals in deviation.region.items():
+    for key, intervals in deviation.region_for(fmt.name).items():
+        name = key.removeprefix(deviations.ROW_PREFIX)
         values = np.array(out[name], dtype=np.float64)
-        flat = values.reshape(-1)
-        for i, v in enumerate(flat.tolist()):
-            if not any(low <= v <= high for low, high in intervals):
-                low, high = data.draw(st.sampled_from(intervals))
-                flat[i] = data.draw(strategies.floats_of(fmt, min_value=low, max_value=high))
-        out[name] = values
+        rows = values.reshape(-1, values.shape[-1]) if key != name else values.reshape(-1, 1)
+        for row in rows:
+            if any(low <= v <= high for v in row.tolist() for low, high in intervals):
+                continue
+            slot = data.draw(st.integers(0, row.size - 1)) if row.size > 1 else 0
+            low, high = data.draw(st.sampled_from(intervals))
+            row[slot] = data.draw(strategies.floats_of(fmt, min_value=low, max_value=high))
+        out[name] = rows.reshape(values.shape)
     return out
 
 
@@ -65,7 +69,7 @@ def observe(result: run.CaseResult, deviation: Deviation) -> tuple[int, int]:
         if quantity not in deviation.quantities or reduction not in deviation.reductions:
             continue
         verdict = judge.judge(result, q)
-        inside = deviation.in_region(result.inputs, q.got.shape) if q.got.ndim else np.ones((), bool)
+        inside = deviation.in_region(result.inputs, q.got.shape, result.fmt.name) if q.got.ndim else np.ones((), bool)
         found = verdict.known.get(deviation.id)
         shown += 0 if found is None else int(found.sum())
         stray += int((verdict.unexplained & inside).sum())
@@ -125,6 +129,9 @@ def shows(deviation: Deviation, case_name: str, dtype: str, device: str) -> int:
     """Elements of one case and dtype showing the deviation: on the grid points in its region, else on drawn
     inputs inside it.  A grid failure in the region that the entry does not explain fails the test."""
     case, fmt = cases.get(case_name), dtypes.get(dtype)
+    named = {key.removeprefix(deviations.ROW_PREFIX) for key in deviation.region_for(dtype)}
+    if not named <= {s.name for s in case.inputs}:
+        return 0  # the dtype's region is about an input (a weight) this case does not have
     inputs = region_inputs(case, fmt, deviation)
     if inputs is not None:
         result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation),

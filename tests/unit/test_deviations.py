@@ -4,9 +4,11 @@ on the algorithmic ULP error (an ill-conditioned element's inherent error does n
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import mpmath
 import numpy as np
+import pytest
 
 from suite import cases, deviations, judge, run
 from suite.deviations import Deviation
@@ -29,7 +31,7 @@ def test_max_ulps_bounds_the_algorithmic_error() -> None:
 
 def test_region_is_closed_intervals_per_input() -> None:
     inputs = {"input": np.zeros(5), "target": np.array([-2.0, -1.0, -0.5, 0.0, 0.5])}
-    assert _entry(None).in_region(inputs, (5,)).tolist() == [False, True, True, True, False]
+    assert _entry(None).in_region(inputs, (5,), "float16").tolist() == [False, True, True, True, False]
 
 
 def test_registry_ids_are_unique_and_budgets_positive() -> None:
@@ -54,3 +56,29 @@ def test_ill_conditioned_half_gradient_is_judged_by_its_algorithmic_error() -> N
     half = next(d for d in deviations.load() if d.id == "half-arithmetic-grad-target")
     assert half.explains(q.metrics.labels[4, 5], q.metrics.algorithmic_ulp[4, 5])
     assert not judge.judge(result, q).unexplained[4, 5]
+
+
+def test_a_dtype_region_replaces_the_common_region_for_its_dtype_only() -> None:
+    entry = deviations._parse({
+        "id": "t", "description": "d", "reason": "r", "torch": ">=1.0", "cases": ["bce_with_logits"],
+        "dtypes": ["float32", "float16"], "quantity": "grad_input", "label": "flushed",
+        "region": {"input": [["-inf", -9.7]]}, "dtype_region": {"float32": {"input": [["-inf", -87.3]]}}})
+    inputs = {"input": np.array([-100.0, -30.0, -9.0])}
+    assert entry.in_region(inputs, (3,), "float32").tolist() == [True, False, False]
+    assert entry.in_region(inputs, (3,), "float16").tolist() == [True, True, False]
+    # a region on an input the batch does not have (a weight, for the unweighted case) selects nothing
+    weighted = replace(entry, dtype_regions={"float32": {"weight": ((1e26, math.inf),)}})
+    assert not weighted.in_region(inputs, (3,), "float32").any()
+
+
+def test_a_dtype_region_for_a_dtype_the_entry_is_not_about_is_rejected() -> None:
+    with pytest.raises(ValueError, match="dtype_region names dtypes"):
+        deviations._parse({"id": "t", "description": "d", "reason": "r", "torch": ">=1.0", "cases": ["bce"],
+                           "dtypes": ["float32"], "quantity": "loss", "label": "nan", "region": {},
+                           "dtype_region": {"float64": {"input": [[0.0, 0.0]]}}})
+
+
+def test_a_row_key_selects_every_element_of_a_row_holding_a_value_inside() -> None:
+    entry = replace(_entry(None), region={"row:target": ((1e38, math.inf),)})
+    target = np.array([[0.0, 2e38, 1.0], [0.0, 1.0, 2.0]])
+    assert entry.in_region({"target": target}, (2, 3), "float16").tolist() == [[True] * 3, [False] * 3]

@@ -1,0 +1,265 @@
+"""A catalogue of deliberately broken loss implementations, each the kind of mistake a real implementation
+makes: a wrong formula, a lost tail, a low-precision intermediate, a missing term of a gradient, a
+misapplied parameter, a wrong divisor of a reduction.
+
+Each mutant is judged against the exact reference of the loss it imitates (``base``), so the suite must find
+it with the same machinery that judges torch.  ``quantity`` and ``reductions`` say where the mutant is wrong:
+the tests check that the failure the suite reports is that one, not an accident elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from suite import cases
+
+Tensors = Mapping[str, torch.Tensor]
+Forward = Callable[[Tensors, str], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One broken implementation: the built-in case it imitates, its forward, the dtype and reductions to
+    judge it in, and the quantity (``loss``, ``grad_input``, ``grad_target``) it gets wrong."""
+
+    name: str
+    base: str
+    forward: Forward
+    dtype: str
+    quantity: str = "loss"
+    reductions: tuple[str, ...] = ("none",)
+
+    def case(self) -> cases.Case:
+        """The mutant as a case: the base case's inputs, reference and registered deviations (``known_as``),
+        with the broken forward and no module form."""
+        base = cases.get(self.base)
+        return replace(base, name=f"mutant_{self.name}", description=self.forward.__doc__ or self.name,
+                       forward=self.forward, module_forward=None, known_as=base.name)
+
+
+def reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Torch's reductions of an elementwise loss (``batchmean`` divides the sum by the batch size)."""
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "batchmean":
+        return loss.sum() / (loss.shape[0] if loss.ndim else 1)
+    return loss.mean()
+
+
+class _InjectGradient(torch.autograd.Function):
+    """Identity on ``loss`` whose backward also sends ``upstream * grad`` to ``source``: with ``source``
+    detached in the loss, ``grad`` replaces the true gradient with respect to it."""
+
+    @staticmethod
+    def forward(ctx: Any, loss: torch.Tensor, source: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(grad)
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        (grad,) = ctx.saved_tensors
+        return upstream, upstream * grad, None
+
+
+def with_gradient(forward: Forward, name: str, wrong: Callable[[Tensors], torch.Tensor]) -> Forward:
+    """``forward`` whose elementwise gradient with respect to input ``name`` is ``wrong(tensors)``; the loss
+    and the other gradients stay torch's."""
+
+    def mutated(t: Tensors, reduction: str) -> torch.Tensor:
+        detached = {**t, name: t[name].detach()}
+        loss = forward(detached, "none")
+        with torch.no_grad():
+            grad = wrong(detached).to(loss.dtype)
+        return reduce(_InjectGradient.apply(loss, t[name], grad), reduction)
+
+    mutated.__doc__ = wrong.__doc__
+    return mutated
+
+
+# --------------------------------------------------------------------------------------------------
+# Wrong forward formulas.
+
+
+def bce_clamp_27(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE whose logs are clamped at -27 instead of -100."""
+    p, y = t["input"], t["target"]
+    return reduce(-(y * torch.log(p).clamp(min=-27) + (1 - y) * torch.log1p(-p).clamp(min=-27)), reduction)
+
+
+def bce_log_one_minus(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE with ``log(1 - p)`` instead of ``log1p(-p)``."""
+    p, y = t["input"], t["target"]
+    return reduce(-(y * torch.log(p).clamp(min=-100) + (1 - y) * torch.log(1 - p).clamp(min=-100)), reduction)
+
+
+def bce_with_logits_in_half(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits computed internally in float16, returned in the input dtype."""
+    x, y = t["input"], t["target"]
+    loss = F.binary_cross_entropy_with_logits(x.half(), y.half(), reduction="none")
+    return reduce(loss.to(x.dtype), reduction)
+
+
+def bce_with_logits_overflowing_softplus(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits with ``softplus(x) = log(1 + exp(x))``, which overflows above ~88 in float32."""
+    x, y = t["input"], t["target"]
+    return reduce(y * torch.log1p(torch.exp(-x)) + (1 - y) * torch.log(1 + torch.exp(x)), reduction)
+
+
+def bce_with_logits_through_sigmoid(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits as BCE of ``sigmoid(x)`` without the -100 clamp: ``1 - sigmoid(x)`` is 0 from
+    x ~ 37 in float64, so the loss is inf where the truth is x."""
+    x, y = t["input"], t["target"]
+    s = torch.sigmoid(x)
+    return reduce(-(torch.xlogy(y, s) + torch.xlogy(1 - y, 1 - s)), reduction)
+
+
+def bce_with_logits_pos_weight_on_negatives(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits with ``pos_weight`` multiplying the negative term ``(1 - y) softplus(x)``."""
+    x, y, pw = t["input"], t["target"], t["pos_weight"]
+    return reduce(y * F.softplus(-x) + pw * (1 - y) * F.softplus(x), reduction)
+
+
+def bce_with_logits_weight_ignored(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits that drops its ``weight``."""
+    return F.binary_cross_entropy_with_logits(t["input"], t["target"], reduction=reduction)
+
+
+def kl_div_without_zero_rule(t: Tensors, reduction: str) -> torch.Tensor:
+    """Pointwise KL ``t (log t - x)`` without the ``0 log 0 = 0`` rule."""
+    x, target = t["input"], t["target"]
+    return reduce(target * (torch.log(target) - x), reduction)
+
+
+def kl_div_log_target_through_exp(t: Tensors, reduction: str) -> torch.Tensor:
+    """KL with a log target computed as ``t = exp(lt)``, then ``xlogy(t, t) - t x``: ``log(exp(lt))`` loses
+    ``lt`` where ``exp(lt)`` is subnormal or 0."""
+    x, lt = t["input"], t["target"]
+    p = torch.exp(lt)
+    return reduce(torch.xlogy(p, p) - p * x, reduction)
+
+
+def log_softmax_kl_div_through_softmax(t: Tensors, reduction: str) -> torch.Tensor:
+    """Distillation KL with ``log(softmax(x))`` instead of ``log_softmax(x)``: an underflowing probability
+    gives ``-inf`` where the log-probability is finite."""
+    return F.kl_div(torch.log(torch.softmax(t["input"], dim=-1)), t["target"], reduction=reduction)
+
+
+# --------------------------------------------------------------------------------------------------
+# Wrong reductions.
+
+
+def kl_div_batchmean_over_numel(t: Tensors, reduction: str) -> torch.Tensor:
+    """KL whose ``batchmean`` divides by the number of elements (torch's ``mean``), not the batch size."""
+    return F.kl_div(t["input"], t["target"], reduction="mean" if reduction == "batchmean" else reduction)
+
+
+def sum_one_by_one(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``sum`` and ``mean`` adding the elements one at a time, each partial sum rounded to the loss's dtype
+    (a 16-bit accumulator)."""
+    if reduction == "none":
+        return loss
+    flat = loss.reshape(-1)
+    total = torch.zeros((), dtype=loss.dtype)
+    for value in flat:
+        total = total + value
+    return total if reduction == "sum" else total / flat.numel()
+
+
+def bce_with_logits_sum_in_half(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits whose ``sum`` and ``mean`` add the elements one by one in the 16-bit dtype."""
+    return sum_one_by_one(F.binary_cross_entropy_with_logits(t["input"], t["target"], reduction="none"), reduction)
+
+
+class _MeanUndivided(torch.autograd.Function):
+    """The mean, with the backward of the sum (the gradient not divided by N)."""
+
+    @staticmethod
+    def forward(ctx: Any, loss: torch.Tensor) -> torch.Tensor:
+        ctx.shape = loss.shape
+        return loss.mean()
+
+    @staticmethod
+    def backward(ctx: Any, upstream: torch.Tensor) -> torch.Tensor:
+        return upstream.expand(ctx.shape).clone()
+
+
+def bce_mean_gradient_undivided(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE whose ``mean`` back-propagates like ``sum``: every gradient N times too large."""
+    loss = F.binary_cross_entropy(t["input"], t["target"], reduction="none")
+    return _MeanUndivided.apply(loss) if reduction == "mean" else reduce(loss, reduction)
+
+
+# --------------------------------------------------------------------------------------------------
+# Wrong gradients (the loss itself is torch's).
+
+
+def _one_minus_sigmoid_of_minus_x(t: Tensors) -> torch.Tensor:
+    """BCE-with-logits input gradient as ``1 - sigmoid(-x) - y``: flushes to 0 for very negative ``x``."""
+    return 1 - torch.sigmoid(-t["input"]) - t["target"]
+
+
+def _zero_target_gradient(t: Tensors) -> torch.Tensor:
+    """BCE-with-logits target gradient forgotten (returned as 0)."""
+    return torch.zeros_like(t["target"])
+
+
+def _two_term_bce_gradient(t: Tensors) -> torch.Tensor:
+    """BCE input gradient as ``-y/p + (1 - y)/(1 - p)``: cancels where ``p ~ y`` and is NaN at ``p = y = 0``."""
+    p, y = t["input"], t["target"]
+    return -y / p + (1 - y) / (1 - p)
+
+
+def _kl_target_gradient_without_one(t: Tensors) -> torch.Tensor:
+    """KL target gradient ``log t - x`` (the ``+ 1`` forgotten)."""
+    return torch.log(t["target"]) - t["input"]
+
+
+def _bce_forward(t: Tensors, reduction: str) -> torch.Tensor:
+    return F.binary_cross_entropy(t["input"], t["target"], reduction=reduction)
+
+
+def _bce_with_logits_forward(t: Tensors, reduction: str) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(t["input"], t["target"], reduction=reduction)
+
+
+def _kl_div_forward(t: Tensors, reduction: str) -> torch.Tensor:
+    return F.kl_div(t["input"], t["target"], reduction=reduction)
+
+
+MUTANTS: dict[str, Mutant] = {m.name: m for m in (
+    Mutant("bce_clamp_27", "bce", bce_clamp_27, "float32"),
+    Mutant("bce_log_one_minus", "bce", bce_log_one_minus, "float32"),
+    Mutant("bce_with_logits_in_half", "bce_with_logits", bce_with_logits_in_half, "float32"),
+    Mutant("bce_with_logits_overflowing_softplus", "bce_with_logits", bce_with_logits_overflowing_softplus,
+           "float32"),
+    Mutant("bce_with_logits_through_sigmoid", "bce_with_logits", bce_with_logits_through_sigmoid, "float64"),
+    Mutant("bce_with_logits_pos_weight_on_negatives", "bce_with_logits_pos_weight",
+           bce_with_logits_pos_weight_on_negatives, "float32"),
+    Mutant("bce_with_logits_weight_ignored", "bce_with_logits_weight", bce_with_logits_weight_ignored, "float32"),
+    Mutant("kl_div_without_zero_rule", "kl_div", kl_div_without_zero_rule, "float32"),
+    Mutant("kl_div_log_target_through_exp", "kl_div_log_target", kl_div_log_target_through_exp, "float32"),
+    Mutant("log_softmax_kl_div_through_softmax", "log_softmax_kl_div", log_softmax_kl_div_through_softmax,
+           "float32"),
+    Mutant("kl_div_batchmean_over_numel", "kl_div", kl_div_batchmean_over_numel, "float32",
+           reductions=("batchmean",)),
+    Mutant("bce_with_logits_sum_in_half", "bce_with_logits", bce_with_logits_sum_in_half, "float16",
+           reductions=("sum", "mean")),
+    Mutant("bce_mean_gradient_undivided", "bce", bce_mean_gradient_undivided, "float32", "grad_input",
+           reductions=("mean",)),
+    Mutant("bce_with_logits_gradient_one_minus_sigmoid", "bce_with_logits",
+           with_gradient(_bce_with_logits_forward, "input", _one_minus_sigmoid_of_minus_x), "float32",
+           "grad_input"),
+    Mutant("bce_with_logits_target_gradient_dropped", "bce_with_logits",
+           with_gradient(_bce_with_logits_forward, "target", _zero_target_gradient), "float32", "grad_target"),
+    Mutant("bce_two_term_gradient", "bce", with_gradient(_bce_forward, "input", _two_term_bce_gradient),
+           "float64", "grad_input"),
+    Mutant("kl_div_target_gradient_without_one", "kl_div",
+           with_gradient(_kl_div_forward, "target", _kl_target_gradient_without_one), "float32", "grad_target"),
+)}

@@ -1,0 +1,94 @@
+"""A reduced loss is judged against the exact reduction of torch's own elements as well as against the truth:
+a faithful reduction passes the elements' errors on, a wrong one (a 16-bit accumulator, a wrong divisor) is a
+failure of its own that no deviation about the elements may excuse.
+
+kl_div with target 1 makes the elements exactly ``-x``, so every expected value is known by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from suite import cases, judge, run
+from suite.cases import Case
+from suite.metrics import Label
+from tests.accuracy.mutants import Tensors, reduce, sum_one_by_one
+
+
+def _sum_one_by_one(t: Tensors, reduction: str) -> torch.Tensor:
+    return sum_one_by_one(F.kl_div(t["input"], t["target"], reduction="none"), reduction)
+
+
+def _batchmean_over_numel(t: Tensors, reduction: str) -> torch.Tensor:
+    loss = F.kl_div(t["input"], t["target"], reduction="none")
+    return reduce(loss, "mean" if reduction == "batchmean" else reduction)
+
+
+@pytest.fixture
+def variant(request: pytest.FixtureRequest) -> Iterator[Case]:
+    case = cases.register(replace(cases.get("kl_div"), name=f"test_{request.param.__name__}", known_as="kl_div",
+                                  forward=request.param, module_forward=None))
+    yield case
+    cases.unregister(case.name)
+
+
+# float16 elements 2048, 1, 1, 1, 1: the exact sum 2052 is representable (ulp 2 above 2048); one at a time,
+# 2048 + 1 = 2049 rounds to 2048 (ties to even) every time, so the sum stays 2048, 2 ULPs short.
+ELEMENTS = np.array([2048.0, 1.0, 1.0, 1.0, 1.0])
+
+
+def _evaluate(case: Case, elements: np.ndarray, reduction: str) -> run.CaseResult:
+    return run.evaluate(case, {"input": -elements, "target": np.ones_like(elements)}, "float16",
+                        reductions=("none", reduction), gradients=False)
+
+
+def test_torch_sum_is_faithful_to_its_elements() -> None:
+    result = _evaluate(cases.get("kl_div"), ELEMENTS, "sum")
+    q = result.get("sum")
+    assert float(q.got) == 2052.0
+    residual = judge.reduction_residual(result, q)
+    assert residual is not None and float(residual.ulp_error) == 0.0
+    assert judge.reduction_is_faithful(result, q)
+    assert judge.reduction_residual(result, result.get("none")) is None  # only reduced losses have one
+
+
+@pytest.mark.parametrize("variant", [_sum_one_by_one], indirect=True)
+def test_a_16_bit_accumulator_is_a_failure_of_the_reduction(variant: Case) -> None:
+    result = _evaluate(variant, ELEMENTS, "sum")
+    q = result.get("sum")
+    assert float(q.got) == 2048.0
+    residual = judge.reduction_residual(result, q)
+    assert residual is not None and float(residual.ulp_error) == 2.0
+    assert Label(int(residual.labels)) is Label.INACCURATE and not judge.reduction_is_faithful(result, q)
+    # half-arithmetic-loss (any float16 loss within 1024 ULPs, whole domain) would excuse 2 ULPs of an element;
+    # it says nothing about the reduction
+    verdict = judge.judge(result, q)
+    assert bool(verdict.unexplained) and not verdict.known
+
+
+@pytest.mark.parametrize("variant", [_batchmean_over_numel], indirect=True)
+def test_a_wrong_divisor_is_a_failure_of_the_reduction(variant: Case) -> None:
+    elements = np.array([[1.0, 2.0], [3.0, 4.0]])  # batchmean: 10 / 2 rows = 5; mean: 10 / 4 = 2.5
+    result = _evaluate(variant, elements, "batchmean")
+    q = result.get("batchmean")
+    assert float(q.got) == 2.5 and float(q.truth.hi) == 5.0
+    assert not judge.reduction_is_faithful(result, q) and bool(judge.judge(result, q).unexplained)
+
+
+@pytest.mark.parametrize("variant", [_sum_one_by_one], indirect=True)
+def test_an_overflowing_accumulator_is_explained_only_by_a_deviation_about_reductions(variant: Case) -> None:
+    # float16 40000 + 40000 overflows to inf before the division, while the exact mean 40000 is representable
+    # (torch's own float16 mean accumulates in float32 and returns 40000): the reduction is wrong by itself,
+    # and loss-sum-overflow-before-mean, an entry about reductions only, is what torch is known to do there
+    result = _evaluate(variant, np.array([40000.0, 40000.0]), "mean")
+    q = result.get("mean")
+    assert float(q.got) == np.inf and Label(int(q.metrics.labels)) is Label.SPURIOUS_INF
+    assert not judge.reduction_is_faithful(result, q)
+    verdict = judge.judge(result, q)
+    assert set(verdict.known) == {"loss-sum-overflow-before-mean"} and not bool(verdict.unexplained)
+    assert float(_evaluate(cases.get("kl_div"), np.array([40000.0, 40000.0]), "mean").get("mean").got) == 40000.0
