@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-report": ("suite.bench.summary", "turn a saved benchmark run into a table and a plot"),
     "modes": ("suite.modes_report", "compare eager/compile/autocast and CPU/CUDA, probe bad inputs, dtype promotion"),
     "discover": ("suite.discover", "propose known-deviation entries for failures the registry does not explain"),
+    "audit": ("suite.audit", "measure how much of each known-deviation entry torch uses on the grids"),
 }
 
 

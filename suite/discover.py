@@ -144,6 +144,15 @@ def to_toml(entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def evaluate_grid(case: Case, fmt: dtypes.FloatFormat, device: str, mode: str, quick: bool,
+                  reductions: tuple[str, ...], workers: int) -> run.CaseResult:
+    """``case`` on its deterministic grid in ``fmt``, with the truths from the cache (or computed with
+    ``workers`` processes)."""
+    used = run.prepare_inputs(case, grids.case_grid(case, fmt, quick=quick), fmt)
+    truth_set = truth_cache.cached_truth(case, used, workers=workers)
+    return run.evaluate(case, used, fmt, device, truth_set=truth_set, reductions=reductions, mode=mode)
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         selected = [cases.get(n) for n in args.cases] if args.cases else cases.all_cases()
@@ -153,11 +162,7 @@ def main(args: argparse.Namespace) -> int:
     proposals: list[dict[str, Any]] = []
     for case in selected:
         for fmt in formats:
-            inputs = grids.case_grid(case, fmt, quick=args.quick)
-            used = run.prepare_inputs(case, inputs, fmt)
-            truth_set = truth_cache.cached_truth(case, used, workers=args.workers)
-            result = run.evaluate(case, used, fmt, args.device, truth_set=truth_set, reductions=("none",),
-                                  mode=args.mode)
+            result = evaluate_grid(case, fmt, args.device, args.mode, args.quick, ("none",), args.workers)
             found = list(propose(result))
             print(f"{case.name} {fmt.name}: {len(found)} unexplained failure regions", file=sys.stderr)
             proposals += found

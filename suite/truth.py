@@ -60,23 +60,52 @@ class Status(IntEnum):
     UNDETERMINED = 2  # precisions up to the cap disagree
 
 
+_NONE: FloatArray = np.zeros(0)  # marks big parts not given
+
+
 @dataclass
 class Truth:
     """Exact values as double-doubles: ``hi + lo`` with ``hi`` the float64 nearest the truth.
 
     ``hi`` is ``+-inf`` both for an infinite truth (``infinite`` true) and for a finite truth beyond the
     float64 range (``infinite`` false); it is NaN exactly where ``status`` is not DETERMINED.
+
+    ``big_hi + big_lo`` is such a finite truth beyond float64 times ``2^-BIG_SHIFT`` (0 elsewhere, and inf
+    beyond even that): what is needed to divide it back into range exactly, as a ``mean`` of huge elements
+    or gradients does.  Everything else reads ``hi``, ``lo`` and ``infinite`` only.
     """
 
     hi: FloatArray
     lo: FloatArray
     status: npt.NDArray[np.int8]
     infinite: npt.NDArray[np.bool_]
+    big_hi: FloatArray = field(default_factory=lambda: _NONE)  # zeros of hi's shape unless given
+    big_lo: FloatArray = field(default_factory=lambda: _NONE)
+
+    def __post_init__(self) -> None:
+        if self.big_hi is _NONE:
+            self.big_hi = np.zeros(np.shape(self.hi))
+        if self.big_lo is _NONE:
+            self.big_lo = np.zeros(np.shape(self.hi))
 
     @classmethod
     def empty(cls, shape: tuple[int, ...]) -> Truth:
         return cls(np.full(shape, np.nan), np.zeros(shape), np.full(shape, Status.UNDEFINED, np.int8),
                    np.zeros(shape, bool))
+
+    @property
+    def beyond(self) -> npt.NDArray[np.bool_]:
+        """Finite truths beyond float64 whose value ``big_hi + big_lo`` holds (scaled by ``2^-BIG_SHIFT``)."""
+        result: npt.NDArray[np.bool_] = np.isinf(self.hi) & ~self.infinite & np.isfinite(self.big_hi) & (
+            self.big_hi != 0)
+        return result
+
+    def exact(self, index: int) -> Fraction:
+        """The exact value of the finite element at flat ``index`` (within float64, or beyond it)."""
+        if self.beyond.reshape(-1)[index]:
+            scaled = Fraction(float(self.big_hi.reshape(-1)[index])) + Fraction(float(self.big_lo.reshape(-1)[index]))
+            return scaled * 2 ** BIG_SHIFT
+        return Fraction(float(self.hi.reshape(-1)[index])) + Fraction(float(self.lo.reshape(-1)[index]))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -92,7 +121,23 @@ class Truth:
         return np.where(self.determined, dtypes.round_array(self.hi, fmt, self.lo), np.nan)
 
     def __getitem__(self, index: Any) -> Truth:
-        return Truth(self.hi[index], self.lo[index], self.status[index], self.infinite[index])
+        return Truth(self.hi[index], self.lo[index], self.status[index], self.infinite[index], self.big_hi[index],
+                     self.big_lo[index])
+
+    def reshape(self, shape: tuple[int, ...]) -> Truth:
+        return Truth(self.hi.reshape(shape), self.lo.reshape(shape), self.status.reshape(shape),
+                     self.infinite.reshape(shape), self.big_hi.reshape(shape), self.big_lo.reshape(shape))
+
+    def copy(self) -> Truth:
+        return Truth(self.hi.copy(), self.lo.copy(), self.status.copy(), self.infinite.copy(), self.big_hi.copy(),
+                     self.big_lo.copy())
+
+    def set_exact(self, index: int, value: Fraction) -> None:
+        """Store the exact finite ``value`` at flat ``index`` (as ``hi``/``lo``, with ``big`` parts beyond
+        float64)."""
+        hi, lo, big_hi, big_lo = dd_parts_from_fraction(value)
+        for array, part in ((self.hi, hi), (self.lo, lo), (self.big_hi, big_hi), (self.big_lo, big_lo)):
+            array.reshape(-1)[index] = part
 
     def scaled(self, divisor: int) -> Truth:
         """The truth divided by a positive integer (a ``mean`` gradient), as a double-double.
@@ -102,10 +147,12 @@ class Truth:
         leaves an error below 2^-104 relative in ``lo``; elements near either end of float64's range (where the
         split would overflow or the quotient be subnormal) are divided exactly with fractions instead.
         """
-        out = Truth(self.hi.copy(), self.lo.copy(), self.status.copy(), self.infinite.copy())
+        out = self.copy()
         if divisor == 1:
             return out
-        finite = np.isfinite(out.hi)
+        for i in np.flatnonzero(self.beyond.reshape(-1)):  # a huge finite value may come back into range
+            out.set_exact(int(i), self.exact(int(i)) / divisor)
+        finite = np.isfinite(out.hi) & ~self.beyond
         if divisor & (divisor - 1) == 0:
             shift = divisor.bit_length() - 1
             safe = finite & (np.abs(out.hi) >= np.ldexp(1.0, -1022 + 106 + shift))
@@ -174,7 +221,11 @@ class TruthSet:
 # --------------------------------------------------------------------------------------------------
 # mpmath / MPFR -> double-double
 
-_Quantity = tuple[float, float, bool] | None  # dd, or None when undefined
+_Quantity = tuple[float, float, bool, float, float] | None  # dd, infinite, big dd; None when undefined
+
+#: Finite truths beyond float64 keep their value times 2^-BIG_SHIFT (Truth.big_hi/big_lo): enough for any
+#: value a divisor below 2^BIG_SHIFT brings back into range.
+BIG_SHIFT = 128
 
 
 #: The unit of a float64 ``lo`` that is 0: the smallest subnormal.
@@ -256,6 +307,15 @@ def dd_from_fraction(x: Fraction) -> tuple[float, float]:
     return hi, dtypes.round_fraction(rest.numerator, rest.denominator, FLOAT64)
 
 
+def dd_parts_from_fraction(x: Fraction) -> tuple[float, float, float, float]:
+    """``(hi, lo, big_hi, big_lo)`` of a rational as :class:`Truth` stores it: ``big`` is the double-double of
+    ``x 2^-BIG_SHIFT`` where ``x`` lies beyond float64, else 0."""
+    hi, lo = dd_from_fraction(x)
+    if math.isfinite(hi):
+        return hi, lo, 0.0, 0.0
+    return (hi, lo, *dd_from_fraction(x / 2 ** BIG_SHIFT))
+
+
 # --------------------------------------------------------------------------------------------------
 # Backends.
 
@@ -280,7 +340,8 @@ def _mpmath_quantity(x: Any) -> tuple[_Quantity, float]:
     if mpmath.isnan(x):
         return None, math.inf
     hi, lo, infinite, unit = _mpf_parts(x)
-    return (hi, lo, infinite), unit
+    big = (0.0, 0.0) if math.isfinite(hi) or infinite else _mpf_parts(mpmath.ldexp(x, -BIG_SHIFT))[:2]
+    return (hi, lo, infinite, *big), unit
 
 
 def _mpfr_quantity(x: Any) -> tuple[_Quantity, float]:
@@ -292,7 +353,8 @@ def _mpfr_quantity(x: Any) -> tuple[_Quantity, float]:
     if x != x:
         return None, math.inf
     hi, lo, infinite, unit = _mpfr_parts(x)
-    return (hi, lo, infinite), unit
+    big = (0.0, 0.0) if math.isfinite(hi) or infinite else _mpfr_parts(gmpy2.mul_2exp(x, -BIG_SHIFT))[:2]
+    return (hi, lo, infinite, *big), unit
 
 
 @dataclass(frozen=True)
@@ -509,7 +571,7 @@ def _settle(settled: list[Any], before: Sequence[_Quantity], after: Sequence[_Qu
 def _same(a: _Quantity, b: _Quantity) -> bool:
     if a is None or b is None:
         return a is None and b is None
-    return a[0] == b[0] and a[1] == b[1] and a[2] == b[2] and math.copysign(1, a[0]) == math.copysign(1, b[0])
+    return a[:5] == b[:5] and math.copysign(1, a[0]) == math.copysign(1, b[0])
 
 
 def _final(settled: Any) -> _Quantity | str:
@@ -626,7 +688,7 @@ class _Collector:
 
     def __init__(self) -> None:
         self.at: list[int] = []
-        self.parts: list[tuple[float, float, bool]] = []
+        self.parts: list[tuple[float, float, bool, float, float]] = []
         self.undetermined: list[int] = []
 
     def add(self, start: int, quantities: Sequence[_Quantity | str]) -> None:
@@ -642,12 +704,12 @@ class _Collector:
     def truth(self, shape: tuple[int, ...]) -> Truth:
         out = Truth.empty((math.prod(shape),))
         if self.parts:
-            hi, lo, infinite = zip(*self.parts, strict=True)
+            hi, lo, infinite, big_hi, big_lo = zip(*self.parts, strict=True)
             out.hi[self.at], out.lo[self.at], out.infinite[self.at] = hi, lo, infinite
+            out.big_hi[self.at], out.big_lo[self.at] = big_hi, big_lo
             out.status[self.at] = Status.DETERMINED
         out.status[self.undetermined] = Status.UNDETERMINED
-        return Truth(out.hi.reshape(shape), out.lo.reshape(shape), out.status.reshape(shape),
-                     out.infinite.reshape(shape))
+        return out.reshape(shape)
 
 
 def _assemble(shape: tuple[int, ...], rows: bool, positions: list[int], results: list[_SampleResult],
@@ -690,17 +752,23 @@ def exact_sum(truth: Truth, divisor: int = 1) -> Truth:
         out.status[()] = Status.UNDETERMINED
         return out
     hi, lo = truth.hi.reshape(-1), truth.lo.reshape(-1)
-    infinite = hi[~np.isfinite(hi)]
+    beyond = truth.beyond.reshape(-1)  # huge but finite: summed exactly
+    unbounded = ~np.isfinite(hi) & ~beyond  # infinite, or beyond even the big parts
+    infinite = hi[unbounded]
     out.status[()] = Status.DETERMINED
     if infinite.size:
         if (infinite > 0).any() and (infinite < 0).any():
             out.status[()] = Status.UNDEFINED
             return out
         out.hi[()] = infinite[0]
-        out.infinite[()] = bool(truth.infinite.reshape(-1)[~np.isfinite(hi)].any())
+        out.infinite[()] = bool(truth.infinite.reshape(-1)[unbounded].any())
         return out
-    total = _exact_float_sum(np.concatenate([hi, lo]))
-    out.hi[()], out.lo[()] = dd_from_fraction(total / divisor)
+    within = ~beyond
+    total = _exact_float_sum(np.concatenate([hi[within], lo[within]]))
+    if beyond.any():
+        total += _exact_float_sum(np.concatenate([truth.big_hi.reshape(-1)[beyond],
+                                                  truth.big_lo.reshape(-1)[beyond]])) * 2 ** BIG_SHIFT
+    out.set_exact(0, total / divisor)
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from suite import atomic, exact_math, truth
 from suite.cases.base import Case
 
-CACHE_VERSION = "4"  # 2: hidden tails looked for; 3: and at midpoints; 4: and at ties of lo
+CACHE_VERSION = "5"  # 2: hidden tails looked for; 3: and at midpoints; 4: and at ties of lo; 5: big parts
 DEFAULT_DIR = Path(".cache") / "truth"
 
 
@@ -70,14 +70,14 @@ def _to_arrays(ts: truth.TruthSet) -> dict[str, np.ndarray]:
     arrays.update({f"grad_condition.{k}": v for k, v in ts.grad_condition.items()})
     for prefix, t in [("values", ts.values), *((f"grad.{k}", v) for k, v in ts.grads.items())]:
         arrays.update({f"{prefix}.hi": t.hi, f"{prefix}.lo": t.lo, f"{prefix}.status": t.status,
-                       f"{prefix}.infinite": t.infinite})
+                       f"{prefix}.infinite": t.infinite, f"{prefix}.big_hi": t.big_hi, f"{prefix}.big_lo": t.big_lo})
     return arrays
 
 
 def _from_arrays(arrays: Mapping[str, np.ndarray]) -> truth.TruthSet:
     def part(prefix: str) -> truth.Truth:
         return truth.Truth(arrays[f"{prefix}.hi"], arrays[f"{prefix}.lo"], arrays[f"{prefix}.status"],
-                           arrays[f"{prefix}.infinite"])
+                           arrays[f"{prefix}.infinite"], arrays[f"{prefix}.big_hi"], arrays[f"{prefix}.big_lo"])
 
     grads = sorted({k.split(".")[1] for k in arrays if k.startswith("grad.")})
     return truth.TruthSet(part("values"), {g: part(f"grad.{g}") for g in grads}, arrays["condition"],

@@ -101,7 +101,7 @@ def test_a_tail_that_only_the_cap_shows_is_undetermined_not_guessed() -> None:
     values, grads, (condition, _), _ = truth.evaluate_sample(reference, {"input": [200.0], "target": [0.0]},
                                                              max_precision=1024)
     assert values == ["undetermined"] and grads["input"] == ["undetermined"]
-    assert grads["target"] == [(-200.0, 0.0, False)]
+    assert grads["target"] == [(-200.0, 0.0, False, 0.0, 0.0)]
     assert len(condition) == 1 and condition[0] == pytest.approx(1.0)
 
 
@@ -112,7 +112,7 @@ def test_a_tail_confirmed_below_a_cap_that_doubling_would_pass_is_determined() -
     values, _, _, precision = truth.evaluate_sample(reference, {"input": [200.0], "target": [0.0]},
                                                     max_precision=2048)
     with mpmath.workprec(HIGH):
-        assert values == [(200.0, float(mpmath.log1p(mpmath.exp(-200))), False)]
+        assert values == [(200.0, float(mpmath.log1p(mpmath.exp(-200))), False, 0.0, 0.0)]
     assert precision == 2048
 
 
@@ -128,7 +128,7 @@ def test_a_midpoint_with_a_hidden_tail_rounds_hi_the_way_the_tail_says() -> None
     values, _, _, _ = truth.evaluate_sample(_just_above_a_midpoint, {"x": [1.0]}, backend="mpmath")
     with mpmath.workprec(HIGH):
         lo = -mpmath.ldexp(1, -53) + mpmath.exp(-200)
-        assert values == [(1.0 + 2.0**-52, float(lo), False)]
+        assert values == [(1.0 + 2.0**-52, float(lo), False, 0.0, 0.0)]
 
 
 def _lo_just_above_a_midpoint(sample: Any) -> Reference:
@@ -140,7 +140,7 @@ def _lo_just_above_a_midpoint(sample: Any) -> Reference:
 
 def test_a_tie_in_lo_with_a_hidden_tail_rounds_lo_the_way_the_tail_says() -> None:
     values, _, _, _ = truth.evaluate_sample(_lo_just_above_a_midpoint, {"x": [1.0]}, backend="mpmath")
-    assert values == [(1.0, 2.0**-60 + 2.0**-112, False)]  # not 2^-60, the even neighbour
+    assert values == [(1.0, 2.0**-60 + 2.0**-112, False, 0.0, 0.0)]  # not 2^-60, the even neighbour
 
 
 def test_a_kl_row_that_cancels_below_the_agreeing_precisions_is_not_zero() -> None:
@@ -211,6 +211,30 @@ def test_infinite_and_limit_truths() -> None:
 def test_finite_beyond_float64_is_not_infinite() -> None:
     t = _values("kl_div", input=np.array([-1e308]), target=np.array([1e308]))
     assert t.hi[0] == np.inf and not t.infinite[0] and t.determined.all()
+
+
+FLOAT64_MAX = float(np.finfo(np.float64).max)
+
+
+@pytest.mark.parametrize("backend", ["mpmath", "mpfr"])
+def test_a_divisor_brings_a_finite_truth_beyond_float64_back_into_range(backend: str) -> None:
+    # weight w = max float64, x = 4, y = 0: the loss w softplus(4) = 4.018 max lies beyond float64; divided by
+    # 8 elements (a mean) it is 0.502 max, representable.  With weight -max the two huge elements cancel.
+    c = cases.get("bce_with_logits_weight")
+    inputs = {"input": np.full(3, 4.0), "target": np.zeros(3), "weight": np.array([FLOAT64_MAX, FLOAT64_MAX,
+                                                                                  -FLOAT64_MAX])}
+    t = truth.evaluate(c.reference, inputs, in_domain=c.in_domain, backend=backend).values
+    assert t.hi.tolist() == [np.inf, np.inf, -np.inf] and not t.infinite.any() and t.determined.all()
+    assert t.beyond.all()
+    hi, lo = _dd_of(lambda: mpmath.mpf(FLOAT64_MAX) * mpmath.log1p(mpmath.exp(4)) / 8)
+    scaled = t.scaled(8)
+    assert (scaled.hi[0], scaled.lo[0]) == (hi, lo) and not scaled.beyond[0]
+    assert t.scaled(4).hi[0] == np.inf and t.scaled(4).beyond[0]  # 1.0045 max: still beyond
+    mean_of_two = truth.exact_sum(t[:2], 16)  # (2 x 4.018 max) / 16
+    assert (mean_of_two.hi[()], mean_of_two.lo[()]) == (hi, lo)
+    cancelled = truth.exact_sum(t[1:])  # +4.018 max - 4.018 max
+    assert cancelled.status[()] == Status.DETERMINED and cancelled.hi[()] == 0.0
+    assert truth.exact_sum(t[:2]).hi[()] == np.inf  # 8.04 max stays beyond, as before
 
 
 def test_undefined_outside_domain_and_at_nan() -> None:

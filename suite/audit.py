@@ -1,0 +1,164 @@
+"""``python -m suite audit``: how much of each known-deviation entry torch uses on the grids.
+
+An entry excuses failures; one wider than what torch does hides a regression (or a broken implementation)
+inside it.  For every entry, case and dtype this measures, on the deterministic grid, the elements the entry
+explains: how many, with which labels, the largest algorithmic ULP error, and the span of each input, next to
+the entry's region.  Flags point at what to tighten:
+
+- ``unseen``: the grid shows none (the entry's strict xfail searches further before calling it fixed);
+- ``labels unseen``: labels the entry allows that the grid never shows;
+- ``unbounded``: it excuses ``inaccurate`` anywhere, with no ``max_ulps``;
+- ``ulps slack``: its ``max_ulps`` is more than 4 times the largest error that it alone explains.
+
+"alone" counts the elements no other entry explains: what the entry is needed for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from suite import cases, deviations, dtypes, judge
+from suite.deviations import ROW_PREFIX, Deviation
+from suite.discover import evaluate_grid
+from suite.errors import UsageError
+from suite.metrics import Label
+from suite.run import CaseResult
+
+SLACK = 4.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ids", nargs="+", metavar="ID", help="entries to audit (default: all)")
+    parser.add_argument("--device", default="cpu", help="device (default cpu)")
+    parser.add_argument("--quick", action="store_true", help="small grids")
+    parser.add_argument("--workers", type=int, default=2, help="truth worker processes")
+
+
+@dataclass
+class Usage:
+    """What an entry explains on one case and dtype's grid, over its quantities and reductions."""
+
+    count: int = 0
+    labels: set[str] = field(default_factory=set)
+    max_ulps: float = 0.0
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+    sole_count: int = 0  # explained by this entry and no other
+    sole_max_ulps: float = 0.0
+
+    def add(self, mask: np.ndarray, sole: np.ndarray, labels: np.ndarray, ulps: np.ndarray,
+            inputs: dict[str, np.ndarray]) -> None:
+        self.count += int(mask.sum())
+        self.sole_count += int(sole.sum())
+        self.labels |= {Label(int(v)).text for v in np.unique(labels[mask])}
+        self.max_ulps = max(self.max_ulps, _largest(ulps[mask]))
+        self.sole_max_ulps = max(self.sole_max_ulps, _largest(ulps[sole]))
+        for name, values in inputs.items():
+            chosen = np.broadcast_to(values, mask.shape)[mask]
+            low, high = float(chosen.min()), float(chosen.max())
+            old = self.spans.get(name, (low, high))
+            self.spans[name] = (min(old[0], low), max(old[1], high))
+
+
+def usage(d: Deviation, result: CaseResult) -> Usage:
+    """The elements ``d`` explains in one case and dtype's grid result, over its quantities and reductions."""
+    out = Usage()
+    for (reduction, quantity), q in result.quantities.items():
+        if quantity not in d.quantities or reduction not in d.reductions or q.got.ndim == 0:
+            continue
+        known = judge.judge(result, q).known
+        mask = known.get(d.id)
+        if mask is not None and mask.any():
+            others = np.zeros_like(mask)
+            for other, explained in known.items():
+                if other != d.id:
+                    others |= explained
+            out.add(mask, mask & ~others, q.metrics.labels, q.metrics.algorithmic_ulp, result.inputs)
+    return out
+
+
+def _largest(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else 0.0
+
+
+def flags(d: Deviation, seen: Usage) -> list[str]:
+    out = []
+    if not seen.count:
+        return ["unseen"]
+    unseen = sorted(set(d.labels) - seen.labels)
+    if unseen:
+        out.append(f"labels unseen: {', '.join(unseen)}")
+    if "inaccurate" in d.labels and d.max_ulps is None:
+        out.append("unbounded")
+    elif d.max_ulps is not None and seen.sole_max_ulps and d.max_ulps > SLACK * seen.sole_max_ulps:
+        out.append("ulps slack")
+    return out
+
+
+def _interval(low: float, high: float) -> str:
+    return f"[{low:.6g}, {high:.6g}]"
+
+
+def _region_text(d: Deviation, dtype: str) -> str:
+    region = d.region_for(dtype)
+    if not region:
+        return "everywhere"
+    return "; ".join(f"{key}: " + " or ".join(_interval(*iv) for iv in ivs) for key, ivs in region.items())
+
+
+def _mode(d: Deviation) -> str:
+    return "eager" if "eager" in d.modes else d.modes[0]
+
+
+def rows(entries: Iterable[Deviation], device: str, quick: bool, workers: int) -> list[list[str]]:
+    """One row per entry, case and dtype it applies to, in registry order.  Each case, dtype and mode's grid
+    is evaluated once, with every reduction, for all the entries about it."""
+    version = torch.__version__
+    entries = list(entries)
+    tasks = []
+    for n, d in enumerate(entries):
+        for case_name in d.cases:
+            for dtype in d.dtypes:
+                named = {k.removeprefix(ROW_PREFIX) for k in d.region_for(dtype)}
+                if (d.applies(case_name, dtype, device, version, _mode(d))
+                        and named <= {s.name for s in cases.get(case_name).inputs}):
+                    tasks.append((case_name, dtype, _mode(d), n, d))
+    found: dict[tuple[int, str, str], list[str]] = {}
+    for (case_name, dtype, mode), group in itertools.groupby(sorted(tasks, key=lambda t: t[:4]),
+                                                             key=lambda t: t[:3]):
+        case = cases.get(case_name)
+        result = evaluate_grid(case, dtypes.get(dtype), device, mode, quick, case.reductions, workers)
+        for *_, n, d in group:
+            seen = usage(d, result)
+            spans = "; ".join(f"{k}: {_interval(*v)}" for k, v in seen.spans.items())
+            found[(n, case_name, dtype)] = [
+                d.id, case_name, dtype, str(seen.count), str(seen.sole_count), ", ".join(sorted(seen.labels)),
+                f"{seen.max_ulps:.4g}" if seen.count else "", f"{seen.sole_max_ulps:.4g}" if seen.sole_count else "",
+                "" if d.max_ulps is None else f"{d.max_ulps:g}", _region_text(d, dtype), spans,
+                ", ".join(flags(d, seen))]
+    order = {(n, c, t): i for i, (c, t, _, n, _) in enumerate(tasks)}
+    return [found[key] for key in sorted(found, key=order.__getitem__)]
+
+
+HEADER = ["entry", "case", "dtype", "explained", "alone", "labels", "max ULPs", "alone max ULPs", "max_ulps",
+          "region", "seen", "flags"]
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        entries = [deviations.get(i) for i in args.ids] if args.ids else list(deviations.load())
+    except KeyError as exc:
+        raise UsageError(str(exc).strip("'\"")) from None
+    print(f"# Known-deviation audit (torch {torch.__version__}, {args.device}, "
+          f"{'quick' if args.quick else 'full'} grids)\n")
+    print("| " + " | ".join(HEADER) + " |")
+    print("|" + "---|" * len(HEADER))
+    for row in rows(entries, args.device, args.quick, args.workers):
+        print("| " + " | ".join(row) + " |", flush=True)
+    return 0
