@@ -58,14 +58,12 @@ def reduction_residual(result: CaseResult, q: QuantityResult) -> ElementMetrics 
     divisor_of = REDUCTION_DIVISORS[q.reduction]
     if q.quantity != LOSS or q.got.ndim != 0 or root is None or divisor_of is None:
         return None
-    elements = root.got
+    elements, divisor = root.got, divisor_of(result.truth.values.shape)
     nan = np.isnan(elements)
     status = np.where(nan, truth.Status.UNDEFINED, truth.Status.DETERMINED).astype(np.int8)
-    exact = truth.exact_sum(truth.Truth(np.where(nan, np.nan, elements), np.zeros_like(elements), status,
-                                        np.isinf(elements)), divisor_of(result.truth.values.shape))
+    exact = truth.exact_sum(truth.Truth(elements, np.zeros_like(elements), status, np.isinf(elements)), divisor)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        total = np.nansum(np.abs(elements)) / divisor_of(result.truth.values.shape)
-        condition = total / abs(exact.hi) if exact.hi != 0 else np.inf
+        condition = np.nansum(np.abs(elements)) / divisor / abs(exact.hi) if exact.hi != 0 else np.inf
     return measure(q.got, exact, q.fmt, q.metrics.budget, condition)
 
 
