@@ -66,10 +66,11 @@ class Usage:
 
 
 def usage(d: Deviation, result: CaseResult) -> Usage:
-    """The elements ``d`` explains in one case and dtype's grid result, over its quantities and reductions."""
+    """The elements ``d`` explains in one case and dtype's grid result, over its quantities and reductions (a
+    reduced value counts as one element)."""
     out = Usage()
     for (reduction, quantity), q in result.quantities.items():
-        if quantity not in d.quantities or reduction not in d.reductions or q.got.ndim == 0:
+        if quantity not in d.quantities or reduction not in d.reductions:
             continue
         known = judge.judge(result, q).known
         mask = known.get(d.id)
@@ -78,7 +79,9 @@ def usage(d: Deviation, result: CaseResult) -> Usage:
             for other, explained in known.items():
                 if other != d.id:
                     others |= explained
-            out.add(mask, mask & ~others, q.metrics.labels, q.metrics.algorithmic_ulp, result.inputs)
+            # a reduced value has no inputs of its own: it counts, without spans
+            out.add(mask, mask & ~others, q.metrics.labels, q.metrics.algorithmic_ulp,
+                    result.inputs if q.got.ndim else {})
     return out
 
 

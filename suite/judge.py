@@ -51,8 +51,9 @@ def reduction_residual(result: CaseResult, q: QuantityResult) -> ElementMetrics 
     unreduced quantity or without them): the reduction's own error, apart from the elements' errors.
 
     The exact sum of the returned elements, divided like the reduction, is the value a faithful reduction
-    rounds; its condition number is ``sum |g_i| / |sum g_i|``.  A reduction within the budget of it passes on
-    whatever the elements got wrong; one beyond it (a wrong divisor, a 16-bit accumulator) is wrong itself.
+    rounds; its condition number is ``sum |g_i| / |sum g_i|`` (:func:`suite.truth.sum_condition`).  A
+    reduction within :func:`residual_budget` of it passes on whatever the elements got wrong; one beyond it (a
+    wrong divisor, a 16-bit accumulator) is wrong itself.
     """
     root = result.quantities.get(("none", LOSS))
     divisor_of = REDUCTION_DIVISORS[q.reduction]
@@ -61,10 +62,17 @@ def reduction_residual(result: CaseResult, q: QuantityResult) -> ElementMetrics 
     elements, divisor = root.got, divisor_of(result.truth.values.shape)
     nan = np.isnan(elements)
     status = np.where(nan, truth.Status.UNDEFINED, truth.Status.DETERMINED).astype(np.int8)
-    exact = truth.exact_sum(truth.Truth(elements, np.zeros_like(elements), status, np.isinf(elements)), divisor)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        condition = np.nansum(np.abs(elements)) / divisor / abs(exact.hi) if exact.hi != 0 else np.inf
-    return measure(q.got, exact, q.fmt, q.metrics.budget, condition)
+    parts = truth.Truth(elements, np.zeros_like(elements), status, np.isinf(elements))
+    exact = truth.exact_sum(parts, divisor)
+    condition = truth.sum_condition(1.0, parts, exact, divisor)
+    return measure(q.got, exact, q.fmt, residual_budget(result, q), condition)
+
+
+def residual_budget(result: CaseResult, q: QuantityResult) -> float:
+    """The budget of a reduction against torch's own elements: the ULP budget of the dtype it returns (float32
+    under CPU autocast) plus half an ULP, because a fused kernel (compile) sums the elements before they are
+    rounded to that dtype, each up to half an ULP from the value returned for it."""
+    return budgets.ulp_budget(result.case.name, q.fmt.name, result.device) + 0.5
 
 
 def reduction_is_faithful(result: CaseResult, q: QuantityResult) -> bool:

@@ -223,7 +223,4 @@ def _reduced_truth(truth_set: truth.TruthSet, divisor: int | None) -> tuple[trut
     if divisor is None:
         return values, truth_set.condition
     total = truth.exact_sum(values, divisor)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        weighted = np.nansum(truth_set.condition * np.abs(values.hi)) / divisor
-        condition = np.asarray(weighted / abs(total.hi) if total.hi != 0 else np.inf)
-    return total, condition
+    return total, np.asarray(truth.sum_condition(truth_set.condition, values, total, divisor))

@@ -100,12 +100,17 @@ class Truth:
             self.big_hi != 0)
         return result
 
-    def exact(self, index: int) -> Fraction:
-        """The exact value of the finite element at flat ``index`` (within float64, or beyond it)."""
-        if self.beyond.reshape(-1)[index]:
-            scaled = Fraction(float(self.big_hi.reshape(-1)[index])) + Fraction(float(self.big_lo.reshape(-1)[index]))
-            return scaled * 2 ** BIG_SHIFT
-        return Fraction(float(self.hi.reshape(-1)[index])) + Fraction(float(self.lo.reshape(-1)[index]))
+    def exact_beyond(self) -> dict[int, Fraction]:
+        """The exact values of the :attr:`beyond` elements, by flat index."""
+        big_hi, big_lo = self.big_hi.reshape(-1), self.big_lo.reshape(-1)
+        return {int(i): (Fraction(float(big_hi[i])) + Fraction(float(big_lo[i]))) * 2 ** BIG_SHIFT
+                for i in np.flatnonzero(self.beyond.reshape(-1))}
+
+    def scaled_magnitudes(self) -> FloatArray:
+        """``|truth| 2^-BIG_SHIFT`` of every element (inf where infinite or beyond even the big parts, NaN where
+        not determined): magnitudes that can be summed and compared when some lie beyond float64."""
+        result: FloatArray = np.where(self.beyond, np.abs(self.big_hi), np.ldexp(np.abs(self.hi), -BIG_SHIFT))
+        return result
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -150,8 +155,8 @@ class Truth:
         out = self.copy()
         if divisor == 1:
             return out
-        for i in np.flatnonzero(self.beyond.reshape(-1)):  # a huge finite value may come back into range
-            out.set_exact(int(i), self.exact(int(i)) / divisor)
+        for index, value in self.exact_beyond().items():  # a huge finite value may come back into range
+            out.set_exact(index, value / divisor)
         finite = np.isfinite(out.hi) & ~self.beyond
         if divisor & (divisor - 1) == 0:
             shift = divisor.bit_length() - 1
@@ -340,8 +345,10 @@ def _mpmath_quantity(x: Any) -> tuple[_Quantity, float]:
     if mpmath.isnan(x):
         return None, math.inf
     hi, lo, infinite, unit = _mpf_parts(x)
-    big = (0.0, 0.0) if math.isfinite(hi) or infinite else _mpf_parts(mpmath.ldexp(x, -BIG_SHIFT))[:2]
-    return (hi, lo, infinite, *big), unit
+    if math.isfinite(hi) or infinite:
+        return (hi, lo, infinite, 0.0, 0.0), unit
+    big_hi, big_lo, _, big_unit = _mpf_parts(mpmath.ldexp(x, -BIG_SHIFT))
+    return (hi, lo, infinite, big_hi, big_lo), big_unit * 2.0 ** BIG_SHIFT
 
 
 def _mpfr_quantity(x: Any) -> tuple[_Quantity, float]:
@@ -353,8 +360,10 @@ def _mpfr_quantity(x: Any) -> tuple[_Quantity, float]:
     if x != x:
         return None, math.inf
     hi, lo, infinite, unit = _mpfr_parts(x)
-    big = (0.0, 0.0) if math.isfinite(hi) or infinite else _mpfr_parts(gmpy2.mul_2exp(x, -BIG_SHIFT))[:2]
-    return (hi, lo, infinite, *big), unit
+    if math.isfinite(hi) or infinite:
+        return (hi, lo, infinite, 0.0, 0.0), unit
+    big_hi, big_lo, _, big_unit = _mpfr_parts(gmpy2.mul_2exp(x, -BIG_SHIFT))
+    return (hi, lo, infinite, big_hi, big_lo), big_unit * 2.0 ** BIG_SHIFT
 
 
 @dataclass(frozen=True)
@@ -487,7 +496,8 @@ def _tail_precision(finest: float, values: list[_Quantity | str], grads: dict[st
         return 0
     quantities = [q for q in (*values, *(g for gs in grads.values() for g in gs)) if isinstance(q, tuple)]
     magnitudes = [abs(v) for vs in sample.values() for v in vs] + [abs(q[0]) for q in quantities]
-    exponent = max([math.frexp(m)[1] for m in magnitudes if 0.0 < m < math.inf] or [0])
+    exponent = max([math.frexp(m)[1] for m in magnitudes if 0.0 < m < math.inf]
+                   + [math.frexp(q[3])[1] + BIG_SHIFT for q in quantities if 0.0 < abs(q[3]) < math.inf] or [0])
     needed = max(exponent, 0) - math.frexp(finest)[1] + 1 + _TAIL_GUARD_BITS
     return needed if p < needed else 0
 
@@ -765,11 +775,21 @@ def exact_sum(truth: Truth, divisor: int = 1) -> Truth:
         return out
     within = ~beyond
     total = _exact_float_sum(np.concatenate([hi[within], lo[within]]))
-    if beyond.any():
-        total += _exact_float_sum(np.concatenate([truth.big_hi.reshape(-1)[beyond],
-                                                  truth.big_lo.reshape(-1)[beyond]])) * 2 ** BIG_SHIFT
+    total += sum(truth.exact_beyond().values(), Fraction(0))
     out.set_exact(0, total / divisor)
     return out
+
+
+def sum_condition(weights: npt.ArrayLike, parts: Truth, total: Truth, divisor: int = 1) -> float:
+    """Condition number ``sum(w_i |x_i|) / |sum x_i|`` of the exact sum ``total`` of ``parts`` (already divided
+    by ``divisor``): ``w_i`` are the parts' own condition numbers (1 for given numbers).  Where a magnitude or
+    their sum lies beyond float64, the magnitudes are compared scaled by ``2^-BIG_SHIFT``; inf at a zero sum."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        weights = np.asarray(weights, dtype=np.float64)
+        mags, at = np.abs(parts.hi), abs(float(total.hi))
+        if parts.beyond.any() or total.beyond.any() or not math.isfinite(float(np.nansum(weights * mags))):
+            mags, at = parts.scaled_magnitudes(), abs(float(total.scaled_magnitudes()))
+        return float(np.nansum(weights * mags) / divisor / at) if at != 0 else math.inf
 
 
 def _exact_float_sum(values: FloatArray) -> Fraction:

@@ -82,3 +82,16 @@ def test_a_row_key_selects_every_element_of_a_row_holding_a_value_inside() -> No
     entry = replace(_entry(None), region={"row:target": ((1e38, math.inf),)})
     target = np.array([[0.0, 2e38, 1.0], [0.0, 1.0, 2.0]])
     assert entry.in_region({"target": target}, (2, 3), "float16").tolist() == [[True] * 3, [False] * 3]
+
+
+def test_every_region_key_names_an_input_of_the_entry_and_row_keys_only_rows_cases() -> None:
+    # a misspelt key would select nothing (inputs a case lacks put none of its elements in the region), and a
+    # row key on an elementwise case would select whole grid lines: both are registry mistakes
+    for d in deviations.load():
+        entry_cases = [cases.get(c) for c in d.cases]
+        inputs = {s.name for c in entry_cases for s in c.inputs}
+        for region in (d.region, *d.dtype_regions.values()):
+            for key in region:
+                assert key.removeprefix(deviations.ROW_PREFIX) in inputs, (d.id, key)
+                if key.startswith(deviations.ROW_PREFIX):
+                    assert all(c.rows for c in entry_cases), (d.id, key)

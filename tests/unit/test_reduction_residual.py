@@ -65,7 +65,7 @@ def test_a_16_bit_accumulator_is_a_failure_of_the_reduction(variant: Case) -> No
     residual = judge.reduction_residual(result, q)
     assert residual is not None and float(residual.ulp_error) == 2.0
     assert Label(int(residual.labels)) is Label.INACCURATE and not judge.reduction_is_faithful(result, q)
-    # half-arithmetic-loss (any float16 loss within 1024 ULPs, whole domain) would excuse 2 ULPs of an element;
+    # half-arithmetic-loss (any float16 loss within 8 ULPs, whole domain) would excuse 2 ULPs of an element;
     # it says nothing about the reduction
     verdict = judge.judge(result, q)
     assert bool(verdict.unexplained) and not verdict.known

@@ -11,8 +11,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from suite import cases, truth
-from suite.dtypes import FLOAT32
+from suite import cases, metrics, run, truth
+from suite.dtypes import FLOAT32, FLOAT64
+from suite.metrics import Label
 from suite.truth import Reference, Status, Truth
 
 HIGH = 600  # bits for the independent mpmath evaluations
@@ -235,6 +236,23 @@ def test_a_divisor_brings_a_finite_truth_beyond_float64_back_into_range(backend:
     cancelled = truth.exact_sum(t[1:])  # +4.018 max - 4.018 max
     assert cancelled.status[()] == Status.DETERMINED and cancelled.hi[()] == 0.0
     assert truth.exact_sum(t[:2]).hi[()] == np.inf  # 8.04 max stays beyond, as before
+
+
+def test_a_mean_of_an_element_beyond_float64_is_judged_with_a_finite_condition() -> None:
+    # kl_div float64, x = -1e299: target 1e10 gives an element of 1e309 (beyond float64), targets 1 give 1e299;
+    # their mean 1.25e308 is representable and well conditioned: all terms are positive, and the condition of
+    # the sum is sum(|x dL/dx| + |t dL/dt|) / sum L with dL/dx = -t, dL/dt = log t + 1 - x (about 2 here)
+    inputs = {"input": np.full(8, -1e299), "target": np.array([1e10] + [1.0] * 7)}
+    result = run.evaluate(cases.get("kl_div"), inputs, "float64", reductions=("none", "mean"), cache=False)
+    q = result.get("mean")
+    with mpmath.workprec(HIGH):
+        x, ts = mpmath.mpf(-1e299), [mpmath.mpf(t) for t in inputs["target"]]
+        terms = [t * (mpmath.log(t) - x) for t in ts]
+        assert q.truth.hi[()] == float(mpmath.fsum(terms) / 8)
+        sensitivity = mpmath.fsum(abs(t * x) + abs(t * (mpmath.log(t) + 1 - x)) for t in ts)
+        assert float(q.metrics.condition) == pytest.approx(float(sensitivity / mpmath.fsum(terms)), rel=1e-9)
+    wrong = metrics.measure(q.truth.hi * 1.001, q.truth, FLOAT64, 4.0, q.metrics.condition)
+    assert Label(int(wrong.labels)) is Label.INACCURATE
 
 
 def test_undefined_outside_domain_and_at_nan() -> None:
