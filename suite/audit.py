@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from suite import cases, deviations, dtypes, judge
-from suite.deviations import ROW_PREFIX, Deviation
+from suite.deviations import Deviation
 from suite.discover import evaluate_grid
 from suite.errors import UsageError
 from suite.metrics import Label
@@ -128,9 +128,8 @@ def rows(entries: Iterable[Deviation], device: str, quick: bool, workers: int) -
     for n, d in enumerate(entries):
         for case_name in d.cases:
             for dtype in d.dtypes:
-                named = {k.removeprefix(ROW_PREFIX) for k in d.region_for(dtype)}
                 if (d.applies(case_name, dtype, device, version, _mode(d))
-                        and named <= {s.name for s in cases.get(case_name).inputs}):
+                        and d.region_inputs(dtype) <= {s.name for s in cases.get(case_name).inputs}):
                     tasks.append((case_name, dtype, _mode(d), n, d))
     found: dict[tuple[int, str, str], list[str]] = {}
     for (case_name, dtype, mode), group in itertools.groupby(sorted(tasks, key=lambda t: t[:4]),

@@ -10,10 +10,11 @@ each of its ``shapes`` in turn when it names them), and a *region*: for each
 input, one or more closed intervals; an element is in the region when every named input lies in one of its
 intervals.  Where the bounds follow the dtype's range (a sigmoid that underflows, an exp that overflows), a
 ``dtype_region`` table gives a dtype its own region, so that no dtype excuses what only another one does.
-A key ``"row:<input>"`` (rows cases) asks for a value of the element's row in the intervals instead.  An
-input the case does not have puts none of its elements in the region.  Tests use entries to excuse exactly
-these elements (so anything else still fails) and to run a strict xfail per entry, so a torch that fixes a
-deviation shows up as XPASS.
+A key ``"row:<input>"`` (rows cases) asks for a value of the element's row in the intervals instead, and the
+key ``"exact"`` for the exact value of the judged quantity (where only that says it: a sum that is
+subnormal).  An input the case does not have puts none of its elements in the region.  Tests use entries to
+excuse exactly these elements (so anything else still fails) and to run a strict xfail per entry, so a torch
+that fixes a deviation shows up as XPASS.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ DEVIATION_FILE = "deviations.toml"
 #: A region key ``"row:<input>"`` selects the elements of rows (the last axis) where any value of the input
 #: lies in the intervals: a softmax overflows through another element of the row.
 ROW_PREFIX = "row:"
+#: A region key for the exact value of the judged quantity itself (a reduced loss that is subnormal).
+EXACT_KEY = "exact"
 Interval = tuple[float, float]
 
 
@@ -80,6 +83,10 @@ class Deviation:
     def region_for(self, dtype: str) -> Mapping[str, tuple[Interval, ...]]:
         """The region in ``dtype``: its own ``dtype_region`` entry, else the common ``region``."""
         return self.dtype_regions.get(dtype, self.region)
+
+    def region_inputs(self, dtype: str) -> set[str]:
+        """The case inputs the region in ``dtype`` names (``row:`` keys as their input; not ``exact``)."""
+        return {key.removeprefix(ROW_PREFIX) for key in self.region_for(dtype)} - {EXACT_KEY}
 
     def in_region(self, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...],
                   dtype: str) -> npt.NDArray[np.bool_]:

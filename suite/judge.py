@@ -3,6 +3,7 @@ known deviation explains.  Tests and reports both ask here, so they never disagr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,12 +82,18 @@ def reduction_is_faithful(result: CaseResult, q: QuantityResult) -> bool:
     return residual is None or not bool(np.isin(residual.labels, _never_acceptable()).any())
 
 
+def with_exact(inputs: Mapping[str, np.ndarray], q: QuantityResult) -> dict[str, np.ndarray]:
+    """The inputs a region is matched on, with the exact value of ``q`` under :data:`deviations.EXACT_KEY`."""
+    return {**inputs, deviations.EXACT_KEY: q.truth.hi}
+
+
 def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = None) -> Verdict:
     """Verdict on ``q`` (one quantity of ``result``).  Elementwise quantities are matched against deviation
     regions element by element.  A reduced loss (a scalar) whose reduction is faithful to torch's own elements
     (:func:`reduction_is_faithful`) inherits their errors: a deviation that covers, with the same label, any
     element of the batch's unreduced loss (the root cause) explains it.  A reduction that is wrong by itself is
-    explained only by a deviation about reductions (one that does not apply to ``none``)."""
+    explained only by a deviation about reductions (one that does not apply to ``none``) whose region holds the
+    batch.  Regions are matched with the quantity's exact value as well (:func:`with_exact`)."""
     version = torch_version or torch.__version__
     fails = failing(q)
     verdict = Verdict(fails)
@@ -96,19 +103,20 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
     scalar = q.got.ndim == 0
     faithful = reduction_is_faithful(result, q)
     for d in deviations.applicable(case, dtype, device, version, mode, q.quantity, q.reduction):
+        shape = result.truth.values.shape if scalar else q.got.shape
+        inside = d.in_region(with_exact(result.inputs, q), shape, dtype)
         if scalar and not faithful:
-            hit = fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp) & ("none" not in d.reductions)
+            hit = (fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp) & ("none" not in d.reductions)
+                   & bool(inside.any()))
         elif scalar:
-            shape = result.truth.values.shape
-            in_batch = d.in_region(result.inputs, shape, dtype).any()
+            in_batch = inside.any()
             root = (result.quantities.get(("none", LOSS)))
-            root_cause = root is not None and bool((d.in_region(result.inputs, shape, dtype) & failing(root)).any())
+            root_cause = root is not None and bool((inside & failing(root)).any())
             hit = fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp) & bool(in_batch or root_cause)
             if not hit.any() and root_cause:
                 hit = fails.copy()
         else:
-            hit = (fails & d.in_region(result.inputs, q.got.shape, dtype)
-                   & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp))
+            hit = fails & inside & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp)
         if hit.any():
             verdict.known[d.id] = np.asarray(hit)
     return verdict

@@ -21,7 +21,8 @@ import numpy as np
 from suite import atomic, exact_math, truth
 from suite.cases.base import Case
 
-CACHE_VERSION = "5"  # 2: hidden tails looked for; 3: and at midpoints; 4: and at ties of lo; 5: big parts
+#: 2: hidden tails looked for; 3: and at midpoints; 4: and at ties of lo; 5: big parts; 6: their tails
+CACHE_VERSION = "6"
 DEFAULT_DIR = Path(".cache") / "truth"
 
 

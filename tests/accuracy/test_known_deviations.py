@@ -48,6 +48,8 @@ def into_region(data: st.DataObject, inputs: dict[str, np.ndarray], fmt: dtypes.
     ``row:`` key, one drawn slot of every row that has no value inside."""
     out = dict(inputs)
     for key, intervals in deviation.region_for(fmt.name).items():
+        if key == deviations.EXACT_KEY:
+            continue  # the exact value follows from the inputs: the search (and witness) has to meet it
         name = key.removeprefix(deviations.ROW_PREFIX)
         values = np.array(out[name], dtype=np.float64)
         rows = values.reshape(-1, values.shape[-1]) if key != name else values.reshape(-1, 1)
@@ -69,7 +71,8 @@ def observe(result: run.CaseResult, deviation: Deviation) -> tuple[int, int]:
         if quantity not in deviation.quantities or reduction not in deviation.reductions:
             continue
         verdict = judge.judge(result, q)
-        inside = deviation.in_region(result.inputs, q.got.shape, result.fmt.name) if q.got.ndim else np.ones((), bool)
+        inside = (deviation.in_region(judge.with_exact(result.inputs, q), q.got.shape, result.fmt.name)
+                  if q.got.ndim else np.ones((), bool))
         found = verdict.known.get(deviation.id)
         shown += 0 if found is None else int(found.sum())
         stray += int((verdict.unexplained & inside).sum())
@@ -129,8 +132,7 @@ def shows(deviation: Deviation, case_name: str, dtype: str, device: str) -> int:
     """Elements of one case and dtype showing the deviation: on the grid points in its region, else on drawn
     inputs inside it.  A grid failure in the region that the entry does not explain fails the test."""
     case, fmt = cases.get(case_name), dtypes.get(dtype)
-    named = {key.removeprefix(deviations.ROW_PREFIX) for key in deviation.region_for(dtype)}
-    if not named <= {s.name for s in case.inputs}:
+    if not deviation.region_inputs(dtype) <= {s.name for s in case.inputs}:
         return 0  # the dtype's region is about an input (a weight) this case does not have
     inputs = region_inputs(case, fmt, deviation)
     if inputs is not None:
