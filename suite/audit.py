@@ -115,10 +115,6 @@ def _region_text(d: Deviation, dtype: str) -> str:
     return "; ".join(f"{key}: " + " or ".join(_interval(*iv) for iv in ivs) for key, ivs in region.items())
 
 
-def _mode(d: Deviation) -> str:
-    return "eager" if "eager" in d.modes else d.modes[0]
-
-
 def rows(entries: Iterable[Deviation], device: str, quick: bool, workers: int) -> list[list[str]]:
     """One row per entry, case and dtype it applies to, in registry order.  Each case, dtype and mode's grid
     is evaluated once, with every reduction, for all the entries about it."""
@@ -128,9 +124,9 @@ def rows(entries: Iterable[Deviation], device: str, quick: bool, workers: int) -
     for n, d in enumerate(entries):
         for case_name in d.cases:
             for dtype in d.dtypes:
-                if (d.applies(case_name, dtype, device, version, _mode(d))
+                if (d.applies(case_name, dtype, device, version, d.home_mode)
                         and d.region_inputs(dtype) <= {s.name for s in cases.get(case_name).inputs}):
-                    tasks.append((case_name, dtype, _mode(d), n, d))
+                    tasks.append((case_name, dtype, d.home_mode, n, d))
     found: dict[tuple[int, str, str], list[str]] = {}
     for (case_name, dtype, mode), group in itertools.groupby(sorted(tasks, key=lambda t: t[:4]),
                                                              key=lambda t: t[:3]):

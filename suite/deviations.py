@@ -84,6 +84,11 @@ class Deviation:
         """The region in ``dtype``: its own ``dtype_region`` entry, else the common ``region``."""
         return self.dtype_regions.get(dtype, self.region)
 
+    @property
+    def home_mode(self) -> str:
+        """The mode the entry is checked and measured in: eager where it applies, else its first mode."""
+        return "eager" if "eager" in self.modes else self.modes[0]
+
     def region_inputs(self, dtype: str) -> set[str]:
         """The case inputs the region in ``dtype`` names (``row:`` keys as their input; not ``exact``)."""
         return {key.removeprefix(ROW_PREFIX) for key in self.region_for(dtype)} - {EXACT_KEY}

@@ -87,11 +87,6 @@ class _ShownError(Exception):
     """Ends a region search as soon as the deviation shows."""
 
 
-def mode_of(deviation: Deviation) -> str:
-    """The mode an entry is checked in: eager where it applies, else its first mode (compile, autocast)."""
-    return "eager" if "eager" in deviation.modes else deviation.modes[0]
-
-
 def search_region(case: Case, fmt: dtypes.FloatFormat, device: str, deviation: Deviation) -> int:
     """Draw inputs inside the region until one shows the deviation; how many elements did (0: none found)."""
 
@@ -101,7 +96,7 @@ def search_region(case: Case, fmt: dtypes.FloatFormat, device: str, deviation: D
     def explore(data: st.DataObject) -> None:
         inputs = into_region(data, data.draw(strategies.case_inputs(case, fmt)), fmt, deviation)
         result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation),
-                              mode=mode_of(deviation))
+                              mode=deviation.home_mode)
         for (reduction, quantity), q in result.quantities.items():
             if quantity in deviation.quantities and reduction in deviation.reductions:
                 search.steer(q)  # climb toward larger errors
@@ -137,7 +132,7 @@ def shows(deviation: Deviation, case_name: str, dtype: str, device: str) -> int:
     inputs = region_inputs(case, fmt, deviation)
     if inputs is not None:
         result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation),
-                              mode=mode_of(deviation))
+                              mode=deviation.home_mode)
         shown, stray = observe(result, deviation)
         if stray:
             pytest.fail(f"{deviation.id}: {stray} failing grid element(s) of {case_name} {dtype} in the region are "
@@ -161,7 +156,7 @@ def witness_shows(deviation: Deviation, device: str) -> int:
     for shape in shapes:
         inputs = values if shape is None else {k: np.broadcast_to(v, shape).copy() for k, v in values.items()}
         result = run.evaluate(case, inputs, fmt, device, reductions=reductions_of(case, deviation),
-                              mode=mode_of(deviation))
+                              mode=deviation.home_mode)
         shown += observe(result, deviation)[0]
     return shown
 
@@ -171,7 +166,7 @@ def test_known_deviation_still_present(deviation_id: str, device: str) -> None:
     """Strict per entry: the test xfails while any of the entry's cases and dtypes still shows it, so a torch
     that fixes the deviation everywhere turns it into an XPASS."""
     deviation = deviations.get(deviation_id)
-    mode = mode_of(deviation)
+    mode = deviation.home_mode
     combos = [(c, d) for c in deviation.cases for d in deviation.dtypes
               if deviation.applies(c, d, device, torch.__version__, mode) and modes.applies(mode, d)]
     if not combos:
