@@ -337,6 +337,18 @@ def resolve_backend(reference: ReferenceFn, backend: str | None = None) -> str:
     return requested if requested in exact_math.backends_of(reference) else exact_math.MPMATH
 
 
+def _quantity_of(x: Any, parts: Callable[[Any], _Parts], scaled_down: Callable[[Any], Any],
+                 ) -> tuple[_Quantity, float]:
+    """A defined result of either backend as a quantity and its :func:`_hidden_unit`: ``parts`` splits a number
+    of the backend, ``scaled_down`` multiplies one by ``2^-BIG_SHIFT`` exactly (for the big parts of a finite
+    value beyond float64, whose hidden unit counts at full scale)."""
+    hi, lo, infinite, unit = parts(x)
+    if math.isfinite(hi) or infinite:
+        return (hi, lo, infinite, 0.0, 0.0), unit
+    big_hi, big_lo, _, big_unit = parts(scaled_down(x))
+    return (hi, lo, infinite, big_hi, big_lo), big_unit * 2.0 ** BIG_SHIFT
+
+
 def _mpmath_quantity(x: Any) -> tuple[_Quantity, float]:
     """A result as a quantity (None: undefined) and its :func:`_hidden_unit`."""
     if x is None:
@@ -344,11 +356,7 @@ def _mpmath_quantity(x: Any) -> tuple[_Quantity, float]:
     x = mpmath.mpf(x)
     if mpmath.isnan(x):
         return None, math.inf
-    hi, lo, infinite, unit = _mpf_parts(x)
-    if math.isfinite(hi) or infinite:
-        return (hi, lo, infinite, 0.0, 0.0), unit
-    big_hi, big_lo, _, big_unit = _mpf_parts(mpmath.ldexp(x, -BIG_SHIFT))
-    return (hi, lo, infinite, big_hi, big_lo), big_unit * 2.0 ** BIG_SHIFT
+    return _quantity_of(x, _mpf_parts, lambda v: mpmath.ldexp(v, -BIG_SHIFT))
 
 
 def _mpfr_quantity(x: Any) -> tuple[_Quantity, float]:
@@ -359,11 +367,7 @@ def _mpfr_quantity(x: Any) -> tuple[_Quantity, float]:
         x = gmpy2.mpfr(x)
     if x != x:
         return None, math.inf
-    hi, lo, infinite, unit = _mpfr_parts(x)
-    if math.isfinite(hi) or infinite:
-        return (hi, lo, infinite, 0.0, 0.0), unit
-    big_hi, big_lo, _, big_unit = _mpfr_parts(gmpy2.mul_2exp(x, -BIG_SHIFT))
-    return (hi, lo, infinite, big_hi, big_lo), big_unit * 2.0 ** BIG_SHIFT
+    return _quantity_of(x, _mpfr_parts, lambda v: gmpy2.mul_2exp(v, -BIG_SHIFT))
 
 
 @dataclass(frozen=True)
