@@ -6,6 +6,7 @@ under ``torch.autocast``.  Compiled functions are built once per (case, reductio
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator, Mapping
 
 import torch
@@ -21,6 +22,12 @@ AUTOCAST_DTYPES = ("float16", "bfloat16")
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 _COMPILED: dict[tuple[str, str, str, str, int], Forward] = {}
+
+
+def compile_threads_per_job(jobs: int) -> int:
+    """Inductor compile workers for each of ``jobs`` processes compiling side by side: an equal share of
+    the cores, at least one (inductor's default would give every process every core)."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
 def applies(mode: str, dtype: str) -> bool:

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -365,9 +365,13 @@ def child_main() -> None:
             return
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(compile_threads: int | None) -> dict[str, str]:
+    """This process's environment, with the suite importable and, when given (and the user set none),
+    ``compile_threads`` compile workers for inductor, so children side by side do not each take every core."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
+    if compile_threads is not None:
+        env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(compile_threads))
     return env
 
 
@@ -391,13 +395,13 @@ def _died(task: Task, proc: subprocess.Popen[str], stderr: IO[str]) -> Outcome:
     return Outcome(task, CHILD_DIED, how + (f"; stderr: {last[-1][:200]}" if last else ""))
 
 
-def _run_child(tasks: Sequence[Task], timeout: float, startup: float) -> list[Outcome]:
+def _run_child(tasks: Sequence[Task], timeout: float, startup: float, compile_threads: int | None) -> list[Outcome]:
     """Run ``tasks`` in one child until it finishes, dies, hangs or stops; the outcomes it gave, plus one for
     the task it died or hung on."""
     with tempfile.TemporaryFile("w+") as stderr:
         proc = subprocess.Popen([sys.executable, "-c", "from suite.probes import child_main; child_main()"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                env=_child_env())
+                                env=_child_env(compile_threads))
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps([asdict(t) for t in tasks]))
         proc.stdin.close()
@@ -426,11 +430,13 @@ def _run_child(tasks: Sequence[Task], timeout: float, startup: float) -> list[Ou
         return outcomes
 
 
-def run_isolated(tasks: Sequence[Task], *, timeout: float = TIMEOUT_S, startup: float = STARTUP_S) -> list[Outcome]:
-    """Run ``tasks`` in child processes, a fresh one after each death, hang or device-side assert."""
+def run_isolated(tasks: Sequence[Task], *, timeout: float = TIMEOUT_S, startup: float = STARTUP_S,
+                 compile_threads: int | None = None) -> list[Outcome]:
+    """Run ``tasks`` in child processes, a fresh one after each death, hang or device-side assert; each
+    child compiles with ``compile_threads`` inductor workers (None: inductor's default)."""
     outcomes: list[Outcome] = []
     while len(outcomes) < len(tasks):
-        outcomes += _run_child(tasks[len(outcomes):], timeout, startup)
+        outcomes += _run_child(tasks[len(outcomes):], timeout, startup, compile_threads)
     return outcomes
 
 
@@ -447,23 +453,49 @@ def screen(case: Case, inputs: Mapping[str, npt.NDArray[np.float64]], dtype: str
         return dict(zip(reductions, run_isolated(tasks, timeout=timeout), strict=True))
 
 
+class GroupMemo(Protocol):
+    """Where the outcomes of finished probe groups are kept, so that an interrupted run need not redo them
+    (the report's :class:`suite.report.checkpoint.Store`)."""
+
+    def load(self, tasks: Sequence[Task]) -> list[Outcome] | None:
+        """The saved outcomes of exactly these tasks, or None."""
+
+    def save(self, tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> None:
+        """Keep the outcomes of a finished group."""
+
+
+def group_of(task: Task) -> tuple[str, str, str]:
+    """The child-process group of an isolated task: its case, device and dtype."""
+    return task.case, task.device, task.dtype
+
+
 def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: float = TIMEOUT_S,
-               jobs: int = 1) -> list[Outcome]:
+               jobs: int = 1, memo: GroupMemo | None = None) -> list[Outcome]:
     """Outcomes of ``tasks`` in order.  ``isolate``: True runs every task in child processes, False none,
     None (default) those on CUDA devices (where a device-side assert may happen).  Isolated tasks run in one
-    child per case (a fresh one after a death, hang or assert), ``jobs`` children at a time: what a probe
-    gives never depends on how many run side by side, only on the probes of its case before it."""
+    child per case, device and dtype (:func:`group_of`; a fresh one after a death, hang or assert), ``jobs``
+    children at a time, each with its share of the cores for compiling: what a probe gives never depends on
+    how many run side by side, only on the probes of its group before it.  With ``memo``, a group saved by an
+    earlier run is reused and each finished group is saved."""
     def isolated(task: Task) -> bool:
         return isolate if isolate is not None else torch.device(task.device).type == "cuda"
 
+    def run_group(group: list[Task]) -> list[Outcome]:
+        saved = memo.load(group) if memo is not None else None
+        if saved is not None:
+            return saved
+        outcomes = run_isolated(group, timeout=timeout, compile_threads=modes.compile_threads_per_job(jobs))
+        if memo is not None:
+            memo.save(group, outcomes)
+        return outcomes
+
     here = [t for t in tasks if not isolated(t)]
-    by_case: dict[str, list[Task]] = {}
+    groups: dict[tuple[str, str, str], list[Task]] = {}
     for task in tasks:
         if isolated(task):
-            by_case.setdefault(task.case, []).append(task)
+            groups.setdefault(group_of(task), []).append(task)
     by_task = {id(t): o for t, o in zip(here, [execute(t) for t in here], strict=True)}
     with ThreadPoolExecutor(max(1, jobs)) as children:  # threads that wait on child processes
-        for group, outcomes in zip(by_case.values(), children.map(
-                lambda group: run_isolated(group, timeout=timeout), by_case.values()), strict=True):
+        for group, outcomes in zip(groups.values(), children.map(run_group, groups.values()), strict=True):
             by_task.update({id(t): o for t, o in zip(group, outcomes, strict=True)})
     return [by_task[id(t)] for t in tasks]

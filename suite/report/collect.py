@@ -287,16 +287,19 @@ def comparisons(options: Options, cases_to_run: list[Case], sides: compare.SideC
     """The ``comparisons`` section: modes against eager and devices against CPU on the report's own grids,
     the autocast dtypes, and with ``bad_inputs`` the bad-input probes and mixed-dtype promotion of
     :mod:`suite.modes_report` for the report's cases, dtypes, devices and modes.  The probes run in child
-    processes, one per case, ``options.jobs`` at a time (compiling every probe's shape takes minutes)."""
+    processes, one per case, device and dtype, ``options.jobs`` at a time (compiling every probe's shape takes
+    minutes); each finished group is saved in the checkpoint store, and reused with ``options.resume``."""
     from suite import modes_report
 
     out: dict[str, Any] = {"notes": modes_tables.notes(options.devices, options.modes),
                            **modes_tables.comparisons_payload(sides)}
     if options.bad_inputs:
         progress.line("bad-input probes and mixed dtypes")
+        store = checkpoint_store(options)
+        memo = checkpoint.ProbeMemo(store, options.resume, progress.line) if store is not None else None
         extra = modes_report.sections(options.devices, options.modes, options.quick,
                                       case_names=[c.name for c in cases_to_run], dtype_names=options.dtypes,
-                                      isolate=True, parts=("probes", "promotion"), jobs=options.jobs)
+                                      isolate=True, parts=("probes", "promotion"), jobs=options.jobs, memo=memo)
         out.update({k: extra[k] for k in ("probes", "promotion")})
     return out
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -21,7 +20,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from suite import cases
+from suite import cases, modes
 
 T = TypeVar("T")
 
@@ -55,9 +54,8 @@ def executor(jobs: int, plugins: list[str]) -> Iterator[Executor]:
     if jobs <= 1:
         yield InProcess()
         return
-    compile_threads = max(1, (os.cpu_count() or 1) // jobs)
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_worker,
-                               initargs=(plugins, torch.get_num_threads(), compile_threads))
+                               initargs=(plugins, torch.get_num_threads(), modes.compile_threads_per_job(jobs)))
     try:
         yield pool
     except Exception:

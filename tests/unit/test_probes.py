@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Sequence
 
 import pytest
 import torch
 
-from suite import cases, probes
+from suite import cases, modes, probes
 from suite.cases.base import Case
 from tests.conftest import DEVICES
 
@@ -74,7 +75,7 @@ def test_isolated_probe_keeps_this_process_healthy(device: str) -> None:
 
 
 def test_isolated_probes_give_the_same_outcomes_one_or_several_children_at_a_time() -> None:
-    """Isolated probes run one child per case; how many children run at once changes nothing, and the
+    """Isolated probes run one child per case, device and dtype; how many children run at once changes nothing, and the
     outcomes are those of the probes run in this process (eager mode, no compile state to differ)."""
     tasks = probes.tasks_for([cases.get(n) for n in ("bce", "bce_with_logits", "kl_div")], ["float32"], ["cpu"],
                              ["eager"], ["input_above", "target_above", "input_nan", "empty"])
@@ -82,3 +83,48 @@ def test_isolated_probes_give_the_same_outcomes_one_or_several_children_at_a_tim
     one, three = (probes.run_probes(tasks, isolate=True, jobs=jobs) for jobs in (1, 3))
     here = probes.run_probes(tasks, isolate=False)
     assert [o.to_dict() for o in one] == [o.to_dict() for o in three] == [o.to_dict() for o in here]
+
+
+class DictMemo:
+    """A probes.GroupMemo in a dict: what was saved, and what a reused group returns."""
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[probes.Task, ...], list[probes.Outcome]] = {}
+
+    def load(self, tasks: Sequence[probes.Task]) -> list[probes.Outcome] | None:
+        return self.groups.get(tuple(tasks))
+
+    def save(self, tasks: Sequence[probes.Task], outcomes: Sequence[probes.Outcome]) -> None:
+        self.groups[tuple(tasks)] = list(outcomes)
+
+
+def test_isolated_probes_run_one_child_group_per_case_device_and_dtype_and_reuse_saved_groups(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    tasks = probes.tasks_for([cases.get(n) for n in ("bce", "kl_div")], ["float32", "float16"], ["cpu"], ["eager"],
+                             ["input_nan", "empty"])
+    memo = DictMemo()
+    first = probes.run_probes(tasks, isolate=True, jobs=2, memo=memo)
+    assert set(memo.groups) == {tuple(t for t in tasks if probes.group_of(t) == g)
+                                for g in {probes.group_of(t) for t in tasks}}
+    assert len(memo.groups) == 4 and all(len(g) == 2 for g in memo.groups)
+    bce_half = next(g for g in memo.groups if g[0].case == "bce" and g[0].dtype == "float16")
+    memo.groups[bce_half] = [probes.Outcome(t, probes.NUMBER, "saved earlier") for t in bce_half]
+
+    def no_children(*args: object, **kwargs: object) -> list[probes.Outcome]:
+        raise AssertionError("a saved group was run again")
+
+    monkeypatch.setattr(probes, "run_isolated", no_children)
+    again = probes.run_probes(tasks, isolate=True, jobs=2, memo=memo)
+    assert [o.message for o in again if o.task in bce_half] == ["saved earlier"] * 2
+    assert [o.to_dict() for o in again if o.task not in bce_half] == \
+        [o.to_dict() for o in first if o.task not in bce_half]
+
+
+def test_children_side_by_side_compile_with_a_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert [modes.compile_threads_per_job(j) for j in (1, 4, 12, 32, 0)] == [16, 4, 1, 1, 16]
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS", raising=False)
+    assert probes._child_env(3)["TORCHINDUCTOR_COMPILE_THREADS"] == "3"
+    assert "TORCHINDUCTOR_COMPILE_THREADS" not in probes._child_env(None)
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "7")  # the user's own setting wins
+    assert probes._child_env(3)["TORCHINDUCTOR_COMPILE_THREADS"] == "7"

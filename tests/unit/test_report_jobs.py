@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from suite import cases, cli, modes
+from suite import cases, cli, modes, probes
 from suite.report import checkpoint, collect, command
 
 PLUGIN = "tests.unit.plugin_broken_loss"
@@ -53,7 +53,11 @@ def _options(plugin: dict[str, str], tmp: Path, **kw: Any) -> collect.Options:
 
 
 def _payload(options: collect.Options) -> dict[str, Any]:
-    result = collect.collect(options, [cases.get(n) for n in options.cases], inputs_for=small_inputs)
+    return _payload_of(options, options.cases)
+
+
+def _payload_of(options: collect.Options, names: list[str]) -> dict[str, Any]:
+    result = collect.collect(options, [cases.get(n) for n in names], inputs_for=small_inputs)
     return json.loads(json.dumps(result.payload))
 
 
@@ -253,3 +257,47 @@ def test_a_terminated_run_with_workers_keeps_its_finished_jobs_and_resumes(tmp_p
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "accuracy.json").read_text())["options"]["resumed_jobs"] == 1
     assert "float32: " in done.stderr and "saved by an earlier run" in done.stderr and not saved.exists()
+
+
+def test_an_interrupted_runs_finished_probe_groups_are_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each finished group of bad-input probes is saved with the jobs; --resume reuses every group (no child
+    process runs) and the probes section is the one the first run gave; without --resume they run again."""
+    names = ["bce_with_logits", "kl_div"]
+    saved = tmp_path / "jobs"
+
+    def report(resume: bool) -> dict[str, Any]:
+        options = collect.Options(names, ["float32"], ["cpu"], workers=1, cache_dir=str(tmp_path / "truth"),
+                                  bad_inputs=True, quick=True, checkpoint_dir=str(saved), resume=resume)
+        return _payload_of(options, names)
+
+    first = report(resume=False)
+    groups = {(p["case"], p["device"], p["dtype"]) for p in first["comparisons"]["probes"]}
+    assert len(groups) == 2 and checkpoint.saved_jobs(saved) == 2 + len(groups)  # two jobs, two probe groups
+    ran: list[int] = []
+    isolated = probes.run_isolated
+
+    def counted(tasks: Any, **kw: Any) -> list[probes.Outcome]:
+        ran.append(len(tasks))
+        return isolated(tasks, **kw)
+
+    monkeypatch.setattr(probes, "run_isolated", counted)
+    resumed = report(resume=True)
+    assert ran == [] and resumed["comparisons"]["probes"] == first["comparisons"]["probes"]
+    report(resume=False)
+    assert sum(ran) == len(first["comparisons"]["probes"])
+
+
+def test_a_saved_probe_group_is_reused_only_for_the_same_tasks_and_suite(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    tasks = probes.tasks_for([cases.get("bce")], ["float32"], ["cpu"], ["eager"], ["input_nan", "empty"])
+    outcomes = [probes.Outcome(t, probes.NAN, "nan") for t in tasks]
+    store = checkpoint.Store(tmp_path, ["a run"])
+    said: list[str] = []
+    checkpoint.ProbeMemo(store, resume=False, said=said.append).save(tasks, outcomes)
+    assert said == ["probes bce float32 on cpu: 2 run"]
+    assert checkpoint.ProbeMemo(store, resume=True).load(tasks) == outcomes
+    assert checkpoint.ProbeMemo(store, resume=False).load(tasks) is None
+    assert checkpoint.ProbeMemo(store, resume=True).load(tasks[:1]) is None
+    assert checkpoint.ProbeMemo(checkpoint.Store(tmp_path, ["another run"]), resume=True).load(tasks) is None
+    monkeypatch.setattr(checkpoint, "suite_digest", lambda: "an edited suite")
+    assert checkpoint.ProbeMemo(checkpoint.Store(tmp_path, ["a run"]), resume=True).load(tasks) is None
