@@ -10,8 +10,10 @@
 #            --resume, so a call cut off by its time limit is finished by the next call instead of redone;
 #   compile  a quick-grid report on cpu,cuda in eager and compile for BCE and BCEWithLogits in float16 and
 #            bfloat16 (compiling every case and dtype takes longer than a device lease allows).
-# tests, report and compile run side by side after bench.  Each step has its own time limit, so a slow step
-# is cut off and reported instead of losing the rest.
+# tests, report and compile run side by side after bench.  Each step has its own time limit (SIGTERM, then
+# SIGKILL 30 s later), so a slow step is cut off and reported instead of losing the rest.  Every log is
+# written into OUTDIR/logs as it runs (a call killed from outside still returns what each step printed) and
+# packed into logs.tgz at the end.
 # Exact truths are computed on a cache miss; to spare the GPU machine that work, copy the cached truths of the
 # full grids here (`python scripts/carry_truths.py .cache/carry`, under 64 MiB), send .cache/carry with the
 # working tree and set SUITE_CACHE_DIR=.cache/carry there.
@@ -19,13 +21,16 @@
 #   CUDA_CHECK_STEPS=tests,report bash scripts/cuda_check.sh OUTDIR     (default: every step)
 # OUTDIR gets steps.txt (each step's exit status and seconds), env.txt, bench-eager.json, bench-compile.json,
 # tests.log, junit.xml, logs.tgz (the other steps' output) and reports.tgz (the report folders).
+# The report step's checkpoint (.cache/cuda-check/.full.jobs) holds every finished case/dtype job and probe
+# group; on a warm machine, calling again with the same settings goes on from there.
 set -u
 out=${1:?usage: bash scripts/cuda_check.sh OUTDIR [STEP_SECONDS [XDIST_WORKERS]]}
 limit=${2:-240}
 workers=${3:-6}
 steps=",${CUDA_CHECK_STEPS:-bench,tests,report,compile},"
 mkdir -p "$out"
-logs=$(mktemp -d)
+logs="$out/logs"
+mkdir -p "$logs"
 reports=$(mktemp -d)
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
@@ -34,7 +39,7 @@ wanted() { [[ $steps == *",$1,"* ]]; }
 step() {  # step NAME LOGDIR SECONDS COMMAND...: run with a time limit, output to LOGDIR/NAME.log
     local name=$1 dir=$2 seconds=$3 start=$SECONDS
     shift 3
-    timeout "$seconds" "$@" >"$dir/$name.log" 2>&1
+    timeout -k 30 "$seconds" "$@" >"$dir/$name.log" 2>&1
     local status=$?
     echo "$name: exit $status after $((SECONDS - start)) s (limit $seconds s): $*" >>"$out/steps.txt"
 }
@@ -73,6 +78,6 @@ if wanted compile; then
         --cases bce,bce_with_logits --dtypes float16,bfloat16 --workers 2 --search 0 --out "$reports/compile" &
 fi
 wait
-tar czf "$out/logs.tgz" -C "$logs" .
+tar czf "$out/logs.tgz" -C "$logs" . && rm -rf "$logs"
 tar czf "$out/reports.tgz" -C "$reports" .
 cat "$out/steps.txt"

@@ -13,6 +13,7 @@ as such and a fresh child takes the rest.  The parent never touches CUDA for the
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -395,48 +397,107 @@ def _died(task: Task, proc: subprocess.Popen[str], stderr: IO[str]) -> Outcome:
     return Outcome(task, CHILD_DIED, how + (f"; stderr: {last[-1][:200]}" if last else ""))
 
 
-def _run_child(tasks: Sequence[Task], timeout: float, startup: float, compile_threads: int | None) -> list[Outcome]:
-    """Run ``tasks`` in one child until it finishes, dies, hangs or stops; the outcomes it gave, plus one for
-    the task it died or hung on."""
-    with tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.Popen([sys.executable, "-c", "from suite.probes import child_main; child_main()"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                env=_child_env(compile_threads))
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps([asdict(t) for t in tasks]))
-        proc.stdin.close()
-        lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
-        outcomes: list[Outcome] = []
-        wait = startup
-        while len(outcomes) < len(tasks):
-            try:
-                line = lines.get(timeout=wait)
-            except queue.Empty:
+class StoppedError(Exception):
+    """The run that these children serve was interrupted: no new child starts."""
+
+
+class Children:
+    """The child processes of one run of probes, so that an interrupted run (Ctrl-C, SIGTERM from a time
+    limit) stops them all at once instead of waiting for each group to finish."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[str]] = set()
+        self._stopped = False
+
+    def start(self, compile_threads: int | None, stderr: IO[str]) -> subprocess.Popen[str]:
+        """A new child reading tasks on stdin; :class:`StoppedError` once :meth:`stop` was called."""
+        with self._lock:
+            if self._stopped:
+                raise StoppedError
+            proc = subprocess.Popen([sys.executable, "-c", "from suite.probes import child_main; child_main()"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                    env=_child_env(compile_threads))
+            self._running.add(proc)
+            return proc
+
+    def finished(self, proc: subprocess.Popen[str]) -> None:
+        """Forget a child that has ended."""
+        with self._lock:
+            self._running.discard(proc)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def stop(self) -> None:
+        """Kill every running child, wait until each has ended, and start none after."""
+        with self._lock:
+            self._stopped = True
+            for proc in self._running:
                 proc.kill()
-                proc.wait()
-                outcomes.append(Outcome(tasks[len(outcomes)], TIMEOUT, f"no answer within {wait:g} s; killed"))
-                return outcomes
-            if line is None:
-                if not outcomes or outcomes[-1].kind != DEVICE_ASSERT:
-                    outcomes.append(_died(tasks[len(outcomes)], proc, stderr))
-                proc.wait()
-                return outcomes
-            if line.startswith(READY_LINE):
-                wait = timeout
-            elif line.startswith(RESULT_PREFIX):
-                outcomes.append(Outcome.from_dict(json.loads(line[len(RESULT_PREFIX):])))
-        proc.wait()
+            for proc in self._running:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=10)
+
+
+def _run_child(tasks: Sequence[Task], timeout: float, startup: float, compile_threads: int | None,
+               children: Children) -> list[Outcome]:
+    """Run ``tasks`` in one child until it finishes, dies, hangs or stops; the outcomes it gave, plus one for
+    the task it died or hung on.  An interruption here kills the child."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = children.start(compile_threads, stderr)
+        try:
+            outcomes = _outcomes_of(proc, tasks, timeout, startup, stderr)
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            proc.wait()
+            children.finished(proc)
+        if children.stopped:  # killed by stop(): what it gave is not an outcome
+            raise StoppedError
         return outcomes
 
 
+def _outcomes_of(proc: subprocess.Popen[str], tasks: Sequence[Task], timeout: float, startup: float,
+                 stderr: IO[str]) -> list[Outcome]:
+    """Send ``tasks`` to a started child and read its outcomes until it ends (or is killed, hung)."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps([asdict(t) for t in tasks]))
+    proc.stdin.close()
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    outcomes: list[Outcome] = []
+    wait = startup
+    while len(outcomes) < len(tasks):
+        try:
+            line = lines.get(timeout=wait)
+        except queue.Empty:
+            proc.kill()
+            proc.wait()
+            outcomes.append(Outcome(tasks[len(outcomes)], TIMEOUT, f"no answer within {wait:g} s; killed"))
+            return outcomes
+        if line is None:
+            if not outcomes or outcomes[-1].kind != DEVICE_ASSERT:
+                outcomes.append(_died(tasks[len(outcomes)], proc, stderr))
+            return outcomes
+        if line.startswith(READY_LINE):
+            wait = timeout
+        elif line.startswith(RESULT_PREFIX):
+            outcomes.append(Outcome.from_dict(json.loads(line[len(RESULT_PREFIX):])))
+    return outcomes
+
+
 def run_isolated(tasks: Sequence[Task], *, timeout: float = TIMEOUT_S, startup: float = STARTUP_S,
-                 compile_threads: int | None = None) -> list[Outcome]:
+                 compile_threads: int | None = None, children: Children | None = None) -> list[Outcome]:
     """Run ``tasks`` in child processes, a fresh one after each death, hang or device-side assert; each
-    child compiles with ``compile_threads`` inductor workers (None: inductor's default)."""
+    child compiles with ``compile_threads`` inductor workers (None: inductor's default).  ``children``: the
+    run's children, which another thread may stop (then this raises :class:`StoppedError`)."""
+    children = children or Children()
     outcomes: list[Outcome] = []
     while len(outcomes) < len(tasks):
-        outcomes += _run_child(tasks[len(outcomes):], timeout, startup, compile_threads)
+        outcomes += _run_child(tasks[len(outcomes):], timeout, startup, compile_threads, children)
     return outcomes
 
 
@@ -460,8 +521,8 @@ class GroupMemo(Protocol):
     def load(self, tasks: Sequence[Task]) -> list[Outcome] | None:
         """The saved outcomes of exactly these tasks, or None."""
 
-    def save(self, tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> None:
-        """Keep the outcomes of a finished group."""
+    def save(self, tasks: Sequence[Task], outcomes: Sequence[Outcome], seconds: float) -> None:
+        """Keep the outcomes of a finished group, run in ``seconds``."""
 
 
 def group_of(task: Task) -> tuple[str, str, str]:
@@ -484,9 +545,11 @@ def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: f
         saved = memo.load(group) if memo is not None else None
         if saved is not None:
             return saved
-        outcomes = run_isolated(group, timeout=timeout, compile_threads=modes.compile_threads_per_job(jobs))
+        started = time.monotonic()
+        outcomes = run_isolated(group, timeout=timeout, compile_threads=modes.compile_threads_per_job(jobs),
+                                children=children)
         if memo is not None:
-            memo.save(group, outcomes)
+            memo.save(group, outcomes, time.monotonic() - started)
         return outcomes
 
     here = [t for t in tasks if not isolated(t)]
@@ -495,7 +558,14 @@ def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: f
         if isolated(task):
             groups.setdefault(group_of(task), []).append(task)
     by_task = {id(t): o for t, o in zip(here, [execute(t) for t in here], strict=True)}
-    with ThreadPoolExecutor(max(1, jobs)) as children:  # threads that wait on child processes
-        for group, outcomes in zip(groups.values(), children.map(run_group, groups.values()), strict=True):
+    children = Children()
+    waiting = ThreadPoolExecutor(max(1, jobs))  # threads that wait on child processes
+    try:
+        for group, outcomes in zip(groups.values(), waiting.map(run_group, groups.values()), strict=True):
             by_task.update({id(t): o for t, o in zip(group, outcomes, strict=True)})
+    except BaseException:  # interrupted (or a broken group): stop now, keeping the groups already saved
+        children.stop()
+        waiting.shutdown(wait=False, cancel_futures=True)
+        raise
+    waiting.shutdown()
     return [by_task[id(t)] for t in tasks]

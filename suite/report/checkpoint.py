@@ -119,10 +119,10 @@ class ProbeMemo:
         self._say(tasks, "saved by an earlier run (--resume)")
         return saved
 
-    def save(self, tasks: Sequence[probes.Task], outcomes: Sequence[probes.Outcome]) -> None:
+    def save(self, tasks: Sequence[probes.Task], outcomes: Sequence[probes.Outcome], seconds: float) -> None:
         if tasks:
             self.store.save(self._key(tasks), list(outcomes))
-            self._say(tasks, "run")
+            self._say(tasks, f"run in {seconds:.1f}s")
 
 
 def saved_jobs(folder: Path) -> int:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Sequence
+from typing import IO
 
 import pytest
 import torch
@@ -94,8 +97,12 @@ class DictMemo:
     def load(self, tasks: Sequence[probes.Task]) -> list[probes.Outcome] | None:
         return self.groups.get(tuple(tasks))
 
-    def save(self, tasks: Sequence[probes.Task], outcomes: Sequence[probes.Outcome]) -> None:
+    def save(self, tasks: Sequence[probes.Task], outcomes: Sequence[probes.Outcome], seconds: float) -> None:
         self.groups[tuple(tasks)] = list(outcomes)
+        self.after_save(tasks)
+
+    def after_save(self, tasks: Sequence[probes.Task]) -> None:
+        """What a test does once a group is saved."""
 
 
 def test_isolated_probes_run_one_child_group_per_case_device_and_dtype_and_reuse_saved_groups(
@@ -128,3 +135,32 @@ def test_children_side_by_side_compile_with_a_share_of_the_cores(monkeypatch: py
     assert "TORCHINDUCTOR_COMPILE_THREADS" not in probes._child_env(None)
     monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "7")  # the user's own setting wins
     assert probes._child_env(3)["TORCHINDUCTOR_COMPILE_THREADS"] == "7"
+
+
+def test_an_interrupted_run_kills_its_children_at_once_and_keeps_the_finished_groups(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or SIGTERM made SystemExit) while one group hangs in a child for a minute: the run stops at
+    once instead of waiting for it, every child is gone, and only the finished group was saved."""
+    fast = [_task("bce", "input_above")]
+    hung = [probes.Task("bce_with_logits", f"{HERE}:hang_child", "float16", "cpu", "eager")]
+    started: list[subprocess.Popen[str]] = []
+
+    class Recorded(probes.Children):
+        def start(self, compile_threads: int | None, stderr: IO[str]) -> subprocess.Popen[str]:
+            started.append(super().start(compile_threads, stderr))
+            return started[-1]
+
+    class InterruptOnSave(DictMemo):
+        def after_save(self, tasks: Sequence[probes.Task]) -> None:
+            main = threading.main_thread().ident
+            assert main is not None
+            signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C, once the fast group is saved
+
+    monkeypatch.setattr(probes, "Children", Recorded)
+    memo = InterruptOnSave()
+    begin = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        probes.run_probes([*hung, *fast], isolate=True, jobs=2, memo=memo)
+    assert time.monotonic() - begin < 30  # the hung child sleeps 60 s
+    assert list(memo.groups) == [tuple(fast)]
+    assert len(started) == 2 and all(proc.poll() is not None for proc in started)
