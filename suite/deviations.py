@@ -12,7 +12,8 @@ intervals.  Where the bounds follow the dtype's range (a sigmoid that underflows
 ``dtype_region`` table gives a dtype its own region, so that no dtype excuses what only another one does.
 A key ``"row:<input>"`` (rows cases) asks for a value of the element's row in the intervals instead, and the
 key ``"exact"`` for the exact value of the judged quantity (where only that says it: a sum that is
-subnormal).  An input the case does not have puts none of its elements in the region.  Tests use entries to
+subnormal), and the key ``"elements"`` for the number of elements of the batch (a mean whose element count
+overflows the dtype).  An input the case does not have puts none of its elements in the region.  Tests use entries to
 excuse exactly these elements (so anything else still fails) and to run a strict xfail per entry, so a torch
 that fixes a deviation shows up as XPASS.
 """
@@ -41,6 +42,10 @@ DEVIATION_FILE = "deviations.toml"
 ROW_PREFIX = "row:"
 #: A region key for the exact value of the judged quantity itself (a reduced loss that is subnormal).
 EXACT_KEY = "exact"
+#: A region key for the number of elements of the whole batch (the same for each of its elements).
+ELEMENTS_KEY = "elements"
+#: Region keys that name no input of the case.
+DERIVED_KEYS = frozenset({EXACT_KEY, ELEMENTS_KEY})
 Interval = tuple[float, float]
 
 
@@ -90,8 +95,9 @@ class Deviation:
         return "eager" if "eager" in self.modes else self.modes[0]
 
     def region_inputs(self, dtype: str) -> set[str]:
-        """The case inputs the region in ``dtype`` names (``row:`` keys as their input; not ``exact``)."""
-        return {key.removeprefix(ROW_PREFIX) for key in self.region_for(dtype)} - {EXACT_KEY}
+        """The case inputs the region in ``dtype`` names (``row:`` keys as their input; not the
+        :data:`DERIVED_KEYS`)."""
+        return {key.removeprefix(ROW_PREFIX) for key in self.region_for(dtype)} - DERIVED_KEYS
 
     def in_region(self, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...],
                   dtype: str) -> npt.NDArray[np.bool_]:
@@ -100,9 +106,12 @@ class Deviation:
         for key, intervals in self.region_for(dtype).items():
             whole_row = key.startswith(ROW_PREFIX)
             name = key.removeprefix(ROW_PREFIX)
-            if name not in inputs:  # a region on an input the case does not have (a weight) excludes it
+            if name == ELEMENTS_KEY:
+                values = np.full(shape, float(math.prod(shape)))
+            elif name not in inputs:  # a region on an input the case does not have (a weight) excludes it
                 return np.zeros(shape, dtype=bool)
-            values = np.broadcast_to(np.asarray(inputs[name], dtype=np.float64), shape)
+            else:
+                values = np.broadcast_to(np.asarray(inputs[name], dtype=np.float64), shape)
             hit = np.zeros(shape, dtype=bool)
             for low, high in intervals:
                 hit |= (values >= low) & (values <= high)

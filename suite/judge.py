@@ -79,7 +79,10 @@ def residual_budget(result: CaseResult, q: QuantityResult) -> float:
 
 def reduction_is_faithful(result: CaseResult, q: QuantityResult) -> bool:
     """True unless ``q`` is a reduced loss whose :func:`reduction_residual` has a never-acceptable label."""
-    residual = reduction_residual(result, q)
+    return _faithful(reduction_residual(result, q))
+
+
+def _faithful(residual: ElementMetrics | None) -> bool:
     return residual is None or not bool(np.isin(residual.labels, _never_acceptable()).any())
 
 
@@ -94,7 +97,9 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
     (:func:`reduction_is_faithful`) inherits their errors: a deviation that covers, with the same label, any
     element of the batch's unreduced loss (the root cause) explains it.  A reduction that is wrong by itself is
     explained only by a deviation about reductions (one that does not apply to ``none``) whose region holds the
-    batch.  Regions are matched with the quantity's exact value as well (:func:`with_exact`)."""
+    batch, and which explains either the reduced value's own label or the reduction's own error (its
+    :func:`reduction_residual`) while the elements explain the reduced value's label, as for a faithful one.
+    Regions are matched with the quantity's exact value as well (:func:`with_exact`)."""
     version = torch_version or torch.__version__
     fails = failing(q)
     verdict = Verdict(fails)
@@ -102,22 +107,37 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
         return verdict
     case, dtype, device, mode = result.case.registry_name, result.fmt.name, result.device, result.mode
     scalar = q.got.ndim == 0
-    faithful = reduction_is_faithful(result, q)
-    for d in deviations.applicable(case, dtype, device, version, mode, q.quantity, q.reduction):
-        shape = result.truth.values.shape if scalar else q.got.shape
-        inside = d.in_region(with_exact(result.inputs, q), shape, dtype)
-        if scalar and not faithful:
-            hit = (fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp) & ("none" not in d.reductions)
-                   & bool(inside.any()))
+    residual = reduction_residual(result, q)
+    entries = deviations.applicable(case, dtype, device, version, mode, q.quantity, q.reduction)
+    shape = result.truth.values.shape if scalar else q.got.shape
+    insides = {d.id: d.in_region(with_exact(result.inputs, q), shape, dtype) for d in entries}
+    if scalar:
+        inherited = {d.id: _inherited(result, q, d, insides[d.id], fails) for d in entries}
+    for d in entries:
+        inside = insides[d.id]
+        if scalar and not _faithful(residual):
+            assert residual is not None
+            elements_explain = any(bool(h.any()) for h in inherited.values())
+            own = (d.explains(q.metrics.labels, q.metrics.algorithmic_ulp)
+                   | (elements_explain & d.explains(residual.labels, residual.algorithmic_ulp)))
+            hit = fails & own & ("none" not in d.reductions) & bool(inside.any())
         elif scalar:
-            in_batch = inside.any()
-            root = (result.quantities.get(("none", LOSS)))
-            root_cause = root is not None and bool((inside & failing(root)).any())
-            hit = fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp) & bool(in_batch or root_cause)
-            if not hit.any() and root_cause:
-                hit = fails.copy()
+            hit = inherited[d.id]
         else:
             hit = fails & inside & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp)
         if hit.any():
             verdict.known[d.id] = np.asarray(hit)
     return verdict
+
+
+def _inherited(result: CaseResult, q: QuantityResult, d: deviations.Deviation, inside: BoolArray,
+               fails: BoolArray) -> BoolArray:
+    """Where a reduced loss's failure is the deviation's, as a faithful reduction passes it on: the entry
+    explains the label and covers the batch, or covers a failing element of the unreduced loss (then any
+    label: the root cause's error may change its kind through the reduction)."""
+    root = result.quantities.get(("none", LOSS))
+    root_cause = root is not None and bool((inside & failing(root)).any())
+    hit: BoolArray = fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp) & bool(inside.any() or root_cause)
+    if not hit.any() and root_cause:
+        hit = fails.copy()
+    return hit

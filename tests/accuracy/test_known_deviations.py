@@ -48,8 +48,8 @@ def into_region(data: st.DataObject, inputs: dict[str, np.ndarray], fmt: dtypes.
     ``row:`` key, one drawn slot of every row that has no value inside."""
     out = dict(inputs)
     for key, intervals in deviation.region_for(fmt.name).items():
-        if key == deviations.EXACT_KEY:
-            continue  # the exact value follows from the inputs: the search (and witness) has to meet it
+        if key in deviations.DERIVED_KEYS:
+            continue  # the exact value and the batch size follow from the draw: the search (and witness) meet them
         name = key.removeprefix(deviations.ROW_PREFIX)
         values = np.array(out[name], dtype=np.float64)
         rows = values.reshape(-1, values.shape[-1]) if key != name else values.reshape(-1, 1)

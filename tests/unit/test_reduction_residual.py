@@ -92,3 +92,23 @@ def test_an_overflowing_accumulator_is_explained_only_by_a_deviation_about_reduc
     verdict = judge.judge(result, q)
     assert set(verdict.known) == {"loss-sum-overflow-before-mean"} and not bool(verdict.unexplained)
     assert float(_evaluate(cases.get("kl_div"), np.array([40000.0, 40000.0]), "mean").get("mean").got) == 40000.0
+
+
+def test_a_compiled_sum_off_by_its_accumulation_keeps_the_label_its_elements_explain() -> None:
+    # sigmoid_bce at x = +inf: the exact loss is inf, torch's element is BCE's clamp (50 at y = 0.5, explained
+    # by sigmoid-bce-saturation), so the sum is "clamped" because of that element.  The compiled CPU sum adds
+    # the other 20,000 elements (x = 1) one running accumulator at a time: more than the float32 budget from
+    # the exact sum of torch's own elements.  That reduction error is compile-cpu-sum-accumulates-
+    # sequentially's (an entry about reductions); the label stays the element's.
+    x = np.concatenate([[np.inf], np.ones(20000)])
+    result = run.evaluate(cases.get("sigmoid_bce"), {"input": x, "target": np.full_like(x, 0.5)}, "float32",
+                          reductions=("none", "sum"), gradients=False, mode="compile")
+    q = result.get("sum")
+    residual = judge.reduction_residual(result, q)
+    assert residual is not None and Label(int(residual.labels)) is Label.INACCURATE
+    assert Label(int(q.metrics.labels)) is Label.CLAMPED and not judge.reduction_is_faithful(result, q)
+    verdict = judge.judge(result, q)
+    assert set(verdict.known) == {"compile-cpu-sum-accumulates-sequentially"} and not bool(verdict.unexplained)
+    eager = run.evaluate(cases.get("sigmoid_bce"), {"input": x, "target": np.full_like(x, 0.5)}, "float32",
+                         reductions=("none", "sum"), gradients=False)
+    assert judge.reduction_is_faithful(eager, eager.get("sum"))  # eager's cascade sum is within budget
