@@ -111,13 +111,12 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
     entries = deviations.applicable(case, dtype, device, version, mode, q.quantity, q.reduction)
     shape = result.truth.values.shape if scalar else q.got.shape
     insides = {d.id: d.in_region(with_exact(result.inputs, q), shape, dtype) for d in entries}
-    if scalar:
-        inherited = {d.id: _inherited(result, q, d, insides[d.id], fails) for d in entries}
+    inherited = {d.id: _inherited(result, q, d, insides[d.id], fails) for d in entries} if scalar else {}
+    elements_explain = any(bool(h.any()) for h in inherited.values())
     for d in entries:
         inside = insides[d.id]
         if scalar and not _faithful(residual):
             assert residual is not None
-            elements_explain = any(bool(h.any()) for h in inherited.values())
             own = (d.explains(q.metrics.labels, q.metrics.algorithmic_ulp)
                    | (elements_explain & d.explains(residual.labels, residual.algorithmic_ulp)))
             hit = fails & own & ("none" not in d.reductions) & bool(inside.any())
