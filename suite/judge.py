@@ -132,10 +132,13 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
 def _inherited(result: CaseResult, q: QuantityResult, d: deviations.Deviation, inside: BoolArray,
                fails: BoolArray) -> BoolArray:
     """Where a reduced loss's failure is the deviation's, as a faithful reduction passes it on: the entry
-    explains the label and covers the batch, or covers a failing element of the unreduced loss (then any
-    label: the root cause's error may change its kind through the reduction)."""
+    explains the label and covers the batch, or explains a failing element of the unreduced loss, with that
+    element's own label (then any label here: the root cause's error may change its kind through the
+    reduction, a NaN element making the sum NaN, an inf one inf)."""
     root = result.quantities.get(("none", LOSS))
-    root_cause = root is not None and bool((inside & failing(root)).any())
+    root_cause = (root is not None and "none" in d.reductions
+                  and bool((d.in_region(with_exact(result.inputs, root), root.got.shape, result.fmt.name)
+                            & failing(root) & d.explains(root.metrics.labels, root.metrics.algorithmic_ulp)).any()))
     hit: BoolArray = fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp) & bool(inside.any() or root_cause)
     if not hit.any() and root_cause:
         hit = fails.copy()
