@@ -10,10 +10,10 @@ each of its ``shapes`` in turn when it names them), and a *region*: for each
 input, one or more closed intervals; an element is in the region when every named input lies in one of its
 intervals.  Where the bounds follow the dtype's range (a sigmoid that underflows, an exp that overflows), a
 ``dtype_region`` table gives a dtype its own region, so that no dtype excuses what only another one does.
-A key ``"row:<input>"`` (rows cases) asks for a value of the element's row in the intervals instead, and the
-key ``"exact"`` for the exact value of the judged quantity (where only that says it: a sum that is
-subnormal), and the key ``"elements"`` for the number of elements of the batch (a mean whose element count
-overflows the dtype).  An input the case does not have puts none of its elements in the region.  Tests use entries to
+A key ``"row:<input>"`` (rows cases) asks for a value of the element's row in the intervals instead, the key
+``"exact"`` for the exact value of the judged quantity (where only that says it: a sum that is subnormal),
+and the key ``"elements"`` for the number of elements of the batch (a mean whose element count overflows the
+dtype).  An input the case does not have puts none of its elements in the region.  Tests use entries to
 excuse exactly these elements (so anything else still fails) and to run a strict xfail per entry, so a torch
 that fixes a deviation shows up as XPASS.
 """

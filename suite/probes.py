@@ -403,21 +403,23 @@ class StoppedError(Exception):
 
 class Children:
     """The child processes of one run of probes, so that an interrupted run (Ctrl-C, SIGTERM from a time
-    limit) stops them all at once instead of waiting for each group to finish."""
+    limit) stops them all at once instead of waiting for each group to finish.  Each child compiles with
+    ``compile_threads`` inductor workers (None: inductor's default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, compile_threads: int | None = None) -> None:
+        self._compile_threads = compile_threads
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[str]] = set()
         self._stopped = False
 
-    def start(self, compile_threads: int | None, stderr: IO[str]) -> subprocess.Popen[str]:
+    def start(self, stderr: IO[str]) -> subprocess.Popen[str]:
         """A new child reading tasks on stdin; :class:`StoppedError` once :meth:`stop` was called."""
         with self._lock:
             if self._stopped:
                 raise StoppedError
             proc = subprocess.Popen([sys.executable, "-c", "from suite.probes import child_main; child_main()"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                    env=_child_env(compile_threads))
+                                    env=_child_env(self._compile_threads))
             self._running.add(proc)
             return proc
 
@@ -441,12 +443,11 @@ class Children:
                     proc.wait(timeout=10)
 
 
-def _run_child(tasks: Sequence[Task], timeout: float, startup: float, compile_threads: int | None,
-               children: Children) -> list[Outcome]:
+def _run_child(tasks: Sequence[Task], timeout: float, startup: float, children: Children) -> list[Outcome]:
     """Run ``tasks`` in one child until it finishes, dies, hangs or stops; the outcomes it gave, plus one for
     the task it died or hung on.  An interruption here kills the child."""
     with tempfile.TemporaryFile("w+") as stderr:
-        proc = children.start(compile_threads, stderr)
+        proc = children.start(stderr)
         try:
             outcomes = _outcomes_of(proc, tasks, timeout, startup, stderr)
         except BaseException:
@@ -490,14 +491,14 @@ def _outcomes_of(proc: subprocess.Popen[str], tasks: Sequence[Task], timeout: fl
 
 
 def run_isolated(tasks: Sequence[Task], *, timeout: float = TIMEOUT_S, startup: float = STARTUP_S,
-                 compile_threads: int | None = None, children: Children | None = None) -> list[Outcome]:
-    """Run ``tasks`` in child processes, a fresh one after each death, hang or device-side assert; each
-    child compiles with ``compile_threads`` inductor workers (None: inductor's default).  ``children``: the
-    run's children, which another thread may stop (then this raises :class:`StoppedError`)."""
+                 children: Children | None = None) -> list[Outcome]:
+    """Run ``tasks`` in child processes, a fresh one after each death, hang or device-side assert.
+    ``children``: the run's children (how they compile; another thread may stop them, then this raises
+    :class:`StoppedError`)."""
     children = children or Children()
     outcomes: list[Outcome] = []
     while len(outcomes) < len(tasks):
-        outcomes += _run_child(tasks[len(outcomes):], timeout, startup, compile_threads, children)
+        outcomes += _run_child(tasks[len(outcomes):], timeout, startup, children)
     return outcomes
 
 
@@ -546,8 +547,7 @@ def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: f
         if saved is not None:
             return saved
         started = time.monotonic()
-        outcomes = run_isolated(group, timeout=timeout, compile_threads=modes.compile_threads_per_job(jobs),
-                                children=children)
+        outcomes = run_isolated(group, timeout=timeout, children=children)
         if memo is not None:
             memo.save(group, outcomes, time.monotonic() - started)
         return outcomes
@@ -558,7 +558,7 @@ def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: f
         if isolated(task):
             groups.setdefault(group_of(task), []).append(task)
     by_task = {id(t): o for t, o in zip(here, [execute(t) for t in here], strict=True)}
-    children = Children()
+    children = Children(modes.compile_threads_per_job(jobs))
     waiting = ThreadPoolExecutor(max(1, jobs))  # threads that wait on child processes
     try:
         for group, outcomes in zip(groups.values(), waiting.map(run_group, groups.values()), strict=True):

@@ -283,19 +283,19 @@ def search_case(case: Case, fmt: FloatFormat, options: Options, plugin: str | No
 
 
 def comparisons(options: Options, cases_to_run: list[Case], sides: compare.SideComparisons,
-                progress: Progress) -> dict[str, Any]:
+                progress: Progress, store: checkpoint.Store | None = None) -> dict[str, Any]:
     """The ``comparisons`` section: modes against eager and devices against CPU on the report's own grids,
     the autocast dtypes, and with ``bad_inputs`` the bad-input probes and mixed-dtype promotion of
     :mod:`suite.modes_report` for the report's cases, dtypes, devices and modes.  The probes run in child
     processes, one per case, device and dtype, ``options.jobs`` at a time (compiling every probe's shape takes
-    minutes); each finished group is saved in the checkpoint store, and reused with ``options.resume``."""
+    minutes); each finished group is saved in ``store`` (:func:`checkpoint_store`), and reused with
+    ``options.resume``."""
     from suite import modes_report
 
     out: dict[str, Any] = {"notes": modes_tables.notes(options.devices, options.modes),
                            **modes_tables.comparisons_payload(sides)}
     if options.bad_inputs:
         progress.line("bad-input probes and mixed dtypes")
-        store = checkpoint_store(options)
         memo = checkpoint.ProbeMemo(store, options.resume, progress.line) if store is not None else None
         extra = modes_report.sections(options.devices, options.modes, options.quick,
                                       case_names=[c.name for c in cases_to_run], dtype_names=options.dtypes,
@@ -358,7 +358,7 @@ class _Pending:
 
 def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: Progress,
              inputs_for: Callable[[Case, FloatFormat], Mapping[str, np.ndarray]] | None,
-             ) -> tuple[dict[int, JobOutput], int]:
+             store: checkpoint.Store | None) -> tuple[dict[int, JobOutput], int]:
     """Every job's output by job number (from 1), and how many came from saved jobs (``options.resume``).
     Grids and exact truths are made here, one job after another; the torch side of each job runs in
     :func:`pool.executor` (``options.jobs`` at a time) while the next truths are computed, with at most
@@ -366,7 +366,6 @@ def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: P
     checkpoint store when it is reported; on an error or an interruption, every job that has finished is saved
     before the error goes on."""
     started = time.monotonic()
-    store = checkpoint_store(options)
     outputs: dict[int, JobOutput] = {}
     resumed = 0
 
@@ -432,7 +431,8 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
                 raise ValueError(f"case {case.name!r} is not registered: jobs > 1 runs registered cases only")
     progress = progress or Progress(quiet=True)
     progress.total = len(jobs)
-    outputs, resumed = run_jobs(options, jobs, progress, inputs_for)
+    store = checkpoint_store(options)
+    outputs, resumed = run_jobs(options, jobs, progress, inputs_for, store)
     parts = _Parts()
     case_info: dict[str, Any] = {}
     for number, (case, fmt) in enumerate(jobs, 1):
@@ -452,7 +452,7 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
                     "jobs": options.jobs, "resumed_jobs": resumed},
         "cases": case_info, "results": parts.results, "findings": parts.findings,
         "safe_ranges": parts.safe_ranges, "search": parts.search,
-        "comparisons": comparisons(options, cases_to_run, parts.sides, progress),
+        "comparisons": comparisons(options, cases_to_run, parts.sides, progress, store),
         "seconds": round(time.monotonic() - started, 1),
     }
     return Collected(schema.validate(payload, "the collected report"), parts.profiles)

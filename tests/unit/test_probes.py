@@ -146,8 +146,8 @@ def test_an_interrupted_run_kills_its_children_at_once_and_keeps_the_finished_gr
     started: list[subprocess.Popen[str]] = []
 
     class Recorded(probes.Children):
-        def start(self, compile_threads: int | None, stderr: IO[str]) -> subprocess.Popen[str]:
-            started.append(super().start(compile_threads, stderr))
+        def start(self, stderr: IO[str]) -> subprocess.Popen[str]:
+            started.append(super().start(stderr))
             return started[-1]
 
     class InterruptOnSave(DictMemo):
