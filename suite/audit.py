@@ -7,7 +7,7 @@ the entry's region.  Flags point at what to tighten:
 
 - ``unseen``: the grid shows none (the entry's strict xfail searches further before calling it fixed);
 - ``labels unseen``: labels the entry allows that the grid never shows;
-- ``unbounded``: it excuses ``inaccurate`` anywhere, with no ``max_ulps``;
+- ``unbounded``: it excuses ``inaccurate`` anywhere, with no ``max_ulps`` (or ``max_ulps_per_element``);
 - ``ulps slack``: its ``max_ulps`` is more than 4 times the largest error that it alone explains.
 
 "alone" counts the elements no other entry explains: what the entry is needed for.
@@ -72,16 +72,17 @@ def usage(d: Deviation, result: CaseResult) -> Usage:
     for (reduction, quantity), q in result.quantities.items():
         if quantity not in d.quantities or reduction not in d.reductions:
             continue
-        known = judge.judge(result, q).known
-        mask = known.get(d.id)
+        verdict = judge.judge(result, q)
+        mask = verdict.known.get(d.id)
         if mask is not None and mask.any():
             others = np.zeros_like(mask)
-            for other, explained in known.items():
+            for other, explained in verdict.known.items():
                 if other != d.id:
                     others |= explained
-            # a reduced value has no inputs of its own: it counts, without spans
-            out.add(mask, mask & ~others, q.metrics.labels, q.metrics.algorithmic_ulp,
-                    result.inputs if q.got.ndim else {})
+            # a reduced value has no inputs of its own: it counts, without spans; what the entry explains of it
+            # may be the reduction's own error
+            labels, ulps = verdict.outcomes[d.id]
+            out.add(mask, mask & ~others, labels, ulps, result.inputs if q.got.ndim else {})
     return out
 
 
@@ -97,11 +98,19 @@ def flags(d: Deviation, seen: Usage) -> list[str]:
     unseen = sorted(set(d.labels) - seen.labels)
     if unseen:
         out.append(f"labels unseen: {', '.join(unseen)}")
-    if "inaccurate" in d.labels and d.max_ulps is None:
+    if "inaccurate" in d.labels and d.ulp_bound() is None:
         out.append("unbounded")
     elif d.max_ulps is not None and seen.sole_max_ulps and d.max_ulps > SLACK * seen.sole_max_ulps:
         out.append("ulps slack")
     return out
+
+
+def _bound_text(d: Deviation) -> str:
+    """The entry's ULP bound as written in the registry: ``max_ulps``, ``N x max_ulps_per_element``, or both."""
+    parts = [] if d.max_ulps is None else [f"{d.max_ulps:g}"]
+    if d.max_ulps_per_element is not None:
+        parts.append(f"N x {d.max_ulps_per_element:g}")
+    return ", ".join(parts)
 
 
 def _interval(low: float, high: float) -> str:
@@ -138,7 +147,7 @@ def rows(entries: Iterable[Deviation], device: str, quick: bool, workers: int) -
             found[(n, case_name, dtype)] = [
                 d.id, case_name, dtype, str(seen.count), str(seen.sole_count), ", ".join(sorted(seen.labels)),
                 f"{seen.max_ulps:.4g}" if seen.count else "", f"{seen.sole_max_ulps:.4g}" if seen.sole_count else "",
-                "" if d.max_ulps is None else f"{d.max_ulps:g}", _region_text(d, dtype), spans,
+                _bound_text(d), _region_text(d, dtype), spans,
                 ", ".join(flags(d, seen))]
     order = {(n, c, t): i for i, (c, t, _, n, _) in enumerate(tasks)}
     return [found[key] for key in sorted(found, key=order.__getitem__)]

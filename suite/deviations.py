@@ -4,7 +4,11 @@ Each entry is something the suite discovered by running its grids and strategies
 description and reason, the torch versions, cases, dtypes, devices and modes it applies to, the quantity or
 quantities (``loss``, ``grad_<input>``) and reductions, the label or labels torch gives there (optionally
 ``max_ulps``, a widened budget: the largest *algorithmic* ULP error the entry excuses, so that at an
-ill-conditioned point the error the conditioning explains does not count against it; and a ``witness``: a batch on
+ill-conditioned point the error the conditioning explains does not count against it; for an entry about reductions
+only, ``max_ulps_per_element``: that budget times the batch's element count N, the worst case of a sum of N terms
+in any order, ``|s' - s| <= (N - 1) u sum |x_i|`` (Higham, *Accuracy and Stability of Numerical Algorithms*,
+2nd ed., eq. 4.4), which is N - 1 algorithmic ULPs of the sum since its inherent error is ``u sum |x_i|``, plus
+the rounding of a mean's division; and a ``witness``: a batch on
 which the suite found it, for deviations too rare for a short search to meet again, its values broadcast to
 each of its ``shapes`` in turn when it names them), and a *region*: for each
 input, one or more closed intervals; an element is in the region when every named input lies in one of its
@@ -73,6 +77,7 @@ class Deviation:
     modes: tuple[str, ...] = MODES
     reductions: tuple[str, ...] = ("none", "mean", "sum", "batchmean")
     max_ulps: float | None = None
+    max_ulps_per_element: float | None = None
     seen: Mapping[str, Any] = field(default_factory=dict)
     witness: Mapping[str, Any] = field(default_factory=dict)  # a batch the suite found it on: case, dtype, inputs
     dtype_regions: Mapping[str, Mapping[str, tuple[Interval, ...]]] = field(default_factory=dict)
@@ -128,14 +133,24 @@ class Deviation:
             return np.zeros(shape, dtype=bool)
         return self.in_region(inputs, shape, dtype)
 
-    def explains(self, labels: npt.ArrayLike, algorithmic_ulp: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    def ulp_bound(self, elements: int = 1) -> float | None:
+        """The largest algorithmic ULP error the entry excuses on a batch of ``elements`` elements (None: any):
+        ``max_ulps``, and ``max_ulps_per_element`` times the count, whichever is smaller."""
+        bounds = [b for b in (self.max_ulps,
+                              None if self.max_ulps_per_element is None else self.max_ulps_per_element * elements)
+                  if b is not None]
+        return min(bounds) if bounds else None
+
+    def explains(self, labels: npt.ArrayLike, algorithmic_ulp: npt.ArrayLike,
+                 elements: int = 1) -> npt.NDArray[np.bool_]:
         """Elements whose outcome is a recorded one: one of the entry's labels, and an algorithmic ULP error
-        (:mod:`suite.metrics`) within ``max_ulps`` when the entry sets one."""
+        (:mod:`suite.metrics`) within :meth:`ulp_bound` for a batch of ``elements`` elements."""
         lab = np.asarray(labels)
         ok = np.isin(lab, [int(Label[name.upper()]) for name in self.labels])
-        if self.max_ulps is not None:
+        bound = self.ulp_bound(elements)
+        if bound is not None:
             with np.errstate(invalid="ignore"):
-                ok &= np.asarray(algorithmic_ulp) <= self.max_ulps
+                ok &= np.asarray(algorithmic_ulp) <= bound
         return ok
 
 
@@ -152,9 +167,11 @@ def _parse(entry: Mapping[str, Any]) -> Deviation:
             labels=_names(entry["label"]), region=region, devices=tuple(entry.get("devices", ("cpu", "cuda"))),
             modes=tuple(entry.get("modes", MODES)),
             reductions=tuple(entry.get("reductions", ("none", "mean", "sum", "batchmean"))),
-            max_ulps=entry.get("max_ulps"),
+            max_ulps=entry.get("max_ulps"), max_ulps_per_element=entry.get("max_ulps_per_element"),
             seen=entry.get("seen", {}), witness=entry.get("witness", {}), dtype_regions=dtype_regions)
         SpecifierSet(deviation.torch)
+        if deviation.max_ulps_per_element is not None and "none" in deviation.reductions:
+            raise ValueError("max_ulps_per_element bounds a reduction's error: the entry must be about reductions only")
         for name in deviation.labels:
             Label[name.upper()]
     except (KeyError, TypeError, ValueError, InvalidSpecifier) as exc:

@@ -3,6 +3,7 @@ known deviation explains.  Tests and reports both ask here, so they never disagr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -25,6 +26,9 @@ class Verdict:
 
     failing: BoolArray
     known: dict[str, BoolArray] = field(default_factory=dict)
+    #: for each deviation id, the labels and algorithmic ULP errors it explains there: the quantity's own, or,
+    #: for a reduction explained by its own error, that error's (:func:`reduction_residual`)
+    outcomes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def unexplained(self) -> BoolArray:
@@ -110,22 +114,27 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
     residual = reduction_residual(result, q)
     entries = deviations.applicable(case, dtype, device, version, mode, q.quantity, q.reduction)
     shape = result.truth.values.shape if scalar else q.got.shape
+    count = math.prod(result.truth.values.shape)
     insides = {d.id: d.in_region(with_exact(result.inputs, q), shape, dtype) for d in entries}
     inherited = {d.id: _inherited(result, q, d, insides[d.id], fails) for d in entries} if scalar else {}
     elements_explain = any(bool(h.any()) for h in inherited.values())
     for d in entries:
         inside = insides[d.id]
+        outcome = (q.metrics.labels, q.metrics.algorithmic_ulp)
         if scalar and not _faithful(residual):
             assert residual is not None
-            own = (d.explains(q.metrics.labels, q.metrics.algorithmic_ulp)
-                   | (elements_explain & d.explains(residual.labels, residual.algorithmic_ulp)))
+            own = d.explains(q.metrics.labels, q.metrics.algorithmic_ulp, count)
+            if not own.any() and elements_explain:
+                outcome = (residual.labels, residual.algorithmic_ulp)
+                own = d.explains(residual.labels, residual.algorithmic_ulp, count)
             hit = fails & own & ("none" not in d.reductions) & bool(inside.any())
         elif scalar:
             hit = inherited[d.id]
         else:
-            hit = fails & inside & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp)
+            hit = fails & inside & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp, count)
         if hit.any():
             verdict.known[d.id] = np.asarray(hit)
+            verdict.outcomes[d.id] = outcome
     return verdict
 
 
@@ -139,7 +148,9 @@ def _inherited(result: CaseResult, q: QuantityResult, d: deviations.Deviation, i
     root_cause = (root is not None and "none" in d.reductions
                   and bool((d.in_region(with_exact(result.inputs, root), root.got.shape, result.fmt.name)
                             & failing(root) & d.explains(root.metrics.labels, root.metrics.algorithmic_ulp)).any()))
-    hit: BoolArray = fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp) & bool(inside.any() or root_cause)
+    count = math.prod(result.truth.values.shape)
+    hit: BoolArray = (fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp, count)
+                      & bool(inside.any() or root_cause))
     if not hit.any() and root_cause:
         hit = fails.copy()
     return hit

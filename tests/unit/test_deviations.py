@@ -29,6 +29,18 @@ def test_max_ulps_bounds_the_algorithmic_error() -> None:
     assert not _entry(None).explains(np.array([int(Label.NAN)]), np.array([0.0])).any()
 
 
+def test_max_ulps_per_element_scales_with_the_batch_and_is_for_reductions_only() -> None:
+    entry = replace(_entry(None), reductions=("sum", "mean"), max_ulps_per_element=1.0)
+    labels = np.full(3, int(Label.INACCURATE))
+    algorithmic = np.array([99.0, 100.0, 101.0])
+    assert entry.ulp_bound(100) == 100.0 and entry.explains(labels, algorithmic, 100).tolist() == [True, True, False]
+    assert replace(entry, max_ulps=50.0).ulp_bound(100) == 50.0  # both set: the smaller
+    with pytest.raises(ValueError, match="reductions only"):
+        deviations._parse({"id": "x", "description": "d", "reason": "r", "torch": ">=1.0", "cases": ["kl_div"],
+                           "dtypes": ["float32"], "quantity": "loss", "label": "inaccurate", "region": {},
+                           "max_ulps_per_element": 1})
+
+
 def test_region_is_closed_intervals_per_input() -> None:
     inputs = {"input": np.zeros(5), "target": np.array([-2.0, -1.0, -0.5, 0.0, 0.5])}
     assert _entry(None).in_region(inputs, (5,), "float16").tolist() == [False, True, True, True, False]
