@@ -1,6 +1,8 @@
 """Differences between two accuracy reports A (before) and B (after): new and fixed findings, failing-count
-and max-ULP changes, budget changes, safe-range changes.  B *regressed* when it has a finding A lacks, more
-failing elements on an equal grid, a larger max ULP that is beyond its budget, or a narrower safe range.
+and max-ULP changes, budget changes, safe-range changes, and changes in the bad-input and mixed-dtype tables
+(:mod:`suite.report.diff_behaviour`).  B *regressed* when it has a finding A lacks, more failing elements on an
+equal grid, a larger max ULP that is beyond its budget, a narrower safe range, or handles a bad input or a
+mixed-dtype call worse.
 
 Grid findings are matched by their result key and label, and their regions by overlap along the main input (a
 region of B that meets none of A's is new; one of A that meets none of B's is fixed).  A finding of the
@@ -15,13 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from suite.report.diff_behaviour import compare_probes, compare_promotion
 from suite.report.schema import SEARCH_ATTRIBUTION, decode_float
 from suite.report.summary import is_new, number, region, safe_text
 
 
 @dataclass
 class Change:
-    kind: str  # new_finding, fixed_finding, failing, max_ulp, budget, safe_range, missing, added
+    kind: str  # new_finding, fixed_finding, failing, max_ulp, budget, safe_range, missing, added, bad_input, promotion
     key: str
     text: str
     regression: bool
@@ -124,6 +127,8 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
         if k in sa and (cases is None or s["case"] in cases) and _width(sa[k]) != _width(s):
             diff.add("safe_range", "/".join(k), f"safe range {safe_text(sa[k])} -> {safe_text(s)}",
                      regression=_narrower(sa[k], s))
+    compare_probes(diff, a, b, cases)
+    compare_promotion(diff, a, b, cases)
     return diff
 
 

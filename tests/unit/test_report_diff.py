@@ -119,3 +119,62 @@ def test_regression_injected_into_a_copy_of_a_real_shape_report() -> None:
     b["results"][0]["failing"] = 4
     d = diff.compare(a, b)
     assert d.regressed and d.changes[0].key == KEY
+
+
+BASELINE = Path(__file__).resolve().parents[2] / "reports" / "baselines" / "2.13.0-cpu" / "accuracy.json"
+
+
+def _probe(payload: dict[str, Any], case: str, probe: str, dtype: str) -> dict[str, Any]:
+    return next(r for r in payload["comparisons"]["probes"]
+                if (r["case"], r["probe"], r["dtype"]) == (case, probe, dtype))
+
+
+def test_a_bad_input_torch_starts_to_accept_is_a_regression_of_the_committed_report() -> None:
+    # the committed baseline: eager BCE refuses p = 1.5 ("all elements of input should be between 0 and 1");
+    # a torch that returns a number for it (as compiled BCE does) silently accepts a bad input
+    a = json.loads(BASELINE.read_text())
+    b = copy.deepcopy(a)
+    row = _probe(b, "bce", "input_above", "float32")
+    assert row["kind"] == "raises" and "between 0 and 1" in row["message"]
+    row.update(kind="number", message="0.9", result_dtype="float32", backward="number: 2 elements")
+    d = diff.compare(a, b)
+    assert d.regressed and [c.kind for c in d.changes] == ["bad_input", "bad_input"]
+    assert d.changes[0].text.startswith("forward: raises (RuntimeError: all elements of input should be between")
+    assert d.changes[0].text.endswith("-> number") and d.changes[0].regression
+    assert d.changes[1].text == "backward: no value -> number" and d.changes[1].regression
+    assert "bce/float32/cpu/eager/mean probe input_above" in diff.render(d, "a", "b")
+
+
+def test_bad_input_outcomes_are_ordered_refusal_nan_number_crash() -> None:
+    a = json.loads(BASELINE.read_text())
+    nan_row = next(r for r in a["comparisons"]["probes"] if r["kind"] == "nan" and r["backward"])
+    moves = {("nan", "raises"): False, ("nan", "number"): True, ("nan", "device_assert"): True,
+             ("nan", "child_died"): True, ("nan", "nan"): False}
+    for (_, new_kind), regression in moves.items():
+        b = copy.deepcopy(a)
+        row = next(r for r in b["comparisons"]["probes"] if r == nan_row)
+        row["kind"] = new_kind
+        d = diff.compare(a, b)
+        assert d.regressed is regression and len(d.changes) == (new_kind != "nan")
+    b = copy.deepcopy(a)
+    refusal = _probe(b, "bce", "input_above", "float32")
+    refusal["message"] = "ValueError: input out of range"  # a new message is listed, not judged
+    d = diff.compare(a, b)
+    assert not d.regressed and [c.kind for c in d.changes] == ["bad_input"]
+
+
+def test_mixed_dtype_rows_regress_on_more_failing_elements_or_a_new_error() -> None:
+    a = json.loads(BASELINE.read_text())
+    rows = a["comparisons"]["promotion"]
+    valued = next(i for i, r in enumerate(rows) if r["quantities"] and r["error"] is None)
+    quantity = next(iter(rows[valued]["quantities"]))
+    b = copy.deepcopy(a)
+    b["comparisons"]["promotion"][valued]["quantities"][quantity]["labels"]["nan"] = 10**6
+    d = diff.compare(a, b)
+    assert d.regressed and [c.kind for c in d.changes] == ["promotion"] and quantity in d.changes[0].key
+    b = copy.deepcopy(a)
+    b["comparisons"]["promotion"][valued].update(error="RuntimeError: no", result_dtype=None, quantities={})
+    d = diff.compare(a, b)
+    assert d.regressed and d.changes[0].text == "a value -> RuntimeError: no"
+    d = diff.compare(b, a)  # an error that became a value is progress
+    assert not d.regressed and d.changes[0].text == "RuntimeError: no -> a value"
