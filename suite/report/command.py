@@ -9,6 +9,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -19,9 +20,10 @@ import torch
 
 from suite import atomic, cases, dtypes, modes
 from suite.errors import UsageError
-from suite.report import checkpoint, collect, html, markdown, plots, summary
+from suite.report import baselines, checkpoint, collect, diff, html, markdown, plots, schema, summary
 from suite.report.progress import Progress
 
+DIFF_FILE = "diff.md"
 DESCRIPTION = """\
 Measure how accurate torch's BCELoss, BCEWithLogitsLoss and kl_div are, against exact (mpmath) values.
 
@@ -45,7 +47,7 @@ examples:
   python -m suite report --devices cpu,cuda --modes eager,compile,compile_dynamic,autocast --bad-inputs  # all
   python -m suite report --modes eager,compile --jobs 4 --resume   # 4 jobs at a time, reusing finished ones
   python -m suite report --plugin my_losses --cases my_bce,bce_with_logits
-  python -m suite diff reports/baselines/<torch>-cpu reports/<torch>-cpu   # what changed; exit 1: worse"""
+  python -m suite diff reports/baselines reports/<torch>-cpu   # what changed since the baseline; exit 1: worse"""
 
 
 def _names(values: list[str] | None) -> list[str]:
@@ -103,6 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also probe what torch does with inputs outside the domain (raises, NaN, a number, "
                              "a device-side assert, each CUDA-risky probe in a child process) and with mixed "
                              "input dtypes, for the selected cases, dtypes, devices and modes")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="once the report is written, compare it with this earlier report, or with the "
+                             "baseline of a folder of baselines (reports/baselines: the one of this torch and "
+                             "devices, else of the newest torch; none for these devices: no diff), into "
+                             "diff.md in the report folder (python -m suite diff gives the same, with its exit "
+                             "status)")
     parser.add_argument("--plot-format", choices=("png", "svg"), default="png",
                         help="image format of the plots next to index.html (default: png)")
 
@@ -158,7 +166,7 @@ def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.
 
 
 def default_out(devices: list[str]) -> Path:
-    return Path("reports") / f"{torch.__version__.split('+')[0]}-{'+'.join(d.replace(':', '') for d in devices)}"
+    return Path("reports") / baselines.folder_name(torch.__version__, devices)
 
 
 def staging_dir(out: Path) -> Path:
@@ -213,6 +221,11 @@ def sigterm_as_exit() -> Iterator[None]:
 def main(args: argparse.Namespace) -> int:
     options, selected = options_from(args)
     out = Path(args.out) if args.out else default_out(options.devices)
+    baseline = baselines.resolve(args.baseline, torch.__version__, options.devices) if args.baseline else None
+    if baseline is not None:
+        schema.load(baseline)  # a missing or malformed baseline stops the run before it starts
+    elif args.baseline:
+        print(f"{baselines.no_baseline(args.baseline, options.devices)}: no diff.md", file=sys.stderr)
     saved = checkpoint.folder_for(out)
     staging = staging_dir(out)
     progress = Progress()
@@ -239,4 +252,14 @@ def main(args: argparse.Namespace) -> int:
     new = sum(summary.is_new(f) for f in result.payload["findings"])
     print(f"wrote {out}/index.html, accuracy.md, accuracy.json: {len(result.payload['findings'])} findings "
           f"({new} new) in {result.payload['seconds']}s")
+    if baseline is not None:
+        write_diff(baseline, out)
     return 0
+
+
+def write_diff(baseline: Path, out: Path) -> None:
+    """``out/diff.md``: what changed from the baseline report to the report just written."""
+    changes = diff.compare(schema.load(baseline), schema.load(out))
+    atomic.write_text(out / DIFF_FILE, diff.render(changes, str(baseline), str(out)))
+    print(f"wrote {out / DIFF_FILE}: {len(changes.changes)} changes since {baseline}, "
+          f"{'REGRESSED' if changes.regressed else 'no regression'}")

@@ -7,7 +7,7 @@ import argparse
 
 from suite import atomic
 from suite.errors import UsageError
-from suite.report import diff, schema
+from suite.report import baselines, diff, schema
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("exit status: 0 no regression, 1 B regressed (CI can gate on it), 2 bad input (unreadable "
                      "or malformed file, wrong schema version, unknown case). A finding of B's targeted search "
                      "is a regression when A has no unexplained finding of the same quantity and label.")
-    parser.add_argument("a", metavar="A", help="the earlier accuracy.json (or its report folder)")
+    parser.add_argument("a", metavar="A", help="the earlier accuracy.json, its report folder, or a folder of "
+                        "baselines (reports/baselines): then the one of B's torch and devices, else of the newest "
+                        "torch on B's devices")
     parser.add_argument("b", metavar="B", help="the later accuracy.json (or its report folder)")
     parser.add_argument("--cases", metavar="NAME[,NAME]",
                         help="compare only these cases (each must be in A or B)")
@@ -23,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    a, b = schema.load(args.a), schema.load(args.b)
+    b = schema.load(args.b)
+    devices = b["options"].get("devices", ["cpu"])
+    a_path = baselines.resolve(args.a, b["environment"].get("torch", ""), devices)
+    if a_path is None:
+        raise UsageError(baselines.no_baseline(args.a, devices))
+    a = schema.load(a_path)
     cases = None
     if args.cases:
         cases = {n.strip() for n in args.cases.split(",") if n.strip()}
@@ -32,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"unknown case {unknown[0]!r}; the reports hold {', '.join(sorted(known))}")
     result = diff.compare(a, b, cases)
-    text = diff.render(result, args.a, args.b)
+    text = diff.render(result, str(a_path), args.b)
     if args.out:
         atomic.write_text(args.out, text)
     print(text, end="")
