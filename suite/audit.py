@@ -7,7 +7,7 @@ the entry's region.  Flags point at what to tighten:
 
 - ``unseen``: the grid shows none (the entry's strict xfail searches further before calling it fixed);
 - ``labels unseen``: labels the entry allows that the grid never shows;
-- ``unbounded``: it excuses ``inaccurate`` anywhere, with no ``max_ulps`` (or ``max_ulps_per_element``);
+- ``unbounded``: it excuses ``inaccurate`` anywhere, with no ``max_ulps`` (``max_ulps_per_element``, error scale);
 - ``ulps slack``: its ``max_ulps`` is more than 4 times the largest error that it alone explains.
 
 "alone" counts the elements no other entry explains: what the entry is needed for.
@@ -98,7 +98,7 @@ def flags(d: Deviation, seen: Usage) -> list[str]:
     unseen = sorted(set(d.labels) - seen.labels)
     if unseen:
         out.append(f"labels unseen: {', '.join(unseen)}")
-    if "inaccurate" in d.labels and d.ulp_bound() is None:
+    if "inaccurate" in d.labels and d.ulp_bound() is None and d.error_scale is None:
         out.append("unbounded")
     elif d.max_ulps is not None and seen.sole_max_ulps and d.max_ulps > SLACK * seen.sole_max_ulps:
         out.append("ulps slack")
@@ -106,10 +106,13 @@ def flags(d: Deviation, seen: Usage) -> list[str]:
 
 
 def _bound_text(d: Deviation) -> str:
-    """The entry's ULP bound as written in the registry: ``max_ulps``, ``N x max_ulps_per_element``, or both."""
+    """The entry's bounds as written in the registry: ``max_ulps``, ``N x max_ulps_per_element``, the error
+    scale."""
     parts = [] if d.max_ulps is None else [f"{d.max_ulps:g}"]
     if d.max_ulps_per_element is not None:
         parts.append(f"N x {d.max_ulps_per_element:g}")
+    if d.error_scale is not None:
+        parts.append(f"error <= {d.max_scaled_error:g} u {d.error_scale}")
     return ", ".join(parts)
 
 

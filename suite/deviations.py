@@ -8,7 +8,9 @@ ill-conditioned point the error the conditioning explains does not count against
 only, ``max_ulps_per_element``: that budget times the batch's element count N, the worst case of a sum of N terms
 in any order, ``|s' - s| <= (N - 1) u sum |x_i|`` (Higham, *Accuracy and Stability of Numerical Algorithms*,
 2nd ed., eq. 4.4), which is N - 1 algorithmic ULPs of the sum since its inherent error is ``u sum |x_i|``, plus
-the rounding of a mean's division; and a ``witness``: a batch on
+the rounding of a mean's division; for a cancellation in torch's formula, ``error_scale`` and
+``max_scaled_error``: the absolute error may be at most ``max_scaled_error`` unit roundoffs times the formula's
+scale (:mod:`suite.error_scales`); and a ``witness``: a batch on
 which the suite found it, for deviations too rare for a short search to meet again, its values broadcast to
 each of its ``shapes`` in turn when it names them), and a *region*: for each
 input, one or more closed intervals; an element is in the region when every named input lies in one of its
@@ -37,6 +39,8 @@ import numpy.typing as npt
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
+from suite import error_scales
+from suite.dtypes import FloatFormat
 from suite.metrics import Label
 from suite.modes import MODES
 
@@ -78,6 +82,8 @@ class Deviation:
     reductions: tuple[str, ...] = ("none", "mean", "sum", "batchmean")
     max_ulps: float | None = None
     max_ulps_per_element: float | None = None
+    error_scale: str | None = None
+    max_scaled_error: float | None = None
     seen: Mapping[str, Any] = field(default_factory=dict)
     witness: Mapping[str, Any] = field(default_factory=dict)  # a batch the suite found it on: case, dtype, inputs
     dtype_regions: Mapping[str, Mapping[str, tuple[Interval, ...]]] = field(default_factory=dict)
@@ -133,6 +139,20 @@ class Deviation:
             return np.zeros(shape, dtype=bool)
         return self.in_region(inputs, shape, dtype)
 
+    def within_error_scale(self, absolute_error: npt.ArrayLike, inputs: Mapping[str, npt.ArrayLike],
+                           batch_shape: tuple[int, ...], divisor: int, fmt: FloatFormat) -> npt.NDArray[np.bool_]:
+        """Where an absolute error is within ``max_scaled_error (u S + eta) / divisor`` (:mod:`suite.error_scales`;
+        everywhere when the entry has no error scale).  A scalar error (a reduced value) is held to the sum of its
+        batch's scale."""
+        error = np.asarray(absolute_error, dtype=np.float64)
+        if self.error_scale is None or self.max_scaled_error is None:
+            return np.ones(error.shape, dtype=bool)
+        size = error_scales.scale(self.error_scale, inputs, batch_shape, fmt)
+        total = np.sum(size) if error.ndim == 0 else size
+        with np.errstate(invalid="ignore", over="ignore"):
+            bound = self.max_scaled_error * (fmt.unit_roundoff * total + fmt.smallest_subnormal / 2) / divisor
+            return np.asarray(error <= bound)
+
     def ulp_bound(self, elements: int = 1) -> float | None:
         """The largest algorithmic ULP error the entry excuses on a batch of ``elements`` elements (None: any):
         ``max_ulps``, and ``max_ulps_per_element`` times the count, whichever is smaller."""
@@ -168,8 +188,13 @@ def _parse(entry: Mapping[str, Any]) -> Deviation:
             modes=tuple(entry.get("modes", MODES)),
             reductions=tuple(entry.get("reductions", ("none", "mean", "sum", "batchmean"))),
             max_ulps=entry.get("max_ulps"), max_ulps_per_element=entry.get("max_ulps_per_element"),
+            error_scale=entry.get("error_scale"), max_scaled_error=entry.get("max_scaled_error"),
             seen=entry.get("seen", {}), witness=entry.get("witness", {}), dtype_regions=dtype_regions)
         SpecifierSet(deviation.torch)
+        if (deviation.error_scale is None) != (deviation.max_scaled_error is None):
+            raise ValueError("error_scale and max_scaled_error go together")
+        if deviation.error_scale is not None and deviation.error_scale not in error_scales.SCALES:
+            raise ValueError(f"unknown error_scale {deviation.error_scale!r}; known: {sorted(error_scales.SCALES)}")
         if deviation.max_ulps_per_element is not None and "none" in deviation.reductions:
             raise ValueError("max_ulps_per_element bounds a reduction's error: the entry must be about reductions only")
         for name in deviation.labels:

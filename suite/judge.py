@@ -123,7 +123,7 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
         outcome = (q.metrics.labels, q.metrics.algorithmic_ulp)
         if scalar and not _faithful(residual):
             assert residual is not None
-            own = d.explains(q.metrics.labels, q.metrics.algorithmic_ulp, count)
+            own = explains(d, result, q)
             if not own.any() and elements_explain:
                 outcome = (residual.labels, residual.algorithmic_ulp)
                 own = d.explains(residual.labels, residual.algorithmic_ulp, count)
@@ -131,11 +131,23 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
         elif scalar:
             hit = inherited[d.id]
         else:
-            hit = fails & inside & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp, count)
+            hit = fails & inside & explains(d, result, q)
         if hit.any():
             verdict.known[d.id] = np.asarray(hit)
             verdict.outcomes[d.id] = outcome
     return verdict
+
+
+def explains(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> BoolArray:
+    """Elements of ``q`` whose outcome ``d`` records: its labels, within its ULP bound for the batch's element
+    count, and within its error scale (:meth:`deviations.Deviation.within_error_scale`) where it has one."""
+    shape = result.truth.values.shape
+    ok = d.explains(q.metrics.labels, q.metrics.algorithmic_ulp, math.prod(shape))
+    if d.error_scale is not None:
+        divisor_of = REDUCTION_DIVISORS[q.reduction]
+        divisor = 1 if divisor_of is None else divisor_of(shape)
+        ok &= d.within_error_scale(q.metrics.absolute_error, result.inputs, shape, divisor, q.fmt)
+    return ok
 
 
 def _inherited(result: CaseResult, q: QuantityResult, d: deviations.Deviation, inside: BoolArray,
@@ -147,10 +159,8 @@ def _inherited(result: CaseResult, q: QuantityResult, d: deviations.Deviation, i
     root = result.quantities.get(("none", LOSS))
     root_cause = (root is not None and "none" in d.reductions
                   and bool((d.in_region(with_exact(result.inputs, root), root.got.shape, result.fmt.name)
-                            & failing(root) & d.explains(root.metrics.labels, root.metrics.algorithmic_ulp)).any()))
-    count = math.prod(result.truth.values.shape)
-    hit: BoolArray = (fails & d.explains(q.metrics.labels, q.metrics.algorithmic_ulp, count)
-                      & bool(inside.any() or root_cause))
+                            & failing(root) & explains(d, result, root)).any()))
+    hit: BoolArray = fails & explains(d, result, q) & bool(inside.any() or root_cause)
     if not hit.any() and root_cause:
         hit = fails.copy()
     return hit

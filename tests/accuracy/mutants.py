@@ -221,6 +221,29 @@ def _kl_target_gradient_without_one(t: Tensors) -> torch.Tensor:
     return torch.log(t["target"]) - t["input"]
 
 
+def _bfloat16(values: torch.Tensor) -> torch.Tensor:
+    """``values`` rounded to bfloat16 and back: an intermediate kept in a 16-bit buffer."""
+    return values.to(torch.bfloat16).to(values.dtype)
+
+
+def _pos_weight_gradient_bfloat16_sigmoid(t: Tensors) -> torch.Tensor:
+    """BCE-with-logits ``pos_weight`` input gradient ``(pw y + 1 - y) sigmoid(x) - pw y`` with the sigmoid
+    kept in bfloat16."""
+    x, y, pw = t["input"], t["target"], t["pos_weight"]
+    return (pw * y + 1 - y) * _bfloat16(torch.sigmoid(x)) - pw * y
+
+
+def _log_softmax_gradient_bfloat16_softmax(t: Tensors) -> torch.Tensor:
+    """Distillation KL logit gradient ``softmax(x) sum(t) - t`` with the softmax kept in bfloat16."""
+    return _bfloat16(torch.softmax(t["input"], dim=-1)) * t["target"].sum(dim=-1, keepdim=True) - t["target"]
+
+
+def _sigmoid_bce_target_gradient_bfloat16_sigmoid(t: Tensors) -> torch.Tensor:
+    """sigmoid then BCE target gradient ``log(1 - p) - log(p)`` with the sigmoid kept in bfloat16."""
+    p = _bfloat16(torch.sigmoid(t["input"]))
+    return torch.log1p(-p) - torch.log(p)
+
+
 def _bce_forward(t: Tensors, reduction: str) -> torch.Tensor:
     return F.binary_cross_entropy(t["input"], t["target"], reduction=reduction)
 
@@ -231,6 +254,19 @@ def _bce_with_logits_forward(t: Tensors, reduction: str) -> torch.Tensor:
 
 def _kl_div_forward(t: Tensors, reduction: str) -> torch.Tensor:
     return F.kl_div(t["input"], t["target"], reduction=reduction)
+
+
+def _bce_with_logits_pos_weight_forward(t: Tensors, reduction: str) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(t["input"], t["target"], pos_weight=t["pos_weight"],
+                                              reduction=reduction)
+
+
+def _sigmoid_bce_forward(t: Tensors, reduction: str) -> torch.Tensor:
+    return F.binary_cross_entropy(torch.sigmoid(t["input"]), t["target"], reduction=reduction)
+
+
+def _log_softmax_kl_div_forward(t: Tensors, reduction: str) -> torch.Tensor:
+    return F.kl_div(F.log_softmax(t["input"], dim=-1), t["target"], reduction=reduction)
 
 
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
@@ -260,6 +296,15 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            with_gradient(_bce_with_logits_forward, "target", _zero_target_gradient), "float32", "grad_target"),
     Mutant("bce_two_term_gradient", "bce", with_gradient(_bce_forward, "input", _two_term_bce_gradient),
            "float64", "grad_input"),
+    Mutant("bce_with_logits_pos_weight_gradient_bfloat16_sigmoid", "bce_with_logits_pos_weight",
+           with_gradient(_bce_with_logits_pos_weight_forward, "input", _pos_weight_gradient_bfloat16_sigmoid),
+           "float32", "grad_input"),
+    Mutant("log_softmax_kl_div_gradient_bfloat16_softmax", "log_softmax_kl_div",
+           with_gradient(_log_softmax_kl_div_forward, "input", _log_softmax_gradient_bfloat16_softmax),
+           "float32", "grad_input"),
+    Mutant("sigmoid_bce_target_gradient_bfloat16_sigmoid", "sigmoid_bce",
+           with_gradient(_sigmoid_bce_forward, "target", _sigmoid_bce_target_gradient_bfloat16_sigmoid),
+           "float32", "grad_target"),
     Mutant("kl_div_target_gradient_without_one", "kl_div",
            with_gradient(_kl_div_forward, "target", _kl_target_gradient_without_one), "float32", "grad_target"),
 )}

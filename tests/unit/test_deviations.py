@@ -10,7 +10,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from suite import cases, deviations, judge, run
+from suite import cases, deviations, dtypes, error_scales, judge, run
 from suite.deviations import Deviation
 from suite.metrics import Label
 
@@ -115,3 +115,46 @@ def test_an_elements_key_selects_whole_batches_by_their_size() -> None:
     assert not entry.in_region(inputs, (2, 32752), "float16").any()  # 65504 elements: N is a float16 number
     assert entry.in_region(inputs, (5, 13101), "float16").all()  # 65505: N rounds to 65504 or overflows
     assert entry.region_inputs("float16") == set()
+
+
+def test_error_scales_are_the_magnitudes_of_torchs_terms() -> None:
+    # BCEWithLogits pos_weight gradient (pw y + 1 - y) sigmoid(x) - pw y at x = 0, y = 0.5, pw = 3: terms
+    # (1.5 + 1 + 0.5) * 0.5 and 1.5; a weight of -2 doubles them; sigmoid(-inf) = 0 leaves |pw y| = 0
+    inputs = {"input": np.array([0.0, 0.0, -np.inf]), "target": np.array([0.5, 0.5, 0.0]),
+              "pos_weight": np.array([3.0]), "weight": np.array([1.0, -2.0, 1.0])}
+    f32 = dtypes.FLOAT32
+    assert error_scales.scale("pos_weight_grad_input", inputs, (3,), f32).tolist() == [3.0, 6.0, 0.0]
+    # log_softmax row [0, 0] (L = 2): p = 1/2, |log sum exp| = log 2; targets [1, 0]
+    rows = {"input": np.array([[0.0, 0.0]]), "target": np.array([[1.0, 0.0]])}
+    size = math.log(2.0) + 2.0
+    grad = error_scales.scale("log_softmax_kl_div_grad_input", rows, (1, 2), f32)
+    assert np.allclose(grad, [[0.5 * (2.0 + size) + 1.0, 0.5 * (2.0 + size)]], rtol=1e-15, atol=0)
+    loss = error_scales.scale("log_softmax_kl_div_loss", rows, (1, 2), f32)
+    assert np.allclose(loss, [[1.0 + 2.0 * size, 0.0]], rtol=1e-15, atol=0)  # |log 1| = 0; t = 0 adds nothing
+    # sigmoid then BCE target gradient at x = -15 in float16, where p = sigmoid(-15) is subnormal: its rounding
+    # (half of 2^-24) is a relative error of 2^-25 / p, i.e. 2^-14 / p unit roundoffs (u = 2^-11)
+    x = mpmath.mpf(-15)
+    p, q = 1 / (1 + mpmath.exp(-x)), 1 / (1 + mpmath.exp(x))
+    expected = abs(mpmath.log(p)) + abs(mpmath.log(q)) + 2 + 2 * mpmath.exp(x) + mpmath.mpf(2) ** -14 / p
+    got = error_scales.scale("sigmoid_bce_grad_target", {"input": np.array([-15.0])}, (1,), dtypes.FLOAT16)
+    assert abs(float(got[0]) - float(expected)) <= 1e-12 * float(expected)
+
+
+def test_an_error_scale_bounds_the_absolute_error_by_unit_roundoffs() -> None:
+    entry = replace(_entry(None), error_scale="pos_weight_grad_input", max_scaled_error=8.0)
+    inputs = {"input": np.array([0.0, 0.0]), "target": np.array([0.5, 0.5]), "pos_weight": np.array([3.0])}
+    f32 = dtypes.FLOAT32
+    eta = float(np.finfo(np.float32).smallest_subnormal) / 2  # an underflowing operation's error
+    bound = 8 * (2.0**-24 * 3.0 + eta) / 4  # S = 3 each, under a mean of 4 elements
+    errors = np.array([bound, math.nextafter(bound, 1.0)])
+    assert entry.within_error_scale(errors, inputs, (2,), 4, f32).tolist() == [True, False]
+    scalar = 8 * (2.0**-24 * 6.0 + eta) / 4  # a reduced value: the sum of its batch's S
+    assert bool(entry.within_error_scale(np.float64(scalar), inputs, (2,), 4, f32))
+    assert not entry.within_error_scale(np.float64(math.nextafter(scalar, 1.0)), inputs, (2,), 4, f32)
+    assert _entry(None).within_error_scale(errors, inputs, (2,), 4, f32).all()  # no scale: no bound
+    base = {"id": "x", "description": "d", "reason": "r", "torch": ">=1.0", "cases": ["kl_div"], "dtypes": ["float32"],
+            "quantity": "loss", "label": "inaccurate", "region": {}}
+    with pytest.raises(ValueError, match="unknown error_scale"):
+        deviations._parse({**base, "error_scale": "nope", "max_scaled_error": 8})
+    with pytest.raises(ValueError, match="go together"):
+        deviations._parse({**base, "error_scale": "pos_weight_grad_input"})
