@@ -222,9 +222,10 @@ def main(args: argparse.Namespace) -> int:
     options, selected = options_from(args)
     out = Path(args.out) if args.out else default_out(options.devices)
     baseline = baselines.resolve(args.baseline, torch.__version__, options.devices) if args.baseline else None
-    if baseline is not None:
-        schema.load(baseline)  # a missing or malformed baseline stops the run before it starts
-    elif args.baseline:
+    # read now: a missing or malformed baseline stops the run before it starts, and a baseline that is the
+    # report folder itself (--out) is compared as it was, not as this run rewrites it
+    earlier = None if baseline is None else schema.load(baseline)
+    if args.baseline and baseline is None:
         print(f"{baselines.no_baseline(args.baseline, options.devices)}: no diff.md", file=sys.stderr)
     saved = checkpoint.folder_for(out)
     staging = staging_dir(out)
@@ -252,14 +253,15 @@ def main(args: argparse.Namespace) -> int:
     new = sum(summary.is_new(f) for f in result.payload["findings"])
     print(f"wrote {out}/index.html, accuracy.md, accuracy.json: {len(result.payload['findings'])} findings "
           f"({new} new) in {result.payload['seconds']}s")
-    if baseline is not None:
-        write_diff(baseline, out)
+    if baseline is not None and earlier is not None:
+        write_diff(earlier, str(baseline), out)
     return 0
 
 
-def write_diff(baseline: Path, out: Path) -> None:
-    """``out/diff.md``: what changed from the baseline report to the report just written."""
-    changes = diff.compare(schema.load(baseline), schema.load(out))
-    atomic.write_text(out / DIFF_FILE, diff.render(changes, str(baseline), str(out)))
+def write_diff(earlier: dict[str, Any], baseline: str, out: Path) -> None:
+    """``out/diff.md``: what changed from the baseline report (read before the run) to the report just
+    written."""
+    changes = diff.compare(earlier, schema.load(out))
+    atomic.write_text(out / DIFF_FILE, diff.render(changes, baseline, str(out)))
     print(f"wrote {out / DIFF_FILE}: {len(changes.changes)} changes since {baseline}, "
           f"{'REGRESSED' if changes.regressed else 'no regression'}")

@@ -1,5 +1,6 @@
 """``python -m suite diff A B``: what changed between two accuracy reports; exit status 1 when B regressed
-(a new finding, more failing elements, a max ULP beyond budget that grew, a narrower safe range), else 0."""
+(a new finding, more failing elements, a max ULP beyond budget that grew, a narrower safe range, a bad input or
+a mixed-dtype call handled worse), else 0."""
 
 from __future__ import annotations
 

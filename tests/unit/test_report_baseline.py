@@ -71,6 +71,10 @@ def test_report_writes_its_diff_against_the_baseline(tmp_path: Path) -> None:
     assert "REGRESSED" in text
     assert f"{_probe_key(row)}` (bad_input): forward: raises (RuntimeError: refused) -> " in text
     assert "diff.md: " in out and "REGRESSED" in out
+    # the report folder itself as the baseline: compared as it was before this run replaced it
+    (tmp_path / "first" / "accuracy.json").write_text(json.dumps(earlier))
+    code, out, _ = _report(["--out", str(tmp_path / "first"), "--baseline", str(tmp_path / "first"), *cache])
+    assert code == 0 and "(RuntimeError: refused) -> " in (tmp_path / "first" / "diff.md").read_text()
 
 
 def test_a_bad_baseline_stops_the_report_before_it_runs(tmp_path: Path) -> None:
