@@ -10,7 +10,8 @@ the entry's region.  Flags point at what to tighten:
 - ``unbounded``: it excuses ``inaccurate`` anywhere, with no ``max_ulps`` (``max_ulps_per_element``, error scale);
 - ``ulps slack``: its ``max_ulps`` is more than 4 times the largest error that it alone explains.
 
-"alone" counts the elements no other entry explains: what the entry is needed for.
+"alone" counts the elements no other entry explains: what the entry is needed for.  For an entry with an error
+scale, "alone max scaled error" is the largest of those errors in the units its ``max_scaled_error`` bounds.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Usage:
     spans: dict[str, tuple[float, float]] = field(default_factory=dict)
     sole_count: int = 0  # explained by this entry and no other
     sole_max_ulps: float = 0.0
+    sole_max_scaled: float = 0.0  # entries with an error scale: the largest error it alone explains, in its units
 
     def add(self, mask: np.ndarray, sole: np.ndarray, labels: np.ndarray, ulps: np.ndarray,
             inputs: dict[str, np.ndarray]) -> None:
@@ -83,6 +85,9 @@ def usage(d: Deviation, result: CaseResult) -> Usage:
             # may be the reduction's own error
             labels, ulps = verdict.outcomes[d.id]
             out.add(mask, mask & ~others, labels, ulps, result.inputs if q.got.ndim else {})
+            if d.error_scale is not None:
+                scaled = np.broadcast_to(judge.scaled_error(d, result, q), mask.shape)
+                out.sole_max_scaled = max(out.sole_max_scaled, _largest(scaled[mask & ~others]))
     return out
 
 
@@ -150,14 +155,15 @@ def rows(entries: Iterable[Deviation], device: str, quick: bool, workers: int) -
             found[(n, case_name, dtype)] = [
                 d.id, case_name, dtype, str(seen.count), str(seen.sole_count), ", ".join(sorted(seen.labels)),
                 f"{seen.max_ulps:.4g}" if seen.count else "", f"{seen.sole_max_ulps:.4g}" if seen.sole_count else "",
-                _bound_text(d), _region_text(d, dtype), spans,
+                _bound_text(d), f"{seen.sole_max_scaled:.3g}" if d.error_scale and seen.sole_count else "",
+                _region_text(d, dtype), spans,
                 ", ".join(flags(d, seen))]
     order = {(n, c, t): i for i, (c, t, _, n, _) in enumerate(tasks)}
     return [found[key] for key in sorted(found, key=order.__getitem__)]
 
 
-HEADER = ["entry", "case", "dtype", "explained", "alone", "labels", "max ULPs", "alone max ULPs", "max_ulps",
-          "region", "seen", "flags"]
+HEADER = ["entry", "case", "dtype", "explained", "alone", "labels", "max ULPs", "alone max ULPs", "bound",
+          "alone max scaled error", "region", "seen", "flags"]
 
 
 def main(args: argparse.Namespace) -> int:

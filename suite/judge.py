@@ -144,10 +144,23 @@ def explains(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> 
     shape = result.truth.values.shape
     ok = d.explains(q.metrics.labels, q.metrics.algorithmic_ulp, math.prod(shape))
     if d.error_scale is not None:
-        divisor_of = REDUCTION_DIVISORS[q.reduction]
-        divisor = 1 if divisor_of is None else divisor_of(shape)
-        ok &= d.within_error_scale(q.metrics.absolute_error, result.inputs, shape, divisor, q.fmt)
+        ok &= d.within_error_scale(q.metrics.absolute_error, result.inputs, shape, _divisor(q, shape), q.fmt)
     return ok
+
+
+def scaled_error(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> np.ndarray:
+    """``q``'s absolute error in units of ``d``'s error scale (:meth:`deviations.Deviation.error_unit`), the
+    number its ``max_scaled_error`` bounds."""
+    shape = result.truth.values.shape
+    unit = d.error_unit(result.inputs, shape, _divisor(q, shape), q.fmt, scalar=q.got.ndim == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(q.metrics.absolute_error / unit)
+
+
+def _divisor(q: QuantityResult, shape: tuple[int, ...]) -> int:
+    """The reduction's divisor of the batch (1 for none and sum), which scales torch's gradients."""
+    divisor_of = REDUCTION_DIVISORS[q.reduction]
+    return 1 if divisor_of is None else divisor_of(shape)
 
 
 def _inherited(result: CaseResult, q: QuantityResult, d: deviations.Deviation, inside: BoolArray,

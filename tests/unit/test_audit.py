@@ -9,7 +9,7 @@ import io
 import mpmath
 import numpy as np
 
-from suite import audit, cases, cli, deviations, run
+from suite import audit, cases, cli, deviations, judge, run
 
 
 def test_usage_counts_spans_and_errors_of_what_an_entry_explains() -> None:
@@ -34,3 +34,26 @@ def test_an_unknown_entry_is_one_line_and_exit_status_2() -> None:
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         assert cli.main(["audit", "--ids", "no-such-entry"]) == 2
     assert err.getvalue().count("\n") == 1 and "no-such-entry" in err.getvalue()
+
+
+def test_scaled_error_is_the_error_in_units_of_the_formulas_roundings() -> None:
+    # float32 BCE-with-logits pos_weight input gradient at x = 14.652..., y = 0.9, pw = 3: torch's
+    # (pw y + 1 - y) sigmoid(x) - pw y cancels two terms near 2.7; the error is measured in units of
+    # u S + eta, S = (|pw y| + 1 + |y|) sigmoid(x) + |pw y|, against the exact (1 - y) sigmoid(x) - pw y sigmoid(-x)
+    x, y, pw = np.float32(14.652013778686523), np.float32(0.8999999761581421), np.float32(3.0)
+    inputs = {"input": np.array([float(x)]), "target": np.array([float(y)]), "pos_weight": np.array([float(pw)])}
+    result = run.evaluate(cases.get("bce_with_logits_pos_weight"), inputs, "float32", reductions=("none",))
+    q = result.get("none", "grad_input")
+    entry = deviations.get("bce-with-logits-pos-weight-grad-cancellation")
+    with mpmath.workprec(200):
+        xm, ym, pwm = mpmath.mpf(float(x)), mpmath.mpf(float(y)), mpmath.mpf(float(pw))
+        exact = (1 - ym) * mpmath.sigmoid(xm) - pwm * ym * mpmath.sigmoid(-xm)
+        size = (pwm * ym + 1 + ym) * mpmath.sigmoid(xm) + pwm * ym
+        unit = mpmath.mpf(2) ** -24 * size + mpmath.mpf(2) ** -150
+        expected = float(abs(mpmath.mpf(float(q.got[0])) - exact) / unit)
+    assert expected > 0.1  # a real cancellation error, not a rounding of the result
+    assert abs(float(judge.scaled_error(entry, result, q)[0]) - expected) < 1e-6 * expected
+    seen = audit.usage(entry, result)
+    assert seen.sole_count == 1 and abs(seen.sole_max_scaled - expected) < 1e-6 * expected
+    assert entry.max_scaled_error is not None and expected <= entry.max_scaled_error  # torch's rounding: explained
+
