@@ -41,9 +41,8 @@ def _times(a: FloatArray, b: FloatArray) -> FloatArray:
 
 
 def _sigmoid(x: FloatArray) -> FloatArray:
-    """``1 / (1 + exp(-x))`` without overflow (a scale needs a few correct digits, not the last one)."""
-    with np.errstate(over="ignore"):
-        return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
+    """``1 / (1 + exp(-x))`` as ``exp(-softplus(-x))``, without overflow."""
+    return np.asarray(np.exp(-np.logaddexp(0.0, -x)))
 
 
 def pos_weight_grad_input(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat) -> FloatArray:
@@ -102,12 +101,6 @@ def sigmoid_bce_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, 
     return np.abs(_times(_get(inputs, "weight", shape), terms))
 
 
-def _softplus(x: FloatArray) -> FloatArray:
-    """``log(1 + exp(x))`` without overflow."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
-
-
 def pos_weight_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
                            ) -> FloatArray:
     """BCEWithLogits with ``pos_weight``: torch's target gradient is ``w (log_sigmoid(-x) - pw log_sigmoid(x))``,
@@ -115,7 +108,7 @@ def pos_weight_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, .
     x = _get(inputs, "input", shape)
     pw = np.abs(_get(inputs, "pos_weight", shape))
     with np.errstate(over="ignore", invalid="ignore"):
-        terms = _softplus(x) + _times(pw, _softplus(-x))
+        terms = np.logaddexp(0.0, x) + _times(pw, np.logaddexp(0.0, -x))
     return np.abs(_times(_get(inputs, "weight", shape), terms))
 
 
