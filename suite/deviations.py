@@ -140,24 +140,27 @@ class Deviation:
         return self.in_region(inputs, shape, dtype)
 
     def error_unit(self, inputs: Mapping[str, npt.ArrayLike], batch_shape: tuple[int, ...], divisor: int,
-                   fmt: FloatFormat, scalar: bool = False) -> npt.NDArray[np.float64]:
-        """``(u S + eta) / divisor`` for the entry's error scale ``S`` (:mod:`suite.error_scales`), per element of
-        the batch, or for a ``scalar`` (a reduced value) with the sum of its batch's ``S``."""
+                   fmt: FloatFormat, scalar: bool = False,
+                   input_fmt: FloatFormat | None = None) -> npt.NDArray[np.float64]:
+        """``(u S + eta) / divisor`` for the entry's error scale ``S`` (:mod:`suite.error_scales`) of a result in
+        ``fmt`` from inputs in ``input_fmt`` (default ``fmt``), per element of the batch, or for a ``scalar`` (a
+        reduced value) with the sum of its batch's ``S``."""
         if self.error_scale is None:
             raise ValueError(f"{self.id} has no error scale")
-        size = error_scales.scale(self.error_scale, inputs, batch_shape, fmt)
+        size = error_scales.scale(self.error_scale, inputs, batch_shape, fmt, input_fmt)
         total = np.sum(size) if scalar else size
         with np.errstate(invalid="ignore", over="ignore"):
             return np.asarray((fmt.unit_roundoff * total + fmt.smallest_subnormal / 2) / divisor)
 
     def within_error_scale(self, absolute_error: npt.ArrayLike, inputs: Mapping[str, npt.ArrayLike],
-                           batch_shape: tuple[int, ...], divisor: int, fmt: FloatFormat) -> npt.NDArray[np.bool_]:
+                           batch_shape: tuple[int, ...], divisor: int, fmt: FloatFormat,
+                           input_fmt: FloatFormat | None = None) -> npt.NDArray[np.bool_]:
         """Where an absolute error is within ``max_scaled_error`` of :meth:`error_unit` (everywhere when the
         entry has no error scale)."""
         error = np.asarray(absolute_error, dtype=np.float64)
         if self.error_scale is None or self.max_scaled_error is None:
             return np.ones(error.shape, dtype=bool)
-        unit = self.error_unit(inputs, batch_shape, divisor, fmt, scalar=error.ndim == 0)
+        unit = self.error_unit(inputs, batch_shape, divisor, fmt, scalar=error.ndim == 0, input_fmt=input_fmt)
         with np.errstate(invalid="ignore", over="ignore"):
             return np.asarray(error <= self.max_scaled_error * unit)
 

@@ -12,20 +12,24 @@ not a broken kernel (one that keeps an intermediate in 16 bits is off by about `
 
 Each scale is computed in float64 from the rounded inputs (broadcast to the batch), as the sum of the magnitudes
 of the terms torch's kernel forms, each term's rounding error counted once: a bound of the error's order, whose
-constant ``k`` comes from counting the roundings of the formula.
+constant ``k`` comes from counting the roundings of the formula.  A scale gets two formats: ``fmt``, the result's,
+whose ``u`` the bound is in, and ``input_fmt``, the inputs', to which torch rounds intermediates that are not the
+result's dtype (CPU autocast keeps a 16-bit sigmoid or log_softmax and computes the loss from it in float32): such
+a rounding enters ``S`` as ``u_input / u`` times its terms.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt
 
-from suite.dtypes import FloatFormat
+from suite.dtypes import FLOAT32, FLOAT64, FloatFormat
 
 FloatArray = npt.NDArray[np.float64]
-Scale = Callable[[Mapping[str, FloatArray], tuple[int, ...], FloatFormat], FloatArray]
+Scale = Callable[[Mapping[str, FloatArray], tuple[int, ...], FloatFormat, FloatFormat], FloatArray]
 
 
 def _get(inputs: Mapping[str, FloatArray], name: str, shape: tuple[int, ...], default: float = 1.0) -> FloatArray:
@@ -45,7 +49,8 @@ def _sigmoid(x: FloatArray) -> FloatArray:
     return np.asarray(np.exp(-np.logaddexp(0.0, -x)))
 
 
-def pos_weight_grad_input(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat) -> FloatArray:
+def pos_weight_grad_input(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
+                          input_fmt: FloatFormat) -> FloatArray:
     """BCEWithLogits with ``pos_weight``: torch's input gradient is ``w ((pw y + 1 - y) sigmoid(x) - pw y)``
     (``binary_cross_entropy_with_logits_backward``), terms ``|pw y|, 1, |y|`` times ``sigmoid(x)``, and ``|pw y|``."""
     x, y = _get(inputs, "input", shape), _get(inputs, "target", shape)
@@ -67,7 +72,7 @@ def _log_softmax_parts(x: FloatArray) -> tuple[FloatArray, FloatArray]:
 
 
 def log_softmax_kl_div_grad_input(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                                  ) -> FloatArray:
+                                  input_fmt: FloatFormat) -> FloatArray:
     """log_softmax then kl_div: torch's logit gradient is ``exp(lsm) sum(t) - t`` (log_softmax's backward of
     ``-t``), where ``exp`` turns the log-probability's absolute error into a relative one: terms
     ``p sum|t| (2 + |x - max| + |log sum| + L)`` and ``|t|``."""
@@ -78,17 +83,20 @@ def log_softmax_kl_div_grad_input(inputs: Mapping[str, FloatArray], shape: tuple
         return _times(_times(p, row), 2.0 + size) + np.abs(t)
 
 
-def log_softmax_kl_div_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat) -> FloatArray:
-    """log_softmax then kl_div: torch's loss is ``xlogy(t, t) - t lsm``, terms ``|t log t|`` and ``|t|`` times
-    the log-probability's error size ``|x - max| + |log sum| + L`` (plus its magnitude, rounded once)."""
+def log_softmax_kl_div_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
+                            input_fmt: FloatFormat) -> FloatArray:
+    """log_softmax then kl_div: torch's loss is ``xlogy(t, t) - t lsm``, terms ``|t log t|`` and ``|t|``, and
+    ``|t|`` times the log-probability's error size ``|x - max| + |log sum| + L``, rounded by its own computation
+    and again to the inputs' dtype (``u_in / u`` units; CPU autocast keeps it in 16 bits), plus its magnitude."""
     x, t = _get(inputs, "input", shape), _get(inputs, "target", shape)
     _, size = _log_softmax_parts(x)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        return _times(np.abs(t), np.abs(np.log(np.abs(t))) + 1.0 + 2.0 * size)
+        roundings = 1.0 + _input_units(fmt, input_fmt)
+        return _times(np.abs(t), np.abs(np.log(np.abs(t))) + 1.0 + roundings * size)
 
 
 def sigmoid_bce_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                            ) -> FloatArray:
+                            input_fmt: FloatFormat) -> FloatArray:
     """sigmoid then BCE: torch's target gradient is ``w (log(1 - p) - log(p))`` of the rounded ``p =
     sigmoid(x)``: terms ``|log p|`` and ``|log(1 - p)|``, and the rounding of ``p``, which ``log`` turns into an
     absolute error of about 1 (``1 + eta / (u p)`` where ``p`` is subnormal, ``eta`` half the smallest
@@ -102,13 +110,80 @@ def sigmoid_bce_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, 
 
 
 def pos_weight_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                           ) -> FloatArray:
+                           input_fmt: FloatFormat) -> FloatArray:
     """BCEWithLogits with ``pos_weight``: torch's target gradient is ``w (log_sigmoid(-x) - pw log_sigmoid(x))``,
     terms ``softplus(x)`` and ``|pw| softplus(-x)``."""
     x = _get(inputs, "input", shape)
     pw = np.abs(_get(inputs, "pos_weight", shape))
     with np.errstate(over="ignore", invalid="ignore"):
         terms = np.logaddexp(0.0, x) + _times(pw, np.logaddexp(0.0, -x))
+    return np.abs(_times(_get(inputs, "weight", shape), terms))
+
+
+def bce_with_logits_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
+                         input_fmt: FloatFormat) -> FloatArray:
+    """BCEWithLogits: torch's loss is ``w ((1 - y) x - lw log_sigmoid(x))`` with ``lw = (pw - 1) y + 1`` (1
+    without pos_weight) and ``log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|))``
+    (``binary_cross_entropy_with_logits``): terms ``|(1 - y) x|`` and ``(|(pw - 1) y| + 1)`` (a bound of ``|lw|``
+    and of its own rounding) times ``|min(x, 0)| + log1p(exp(-|x|))``; for ``x < 0`` and ``y`` near 0 the first
+    two cancel."""
+    x, y = _get(inputs, "input", shape), _get(inputs, "target", shape)
+    pos_weight = inputs.get("pos_weight")
+    with np.errstate(over="ignore", invalid="ignore"):
+        weight_of_log = 1.0 if pos_weight is None else np.abs(_times(_get(inputs, "pos_weight", shape) - 1.0, y)) + 1.0
+        log_sigmoid = np.abs(np.minimum(x, 0.0)) + np.log1p(np.exp(-np.abs(x)))
+        terms = np.abs(_times(1.0 - y, x)) + _times(np.broadcast_to(weight_of_log, shape), log_sigmoid)
+    return np.abs(_times(_get(inputs, "weight", shape), terms))
+
+
+def weighted_bce_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
+                      input_fmt: FloatFormat) -> FloatArray:
+    """BCE with a weight: torch's loss is ``-w (y max(log p, -100) + (1 - y) max(log1p(-p), -100))``, whose
+    products ``y log p`` and ``(1 - y) log1p(-p)`` may be subnormal, an absolute error of half the smallest
+    subnormal each (``eta / u``, the smallest normal number, in unit roundoffs) before ``w`` scales them: terms
+    ``|w|`` times ``|y log p|``, ``|(1 - y) log1p(-p)|`` and twice the smallest normal number."""
+    p, y = _get(inputs, "input", shape), _get(inputs, "target", shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p = np.minimum(np.abs(np.log(p)), 100.0)
+        log_q = np.minimum(np.abs(np.log1p(-p)), 100.0)
+        terms = _times(np.abs(y), log_p) + _times(np.abs(1.0 - y), log_q) + 2.0 * fmt.smallest_normal
+    return np.abs(_times(_get(inputs, "weight", shape), terms))
+
+
+def _input_units(fmt: FloatFormat, input_fmt: FloatFormat) -> float:
+    """``u_input / u``: a rounding to the inputs' dtype in units of the result's unit roundoff."""
+    return input_fmt.unit_roundoff / fmt.unit_roundoff
+
+
+#: BCE clamps each log at -100: below this probability its error is the clamp's, not a rounding's.
+BCE_LOG_FLOOR = math.exp(-100.0)
+
+
+def _sigmoid_vanishes(x: FloatArray, fmt: FloatFormat) -> npt.NDArray[np.bool_]:
+    """Where torch's sigmoid ``1 / (1 + exp(-x))`` of ``fmt`` values may be 0 or a truncated subnormal however
+    large the exact value: where that is subnormal in the precision it is computed in (float64 for float64, float32
+    for the others), ``exp(-x)`` overflows, or nearly (the region of ``bce-with-logits-grad-sigmoid-underflow``)."""
+    compute = FLOAT64 if fmt.name == FLOAT64.name else FLOAT32
+    return np.asarray(x < math.log(compute.smallest_normal))
+
+
+def sigmoid_bce_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
+                     input_fmt: FloatFormat) -> FloatArray:
+    """sigmoid then BCE: torch rounds ``p = sigmoid(x)`` to the inputs' dtype (an error up to ``delta = u_in p +
+    eta_in``; CPU autocast keeps it in 16 bits) and computes ``-w (y log p + (1 - y) log(1 - p))`` from it in the
+    result's.  ``log`` turns the rounding into absolute errors up to ``-log(1 - delta / p)`` and ``-log(1 - delta /
+    (1 - p))`` (about ``delta / p``; infinite where ``p`` or ``1 - p`` may round below ``e^-100``, where BCE's clamp
+    of the log at -100 decides, which the entry's region, not its scale, confines), in input unit roundoffs; the
+    loss's own formula adds terms ``|y log p|`` and ``|(1 - y) log(1 - p)|``."""
+    x, y = _get(inputs, "input", shape), _get(inputs, "target", shape)
+    p, q = _sigmoid(x), _sigmoid(-x)  # q = 1 - p without cancellation
+    delta = np.where(_sigmoid_vanishes(x, input_fmt), p, input_fmt.unit_roundoff * p + input_fmt.smallest_subnormal / 2)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        weights = np.abs(y), np.abs(1.0 - y)
+        shifts = [np.where(side - delta > BCE_LOG_FLOOR, -np.log1p(-delta / side), np.inf) for side in (p, q)]
+        intermediate = (_times(weights[0], shifts[0]) + _times(weights[1], shifts[1])) / input_fmt.unit_roundoff
+        own = _times(weights[0], -np.log(p)) + _times(weights[1], -np.log(q))
+        terms = _input_units(fmt, input_fmt) * intermediate + own
     return np.abs(_times(_get(inputs, "weight", shape), terms))
 
 
@@ -119,10 +194,15 @@ SCALES: dict[str, Scale] = {
     "log_softmax_kl_div_grad_input": log_softmax_kl_div_grad_input,
     "log_softmax_kl_div_loss": log_softmax_kl_div_loss,
     "sigmoid_bce_grad_target": sigmoid_bce_grad_target,
+    "bce_with_logits_loss": bce_with_logits_loss,
+    "weighted_bce_loss": weighted_bce_loss,
+    "sigmoid_bce_loss": sigmoid_bce_loss,
 }
 
 
-def scale(name: str, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...], fmt: FloatFormat) -> FloatArray:
-    """The scale ``name`` of a batch of ``shape`` in ``fmt`` (a reduced value: pass its batch's shape and sum)."""
+def scale(name: str, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...], fmt: FloatFormat,
+          input_fmt: FloatFormat | None = None) -> FloatArray:
+    """The scale ``name`` of a batch of ``shape`` whose result is in ``fmt`` and inputs in ``input_fmt`` (default
+    ``fmt``); a reduced value: pass its batch's shape and sum."""
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
-    return np.asarray(SCALES[name](arrays, shape, fmt), dtype=np.float64)
+    return np.asarray(SCALES[name](arrays, shape, fmt, input_fmt or fmt), dtype=np.float64)

@@ -144,7 +144,8 @@ def explains(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> 
     shape = result.truth.values.shape
     ok = d.explains(q.metrics.labels, q.metrics.algorithmic_ulp, math.prod(shape))
     if d.error_scale is not None:
-        ok &= d.within_error_scale(q.metrics.absolute_error, result.inputs, shape, _divisor(q, shape), q.fmt)
+        ok &= d.within_error_scale(q.metrics.absolute_error, result.inputs, shape, _divisor(q, shape), q.fmt,
+                                   result.fmt)
     return ok
 
 
@@ -152,7 +153,8 @@ def scaled_error(d: deviations.Deviation, result: CaseResult, q: QuantityResult)
     """``q``'s absolute error in units of ``d``'s error scale (:meth:`deviations.Deviation.error_unit`), the
     number its ``max_scaled_error`` bounds."""
     shape = result.truth.values.shape
-    unit = d.error_unit(result.inputs, shape, _divisor(q, shape), q.fmt, scalar=q.got.ndim == 0)
+    unit = d.error_unit(result.inputs, shape, _divisor(q, shape), q.fmt, scalar=q.got.ndim == 0,
+                        input_fmt=result.fmt)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(q.metrics.absolute_error / unit)
 

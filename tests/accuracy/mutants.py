@@ -106,6 +106,25 @@ def bce_with_logits_in_half(t: Tensors, reduction: str) -> torch.Tensor:
     return reduce(loss.to(x.dtype), reduction)
 
 
+def bce_with_logits_bfloat16_tail(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits as torch forms it, ``(1 - y) x - log_sigmoid(x)``, with a fast path for ``x < -1`` that
+    keeps the small term of ``log_sigmoid(x) = x - log1p(exp(x))`` in bfloat16: wrong only at negative logits,
+    where torch's own cancellation is registered (its error scale must still catch this)."""
+    x, y = t["input"], t["target"]
+    tail = torch.log1p(torch.exp(x)).to(torch.bfloat16).to(x.dtype)
+    log_sigmoid = torch.where(x < -1, x - tail, F.logsigmoid(x))
+    return reduce((1 - y) * x - log_sigmoid, reduction)
+
+
+def sigmoid_bce_through_tanh(t: Tensors, reduction: str) -> torch.Tensor:
+    """sigmoid then BCE with the sigmoid as ``(1 + tanh(x / 2)) / 2``, an identity some kernels use, which
+    cancels for negative logits: the probability keeps only the digits above ulp(1/2), so ``-log p`` loses them
+    where torch's own rounded sigmoid is registered (its error scale must still catch this)."""
+    x, y = t["input"], t["target"]
+    p = (1 + torch.tanh(x / 2)) / 2
+    return F.binary_cross_entropy(p, y, reduction=reduction)
+
+
 def bce_with_logits_overflowing_softplus(t: Tensors, reduction: str) -> torch.Tensor:
     """BCE-with-logits with ``softplus(x) = log(1 + exp(x))``, which overflows above ~88 in float32."""
     x, y = t["input"], t["target"]
@@ -273,6 +292,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("bce_clamp_27", "bce", bce_clamp_27, "float32"),
     Mutant("bce_log_one_minus", "bce", bce_log_one_minus, "float32"),
     Mutant("bce_with_logits_in_half", "bce_with_logits", bce_with_logits_in_half, "float32"),
+    Mutant("bce_with_logits_bfloat16_tail", "bce_with_logits", bce_with_logits_bfloat16_tail, "float32"),
+    Mutant("sigmoid_bce_through_tanh", "sigmoid_bce", sigmoid_bce_through_tanh, "float32"),
     Mutant("bce_with_logits_overflowing_softplus", "bce_with_logits", bce_with_logits_overflowing_softplus,
            "float32"),
     Mutant("bce_with_logits_through_sigmoid", "bce_with_logits", bce_with_logits_through_sigmoid, "float64"),

@@ -5,11 +5,13 @@ a shrunk, copy-paste reproducer."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suite import cases
+from suite import cases, modes
 from suite.inputs import strategies
 from tests.accuracy.harness import check, evaluate
 from tests.conftest import DEVICES
@@ -25,3 +27,42 @@ def test_within_budget(case_name: str, dtype: str, device: str, data: st.DataObj
     case = cases.get(case_name)
     inputs = data.draw(strategies.case_inputs(case, dtype), label="inputs")
     check(evaluate(case, inputs, dtype, device), case.reductions)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", modes.AUTOCAST_DTYPES)
+@pytest.mark.parametrize("case_name", cases.BUILTIN)
+@given(data=st.data())
+def test_within_budget_under_autocast(case_name: str, dtype: str, device: str, data: st.DataObject) -> None:
+    """The same property under ``torch.autocast`` to ``dtype``: the report's grids meet only their own points,
+    and autocast's float32 results (with 16-bit intermediates) fail in ways eager does not."""
+    case = cases.get(case_name)
+    inputs = data.draw(strategies.case_inputs(case, dtype), label="inputs")
+    check(evaluate(case, inputs, dtype, device, mode="autocast"), case.reductions)
+
+
+@pytest.fixture
+def fresh_compiles() -> Iterator[None]:
+    """Each compiled test compiles anew, as each job of the report does (:func:`suite.modes.fresh_compiles`):
+    dynamo keeps every compiled variant of a function, so without this the variants of earlier tests pile up
+    and each call checks them all."""
+    modes.fresh_compiles()
+    yield
+    modes.fresh_compiles()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case_name", cases.BUILTIN)
+# the fixture is meant to run once per test, not per example
+@settings(max_examples=max(1, settings.default.max_examples // 3),
+          suppress_health_check=[*settings.default.suppress_health_check, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_within_budget_compiled(case_name: str, dtype: str, device: str, data: st.DataObject,
+                                fresh_compiles: None) -> None:
+    """The same property through ``torch.compile(dynamic=True)``, whose fused kernels round and reduce
+    differently from eager's (compiled once per case, reduction and dtype, then reused for every shape).  A
+    compiled example costs several eager ones, so each test draws a third of the profile's examples."""
+    case = cases.get(case_name)
+    inputs = data.draw(strategies.case_inputs(case, dtype), label="inputs")
+    check(evaluate(case, inputs, dtype, device, mode="compile_dynamic"), case.reductions)

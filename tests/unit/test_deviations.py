@@ -131,6 +131,20 @@ def test_error_scales_are_the_magnitudes_of_torchs_terms() -> None:
     assert np.allclose(grad, [[0.5 * (2.0 + size) + 1.0, 0.5 * (2.0 + size)]], rtol=1e-15, atol=0)
     loss = error_scales.scale("log_softmax_kl_div_loss", rows, (1, 2), f32)
     assert np.allclose(loss, [[1.0 + 2.0 * size, 0.0]], rtol=1e-15, atol=0)  # |log 1| = 0; t = 0 adds nothing
+    # BCEWithLogits at x = -2: |(1 - y) x| and (|(pw - 1) y| + 1) (|min(x, 0)| + log1p(e^-|x|)); y = 0 without
+    # pos_weight, then y = 0.5 with pos_weight 3 (weight of the log term bounded by 2), weight -2 doubling it
+    log_sigmoid = 2.0 + float(mpmath.log1p(mpmath.exp(-2)))
+    plain = error_scales.scale("bce_with_logits_loss", {"input": np.array([-2.0]), "target": np.array([0.0])},
+                               (1,), f32)
+    assert np.allclose(plain, [2.0 + log_sigmoid], rtol=1e-15, atol=0)
+    weighted = {"input": np.array([-2.0]), "target": np.array([0.5]), "pos_weight": np.array([3.0]),
+                "weight": np.array([-2.0])}
+    assert np.allclose(error_scales.scale("bce_with_logits_loss", weighted, (1,), f32),
+                       [2.0 * (1.0 + 2.0 * log_sigmoid)], rtol=1e-15, atol=0)
+    # weighted BCE at p = 1/2, y = 1/4, w = -4: |w| (|y log p| + |(1 - y) log1p(-p)| + 2 smallest normal)
+    bce = {"input": np.array([0.5]), "target": np.array([0.25]), "weight": np.array([-4.0])}
+    expected = 4.0 * (math.log(2.0) + 2.0 * 2.0**-126)
+    assert np.allclose(error_scales.scale("weighted_bce_loss", bce, (1,), f32), [expected], rtol=1e-15, atol=0)
     # sigmoid then BCE target gradient at x = -15 in float16, where p = sigmoid(-15) is subnormal: its rounding
     # (half of 2^-24) is a relative error of 2^-25 / p, i.e. 2^-14 / p unit roundoffs (u = 2^-11)
     x = mpmath.mpf(-15)
@@ -138,6 +152,40 @@ def test_error_scales_are_the_magnitudes_of_torchs_terms() -> None:
     expected = abs(mpmath.log(p)) + abs(mpmath.log(q)) + 2 + 2 * mpmath.exp(x) + mpmath.mpf(2) ** -14 / p
     got = error_scales.scale("sigmoid_bce_grad_target", {"input": np.array([-15.0])}, (1,), dtypes.FLOAT16)
     assert abs(float(got[0]) - float(expected)) <= 1e-12 * float(expected)
+
+
+def _to_precision(value: mpmath.mpf, fmt: dtypes.FloatFormat) -> mpmath.mpf:
+    """``value`` rounded to nearest with ``fmt``'s significand bits by mpmath (normal values only)."""
+    with mpmath.workprec(fmt.precision):
+        return +value
+
+
+def _rounding_ratio(x: float, fmt: dtypes.FloatFormat) -> float:
+    """How much of half an ULP rounding ``sigmoid(x)`` to ``fmt`` costs, relative to ``p``."""
+    p = 1 / (1 + mpmath.exp(-mpmath.mpf(x)))
+    return float(abs(_to_precision(p, fmt) - p) / p / fmt.unit_roundoff)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_autocast_scales_measure_the_16_bit_rounding_of_the_intermediate(dtype: str) -> None:
+    # CPU autocast rounds sigmoid(x) to the 16-bit dtype and computes -log p from it in float32 (y = 1): the
+    # loss's error is |log p16 - log p|, which in float32 unit roundoffs of the scale is at most 1 and, at the
+    # logit whose probability rounds worst, close to 1 (the scale is neither loose nor too tight)
+    fmt, f32 = dtypes.get(dtype), dtypes.FLOAT32
+    logits = [float(_to_precision(mpmath.mpf(v), fmt)) for v in np.linspace(-6.0, 6.0, 1201)]
+    x = max(logits, key=lambda v: _rounding_ratio(v, fmt))
+    p = 1 / (1 + mpmath.exp(-mpmath.mpf(x)))
+    error = float(abs(mpmath.log(_to_precision(p, fmt)) - mpmath.log(p)))
+    inputs = {"input": np.array([x]), "target": np.array([1.0])}
+    unit = f32.unit_roundoff * error_scales.scale("sigmoid_bce_loss", inputs, (1,), f32, fmt)[0]
+    assert 0.9 <= error / unit <= 1.0
+    # log_softmax then kl_div, row [0, x], t = [1, 0]: the loss error is |lsm16 - lsm| of the first element
+    row = {"input": np.array([[0.0, x]]), "target": np.array([[1.0, 0.0]])}
+    lsm = -mpmath.log(1 + mpmath.exp(mpmath.mpf(x)))
+    lsm16 = _to_precision(lsm, fmt)
+    unit = f32.unit_roundoff * error_scales.scale("log_softmax_kl_div_loss", row, (1, 2), f32, fmt)[0, 0]
+    assert float(abs(lsm16 - lsm)) <= unit
+    assert error_scales.scale("log_softmax_kl_div_loss", row, (1, 2), f32, fmt)[0, 1] == 0.0  # t = 0
 
 
 def test_an_error_scale_bounds_the_absolute_error_by_unit_roundoffs() -> None:
