@@ -1,7 +1,7 @@
-"""Property tests: every case x dtype x device, each drawn batch checked under every reduction, forward and
-gradients, on inputs drawn by the strategies over the whole floating-point range, against the ULP budgets and
-never-acceptable labels.  Elements a registered known deviation explains are excused; anything else fails with
-a shrunk, copy-paste reproducer."""
+"""Property tests: every case x dtype x device (eagerly, under autocast, and compiled), each drawn batch checked
+under every reduction, forward and gradients, on inputs drawn by the strategies over the whole floating-point
+range, against the ULP budgets and never-acceptable labels.  Elements a registered known deviation explains are
+excused; anything else fails with a shrunk, copy-paste reproducer."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def test_within_budget_under_autocast(case_name: str, dtype: str, device: str, d
 @pytest.fixture
 def fresh_compiles() -> Iterator[None]:
     """Each compiled test compiles anew, as each job of the report does (:func:`suite.modes.fresh_compiles`):
-    dynamo keeps every compiled variant of a function, so without this the variants of earlier tests pile up
-    and each call checks them all."""
+    dynamo keeps every compiled variant of the one function :func:`suite.modes.forward_for` compiles, so without
+    this the variants of earlier tests pile up (in one worker, every test after the 16th failed)."""
     modes.fresh_compiles()
     yield
     modes.fresh_compiles()
