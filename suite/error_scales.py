@@ -128,11 +128,10 @@ def bce_with_logits_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...
     and of its own rounding) times ``|min(x, 0)| + log1p(exp(-|x|))``; for ``x < 0`` and ``y`` near 0 the first
     two cancel."""
     x, y = _get(inputs, "input", shape), _get(inputs, "target", shape)
-    pos_weight = inputs.get("pos_weight")
     with np.errstate(over="ignore", invalid="ignore"):
-        weight_of_log = 1.0 if pos_weight is None else np.abs(_times(_get(inputs, "pos_weight", shape) - 1.0, y)) + 1.0
+        weight_of_log = np.abs(_times(_get(inputs, "pos_weight", shape) - 1.0, y)) + 1.0  # 1 without pos_weight
         log_sigmoid = np.abs(np.minimum(x, 0.0)) + np.log1p(np.exp(-np.abs(x)))
-        terms = np.abs(_times(1.0 - y, x)) + _times(np.broadcast_to(weight_of_log, shape), log_sigmoid)
+        terms = np.abs(_times(1.0 - y, x)) + _times(weight_of_log, log_sigmoid)
     return np.abs(_times(_get(inputs, "weight", shape), terms))
 
 
