@@ -8,6 +8,8 @@
 #            CUDA takes minutes), with the bad-input probes, XDIST_WORKERS case/dtype jobs side by side.
 #            The report is written to .cache/cuda-check/full (ignored by git, kept on a warm machine) with
 #            --resume, so a call cut off by its time limit is finished by the next call instead of redone;
+#            a run cut off by its limit is followed by --saved-only, which writes what it finished as a report
+#            marked incomplete (the last sixth of the step's limit, at least 60 s, is kept for it);
 #   compile  a quick-grid report on cpu,cuda in eager and compile for BCE and BCEWithLogits in float16 and
 #            bfloat16 (compiling every case and dtype takes longer than a device lease allows).
 # tests, report and compile run side by side after bench.  Each step has its own time limit (SIGTERM, then
@@ -68,9 +70,13 @@ if wanted tests; then
 fi
 if wanted report; then
     rm -rf .cache/cuda-check/full  # an earlier call's report; its saved jobs (.full.jobs) stay for --resume
-    (step report "$logs" "$limit" python3 -m suite report --devices cpu,cuda \
-        --modes "${CUDA_CHECK_REPORT_MODES:-eager,autocast}" --bad-inputs --workers "$workers" \
-        --jobs "$workers" --resume --search 10 --out .cache/cuda-check/full
+    report=(python3 -m suite report --devices cpu,cuda --modes "${CUDA_CHECK_REPORT_MODES:-eager,autocast}"
+            --bad-inputs --workers "$workers" --jobs "$workers" --search 10 --out .cache/cuda-check/full)
+    # a sixth of the limit (at least 60 s) is kept for writing what a run cut off by its limit finished
+    saved_only=$((limit / 6 > 60 ? limit / 6 : 60))
+    (step report "$logs" $((limit - saved_only)) "${report[@]}" --resume
+     [[ -f .cache/cuda-check/full/accuracy.json ]] ||
+         step report-saved-only "$logs" "$saved_only" "${report[@]}" --saved-only
      cp -r .cache/cuda-check/full "$reports/full" 2>/dev/null) &
 fi
 if wanted compile; then

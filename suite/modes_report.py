@@ -85,10 +85,12 @@ def probe_tasks(selected: Sequence[Case], dtype_names: Sequence[str], devices: S
 def sections(devices: Sequence[str] | None = None, mode_names: Sequence[str] | None = None, quick: bool = True, *,
              case_names: Sequence[str] | None = None, dtype_names: Sequence[str] | None = None,
              isolate: bool | None = None, parts: Sequence[str] = ("modes", "probes", "promotion"),
-             jobs: int = 1, memo: probes.GroupMemo | None = None) -> dict[str, Any]:
+             jobs: int = 1, memo: probes.GroupMemo | None = None, run_unsaved: bool = True) -> dict[str, Any]:
     """Run the selected parts and return the JSON-ready payload (see the module docstring).  Defaults:
     devices CPU and CUDA when present, every mode, quick sets of :data:`QUICK_MODE_CASES` /
-    :data:`QUICK_MODE_DTYPES` for mode comparisons, every case for probes and promotion."""
+    :data:`QUICK_MODE_DTYPES` for mode comparisons, every case for probes and promotion.  With
+    ``run_unsaved`` False, only the probe groups ``memo`` holds are in the payload, and ``probe_groups_missing``
+    names the others (``case device dtype``)."""
     devices = list(devices or default_devices())
     mode_names = list(mode_names or modes.MODES)
     for m in mode_names:
@@ -117,8 +119,12 @@ def sections(devices: Sequence[str] | None = None, mode_names: Sequence[str] | N
         start = time.perf_counter()
         probe_dtypes = list(dtype_names or (QUICK_PROBE_DTYPES if quick else ALL_DTYPES))
         tasks = probe_tasks(_select(case_names, cases.names()), probe_dtypes, devices, mode_names, quick)
-        payload["probes"] = [o.to_dict() for o in probes.run_probes(tasks, isolate=isolate, jobs=jobs,
-                                                                          memo=memo)]
+        outcomes = probes.run_probes(tasks, isolate=isolate, jobs=jobs, memo=memo, run_unsaved=run_unsaved)
+        payload["probes"] = [o.to_dict() for o in outcomes]
+        if not run_unsaved:
+            answered = {o.task for o in outcomes}
+            payload["probe_groups_missing"] = [" ".join(g) for g, group in probes.groups_in_run_order(tasks).items()
+                                               if not answered.issuperset(group)]
         payload["settings"]["probe_dtypes"] = probe_dtypes
         timings["probes"] = time.perf_counter() - start
     if "promotion" in parts:

@@ -531,20 +531,31 @@ def group_of(task: Task) -> tuple[str, str, str]:
     return task.case, task.device, task.dtype
 
 
+def groups_in_run_order(tasks: Iterable[Task]) -> dict[tuple[str, str, str], list[Task]]:
+    """The child-process groups of ``tasks`` (:func:`group_of`), each in task order, those on accelerators
+    before those on the CPU: on a machine lent for a limited time, what only its accelerator can run is done
+    first, and a run cut off by the time limit lacks CPU groups, which any machine can run."""
+    groups: dict[tuple[str, str, str], list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(group_of(task), []).append(task)
+    return dict(sorted(groups.items(), key=lambda item: torch.device(item[0][1]).type == "cpu"))
+
+
 def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: float = TIMEOUT_S,
-               jobs: int = 1, memo: GroupMemo | None = None) -> list[Outcome]:
+               jobs: int = 1, memo: GroupMemo | None = None, run_unsaved: bool = True) -> list[Outcome]:
     """Outcomes of ``tasks`` in order.  ``isolate``: True runs every task in child processes, False none,
     None (default) those on CUDA devices (where a device-side assert may happen).  Isolated tasks run in one
-    child per case, device and dtype (:func:`group_of`; a fresh one after a death, hang or assert), ``jobs``
-    children at a time, each with its share of the cores for compiling: what a probe gives never depends on
-    how many run side by side, only on the probes of its group before it.  With ``memo``, a group saved by an
-    earlier run is reused and each finished group is saved."""
+    child per case, device and dtype (:func:`groups_in_run_order`; a fresh one after a death, hang or assert),
+    ``jobs`` children at a time, each with its share of the cores for compiling: what a probe gives never
+    depends on how many run side by side, only on the probes of its group before it.  With ``memo``, a group
+    saved by an earlier run is reused and each finished group is saved; with ``run_unsaved`` False, a group
+    that is not saved is not run either, and its tasks have no outcome in the list."""
     def isolated(task: Task) -> bool:
         return isolate if isolate is not None else torch.device(task.device).type == "cuda"
 
-    def run_group(group: list[Task]) -> list[Outcome]:
+    def run_group(group: list[Task]) -> list[Outcome] | None:
         saved = memo.load(group) if memo is not None else None
-        if saved is not None:
+        if saved is not None or not run_unsaved:
             return saved
         started = time.monotonic()
         outcomes = run_isolated(group, timeout=timeout, children=children)
@@ -553,19 +564,17 @@ def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: f
         return outcomes
 
     here = [t for t in tasks if not isolated(t)]
-    groups: dict[tuple[str, str, str], list[Task]] = {}
-    for task in tasks:
-        if isolated(task):
-            groups.setdefault(group_of(task), []).append(task)
+    groups = groups_in_run_order(t for t in tasks if isolated(t))
     by_task = {id(t): o for t, o in zip(here, [execute(t) for t in here], strict=True)}
     children = Children(modes.compile_threads_per_job(jobs))
     waiting = ThreadPoolExecutor(max(1, jobs))  # threads that wait on child processes
     try:
         for group, outcomes in zip(groups.values(), waiting.map(run_group, groups.values()), strict=True):
-            by_task.update({id(t): o for t, o in zip(group, outcomes, strict=True)})
+            if outcomes is not None:
+                by_task.update({id(t): o for t, o in zip(group, outcomes, strict=True)})
     except BaseException:  # interrupted (or a broken group): stop now, keeping the groups already saved
         children.stop()
         waiting.shutdown(wait=False, cancel_futures=True)
         raise
     waiting.shutdown()
-    return [by_task[id(t)] for t in tasks]
+    return [by_task[id(t)] for t in tasks if id(t) in by_task]

@@ -42,7 +42,9 @@ class Options:
     """What to run: case names, dtypes, devices, modes, grid size, plugin modules (by case name), the
     targeted search's examples per case/dtype/device (0: none) and seed; how: ``workers`` processes for
     exact truths, ``jobs`` case/dtype jobs side by side (:mod:`suite.report.pool`), each finished job saved
-    in ``checkpoint_dir`` and with ``resume`` reused from there (:mod:`suite.report.checkpoint`)."""
+    in ``checkpoint_dir`` and with ``resume`` reused from there (:mod:`suite.report.checkpoint`); with
+    ``saved_only``, only what is saved there makes the report, and nothing else runs (bar the quick
+    mixed-dtype promotion table)."""
 
     cases: list[str]
     dtypes: list[str]
@@ -58,6 +60,7 @@ class Options:
     jobs: int = 1
     checkpoint_dir: str | None = None
     resume: bool = False
+    saved_only: bool = False
 
 
 @dataclass
@@ -289,18 +292,22 @@ def comparisons(options: Options, cases_to_run: list[Case], sides: compare.SideC
     :mod:`suite.modes_report` for the report's cases, dtypes, devices and modes.  The probes run in child
     processes, one per case, device and dtype, ``options.jobs`` at a time (compiling every probe's shape takes
     minutes); each finished group is saved in ``store`` (:func:`checkpoint_store`), and reused with
-    ``options.resume``."""
+    ``options.resume``; with ``options.saved_only``, only saved groups are reported and
+    ``probe_groups_missing`` names the others.  They run after the jobs, not beside them: beside them, the
+    compiling children and the jobs' OpenMP threads share the cores, which made a 4-mode report slower."""
     from suite import modes_report
 
     out: dict[str, Any] = {"notes": modes_tables.notes(options.devices, options.modes),
                            **modes_tables.comparisons_payload(sides)}
     if options.bad_inputs:
         progress.line("bad-input probes and mixed dtypes")
-        memo = checkpoint.ProbeMemo(store, options.resume, progress.line) if store is not None else None
+        reuse = options.resume or options.saved_only
+        memo = checkpoint.ProbeMemo(store, reuse, progress.line) if store is not None else None
         extra = modes_report.sections(options.devices, options.modes, options.quick,
                                       case_names=[c.name for c in cases_to_run], dtype_names=options.dtypes,
-                                      isolate=True, parts=("probes", "promotion"), jobs=options.jobs, memo=memo)
-        out.update({k: extra[k] for k in ("probes", "promotion")})
+                                      isolate=True, parts=("probes", "promotion"), jobs=options.jobs, memo=memo,
+                                      run_unsaved=not options.saved_only)
+        out.update({k: extra[k] for k in ("probes", "promotion", "probe_groups_missing") if k in extra})
     return out
 
 
@@ -358,8 +365,9 @@ class _Pending:
 
 def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: Progress,
              inputs_for: Callable[[Case, FloatFormat], Mapping[str, np.ndarray]] | None,
-             store: checkpoint.Store | None) -> tuple[dict[int, JobOutput], int]:
-    """Every job's output by job number (from 1), and how many came from saved jobs (``options.resume``).
+             store: checkpoint.Store | None) -> tuple[dict[int, JobOutput], int, list[str]]:
+    """Every job's output by job number (from 1), how many came from saved jobs (``options.resume``), and
+    with ``options.saved_only`` the jobs that are not saved (``case dtype``), which are not run.
     Grids and exact truths are made here, one job after another; the torch side of each job runs in
     :func:`pool.executor` (``options.jobs`` at a time) while the next truths are computed, with at most
     twice ``options.jobs`` jobs waiting (each holds its inputs and truths).  Each job is saved to the
@@ -368,6 +376,7 @@ def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: P
     started = time.monotonic()
     outputs: dict[int, JobOutput] = {}
     resumed = 0
+    missing: list[str] = []
 
     def finished(job: _Pending, output: JobOutput, reused: bool) -> None:
         outputs[job.number] = output
@@ -396,10 +405,15 @@ def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: P
                 raw = inputs_for(case, fmt) if inputs_for else grid_inputs(case, fmt, options.quick)
                 used = run.prepare_inputs(case, raw, fmt)
                 key = store.key(case.name, fmt.name, used) if store is not None else None
-                saved = store.load(key) if store is not None and key is not None and options.resume else None
+                reuse = options.resume or options.saved_only
+                saved = store.load(key) if store is not None and key is not None and reuse else None
                 if isinstance(saved, JobOutput):
                     finished(_Pending(number, label, key, 0.0), saved, reused=True)
                     resumed += 1
+                    continue
+                if options.saved_only:
+                    missing.append(label)
+                    progress.done(number, label, "not saved by an earlier run: missing (--saved-only)")
                     continue
                 progress.step(number, label, "exact truth")
                 t0 = time.monotonic()
@@ -415,7 +429,7 @@ def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: P
                 if future.done() and not future.cancelled() and future.exception() is None:
                     finished(job, future.result(), reused=False)
             raise
-    return outputs, resumed
+    return outputs, resumed, missing
 
 
 def collect(options: Options, cases_to_run: list[Case], progress: Progress | None = None,
@@ -432,14 +446,20 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
     progress = progress or Progress(quiet=True)
     progress.total = len(jobs)
     store = checkpoint_store(options)
-    outputs, resumed = run_jobs(options, jobs, progress, inputs_for, store)
+    if options.saved_only and store is None:
+        raise ValueError("saved_only needs a checkpoint_dir to read the saved jobs from")
+    outputs, resumed, missing_jobs = run_jobs(options, jobs, progress, inputs_for, store)
     parts = _Parts()
     case_info: dict[str, Any] = {}
     for number, (case, fmt) in enumerate(jobs, 1):
         info = case_info.setdefault(case.name, _case_info(case, options.plugins.get(case.name)))
-        output = outputs[number]
+        output = outputs.get(number)
+        if output is None:  # missing (saved_only)
+            continue
         parts.extend(output.parts)
         info["grid"][fmt.name] = {"elements": int(np.prod(output.shape)), "shape": output.shape}
+    compared = comparisons(options, cases_to_run, parts.sides, progress, store)
+    missing = {"jobs": missing_jobs, "probe_groups": compared.pop("probe_groups_missing", [])}
     payload = {
         "schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -449,10 +469,10 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
                     "plugins": sorted(set(options.plugins.values())),
                     "grid": "custom" if inputs_for else ("quick" if options.quick else "full"),
                     "search": {"examples": options.search, "seed": options.search_seed},
-                    "jobs": options.jobs, "resumed_jobs": resumed},
+                    "jobs": options.jobs, "resumed_jobs": resumed, "missing": missing},
         "cases": case_info, "results": parts.results, "findings": parts.findings,
         "safe_ranges": parts.safe_ranges, "search": parts.search,
-        "comparisons": comparisons(options, cases_to_run, parts.sides, progress, store),
+        "comparisons": compared,
         "seconds": round(time.monotonic() - started, 1),
     }
     return Collected(schema.validate(payload, "the collected report"), parts.profiles)

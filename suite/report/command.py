@@ -38,7 +38,8 @@ the same device and each device against CPU in the same mode (points whose label
 differ by more than the budget); --bad-inputs adds the bad-input and mixed-dtype tables.
 Exact truths are cached on disk, so a second run only re-runs torch.  The previous report in --out is
 replaced only when the new one is complete; each finished case/dtype job is saved until then, and --resume
-goes on from where an interrupted run stopped.  Progress goes to stderr (a bar on a terminal, else one line
+goes on from where an interrupted run stopped (--saved-only writes what such a run finished, marked
+incomplete, running nothing new).  Progress goes to stderr (a bar on a terminal, else one line
 per case and dtype).  Bad options exit with status 2.
 
 examples:
@@ -99,6 +100,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reuse the jobs an interrupted or timed-out run of the same command finished "
                              "(each finished job is saved beside --out until the report is written; a job "
                              "is reused only with the same suite, torch, settings and inputs)")
+    parser.add_argument("--saved-only", action="store_true",
+                        help="write the report from what earlier runs of the same command saved (the jobs and "
+                             "bad-input probe groups --resume would reuse) and run nothing else: for a "
+                             "time-limited machine, the results of a run cut off by its limit.  The report opens "
+                             "with what it lacks; the saved jobs are kept, so --resume can finish the run")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="truth cache folder (default: SUITE_CACHE_DIR, else .cache/truth)")
     parser.add_argument("--bad-inputs", action="store_true",
@@ -162,7 +168,7 @@ def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.
     out = Path(args.out) if args.out else default_out(devices)
     return collect.Options(names, dtype_names, devices, mode_names, args.quick, plugins, args.workers,
                            args.cache_dir, args.search, args.search_seed, args.bad_inputs, args.jobs,
-                           str(checkpoint.folder_for(out)), args.resume), selected
+                           str(checkpoint.folder_for(out)), args.resume, args.saved_only), selected
 
 
 def default_out(devices: list[str]) -> Path:
@@ -228,9 +234,12 @@ def main(args: argparse.Namespace) -> int:
     if args.baseline and baseline is None:
         print(f"{baselines.no_baseline(args.baseline, options.devices)}: no diff.md", file=sys.stderr)
     saved = checkpoint.folder_for(out)
+    if options.saved_only and not checkpoint.saved_jobs(saved):
+        raise UsageError(f"--saved-only: {saved} holds no saved jobs (an earlier run of this command with "
+                         "the same --out saves them)")
     staging = staging_dir(out)
     progress = Progress()
-    if not options.resume and checkpoint.saved_jobs(saved):
+    if not (options.resume or options.saved_only) and checkpoint.saved_jobs(saved):
         progress.line(f"{saved} holds {checkpoint.saved_jobs(saved)} jobs of an unfinished run; --resume "
                       "would reuse those that match this run (all are removed once this report is written)")
     try:
@@ -240,11 +249,13 @@ def main(args: argparse.Namespace) -> int:
             write_report(result, staging, args.plot_format)
             staging.chmod(0o755)
             publish(staging, out)
-            checkpoint.remove(saved)
+            complete = schema.is_complete(result.payload)
+            if complete:
+                checkpoint.remove(saved)
     except BaseException:
         if checkpoint.saved_jobs(saved):
             progress.line(f"stopped: {saved} holds {checkpoint.saved_jobs(saved)} saved jobs; the same command "
-                          "with --resume goes on from there")
+                          "with --resume goes on from there (with --saved-only, writes what they hold)")
         raise
     finally:
         progress.close()
@@ -253,8 +264,15 @@ def main(args: argparse.Namespace) -> int:
     new = sum(summary.is_new(f) for f in result.payload["findings"])
     print(f"wrote {out}/index.html, accuracy.md, accuracy.json: {len(result.payload['findings'])} findings "
           f"({new} new) in {result.payload['seconds']}s")
+    if not complete:
+        lacks = schema.missing(result.payload)
+        print(f"incomplete: {len(lacks['jobs'])} case/dtype jobs and {len(lacks['probe_groups'])} probe groups "
+              f"missing (listed in the report); {saved} keeps the saved ones for --resume", file=sys.stderr)
     if baseline is not None and earlier is not None:
-        write_diff(earlier, str(baseline), out)
+        if complete:
+            write_diff(earlier, str(baseline), out)
+        else:
+            print("no diff.md: an incomplete report would show what it lacks as gone", file=sys.stderr)
     return 0
 
 

@@ -32,6 +32,10 @@ def main(args: argparse.Namespace) -> int:
     if a_path is None:
         raise UsageError(baselines.no_baseline(args.a, devices))
     a = schema.load(a_path)
+    for path, report in ((a_path, a), (args.b, b)):
+        if not schema.is_complete(report):
+            raise UsageError(f"{path} is an incomplete report (--saved-only): finish it with --resume before "
+                             "comparing, or what it lacks would count as gone")
     cases = None
     if args.cases:
         cases = {n.strip() for n in args.cases.split(",") if n.strip()}

@@ -15,7 +15,8 @@ body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
-tr.bad td { background: #fff0f0; }
+tr.bad td, p.incomplete { background: #fff0f0; }
+p.incomplete { border: 1px solid #d88; padding: 0.5em; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 figure { display: inline-block; margin: 0.5em; }
 img { max-width: 100%; border: 1px solid #ddd; }
@@ -79,10 +80,12 @@ def sections(payload: dict[str, Any]) -> str:
 def render(payload: dict[str, Any], plots: list[PlotFile]) -> str:
     env = payload["environment"]
     items = "".join(f"<li>{escape(line)}</li>" for line in summary.environment_lines(payload))
+    incomplete = summary.incomplete_text(payload)
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Accuracy of torch {escape(env['torch'])} losses</title><style>{STYLE}</style></head><body>",
-        f"<h1>Accuracy of torch {escape(env['torch'])} losses</h1><ul>{items}</ul>",
+        f"<h1>Accuracy of torch {escape(env['torch'])} losses</h1>",
+        f'<p class="incomplete"><strong>{escape(incomplete)}</strong></p>' if incomplete else "", f"<ul>{items}</ul>",
         "<p>ULP errors against the exact loss of the exact inputs (0.5 ULP = correctly rounded). Failing "
         "elements have a never-acceptable label. The safe range is the largest interval of grid values of the "
         "main input around its typical value where the unreduced loss and its gradient never fail.</p>",

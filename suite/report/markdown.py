@@ -75,7 +75,9 @@ def _comparisons(payload: dict[str, Any]) -> str:
 def render(payload: dict[str, Any]) -> str:
     env = payload["environment"]
     new = sum(summary.is_new(f) for f in payload["findings"])
+    incomplete = summary.incomplete_text(payload)
     lines = [f"# Accuracy of torch {env['torch']} losses\n",
+             *([f"> **{incomplete}**\n"] if incomplete else []),
              *(f"- {line}" for line in summary.environment_lines(payload)),
              f"- {len(payload['findings'])} findings ({new} new, {len(payload['findings']) - new} known "
              f"deviations); plots in `index.html`\n",

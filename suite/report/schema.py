@@ -13,7 +13,9 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
                   "plugins": [...], "grid": "quick" | "full" | "custom",
                   "search": {"examples": int (0: no search), "seed": int},
                   "jobs": int (case/dtype jobs run side by side),
-                  "resumed_jobs": int (jobs reused from an interrupted run's checkpoint: --resume)},
+                  "resumed_jobs": int (jobs reused from an interrupted run's checkpoint: --resume),
+                  "missing": {"jobs": ["case dtype", ...], "probe_groups": ["case device dtype", ...]}},
+                  # what a report written with --saved-only from an unfinished run lacks (empty: complete)
       "cases": {name: {"family", "description", "main_input", "main_kind", "plugin": module | null,
                        "grid": {dtype: {"samples": int, "shape": [...]}}}},
       "results": [                                   # one per case/dtype/device/mode/reduction/quantity
@@ -87,6 +89,7 @@ _SEARCH: dict[str, type | tuple[type, ...]] = {
     "examples": int, "seed": int, "bits": (int, float), "label": str, "unexplained": bool, "inputs": dict,
     "index": list, "worst": dict, "reproducer": str}
 _COMPARISONS = {"notes": list, "modes": list, "devices": list, "autocast": list}
+_MISSING = {"jobs": list, "probe_groups": list}
 _NUMBER: tuple[type, ...] = (int, float, str, type(None))  # an encode_float value
 _SEARCH_NULLABLE: dict[str, type | tuple[type, ...]] = {"algorithmic_ulp": _NUMBER, "attribution": (str, type(None))}
 
@@ -160,7 +163,20 @@ def validate(payload: Any, source: str = "accuracy.json") -> dict[str, Any]:
         _check_search(record, f"search[{i}]", source)
     if "comparisons" in payload:
         _check_fields(payload["comparisons"], _COMPARISONS, "comparisons", source)
+    if "missing" in payload["options"]:
+        _check_fields(payload["options"]["missing"], _MISSING, "options.missing", source)
     return payload
+
+
+def missing(payload: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What an incomplete report (``--saved-only`` after an unfinished run) lacks: its case/dtype jobs and
+    bad-input probe groups; both empty for a complete report, and for one written before the field existed."""
+    found = payload["options"].get("missing") or {}
+    return {"jobs": list(found.get("jobs", [])), "probe_groups": list(found.get("probe_groups", []))}
+
+
+def is_complete(payload: Mapping[str, Any]) -> bool:
+    return not any(missing(payload).values())
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:

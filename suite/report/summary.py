@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from suite.report import schema
 from suite.report.schema import decode_float
 
 
@@ -82,6 +83,18 @@ def environment_lines(payload: dict[str, Any]) -> list[str]:
             + (f"; plugins {', '.join(options['plugins'])}" if options.get("plugins") else ""),
             *([f"{options['resumed_jobs']} case/dtype jobs reused from an interrupted run (--resume); "
                f"{payload['seconds']} s is this run's time only"] if options.get("resumed_jobs") else [])]
+
+
+def incomplete_text(payload: dict[str, Any]) -> str | None:
+    """The warning an incomplete report opens with (what it lacks and how to finish it); None when complete."""
+    lacks = schema.missing(payload)
+    if not any(lacks.values()):
+        return None
+    parts = [f"{len(names)} {what}: {', '.join(names)}" for what, names in
+             (("case/dtype jobs", lacks["jobs"]), ("bad-input probe groups", lacks["probe_groups"])) if names]
+    return ("Incomplete report: written with --saved-only from an unfinished run, it lacks " + "; ".join(parts)
+            + ". Its tables and findings cover only what the run finished; the same command with --resume "
+              "finishes it.")
 
 
 def _index(results: Iterable[dict[str, Any]]) -> dict[tuple[str, ...], dict[str, Any]]:

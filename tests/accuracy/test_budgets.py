@@ -17,6 +17,8 @@ from tests.accuracy.harness import check, evaluate
 from tests.conftest import DEVICES
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
+#: The loaded profile's settings (tests/conftest.py loads the profile before this module is imported).
+PROFILE = settings()
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -55,8 +57,8 @@ def fresh_compiles() -> Iterator[None]:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case_name", cases.BUILTIN)
 # the fixture is meant to run once per test, not per example
-@settings(max_examples=max(1, settings.default.max_examples // 3),
-          suppress_health_check=[*settings.default.suppress_health_check, HealthCheck.function_scoped_fixture])
+@settings(max_examples=max(1, PROFILE.max_examples // 3),
+          suppress_health_check=[*PROFILE.suppress_health_check, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_within_budget_compiled(case_name: str, dtype: str, device: str, data: st.DataObject,
                                 fresh_compiles: None) -> None:

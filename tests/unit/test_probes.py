@@ -127,6 +127,36 @@ def test_isolated_probes_run_one_child_group_per_case_device_and_dtype_and_reuse
         [o.to_dict() for o in first if o.task not in bce_half]
 
 
+def test_probe_groups_on_an_accelerator_run_before_those_on_the_cpu() -> None:
+    """On a machine lent for a limited time, a run cut off late lacks CPU groups, not GPU ones.  Tasks come
+    case by case with the devices interleaved; the run order keeps each group's task order."""
+    tasks = probes.tasks_for([cases.get(n) for n in ("bce", "kl_div")], ["float32", "float16"], ["cpu", "cuda:0"],
+                             ["eager", "compile"], ["input_nan", "empty"])
+    groups = probes.groups_in_run_order(tasks)
+    devices = [device for _, device, _ in groups]
+    assert devices == ["cuda:0"] * 4 + ["cpu"] * 4
+    assert list(groups)[:2] == [("bce", "cuda:0", "float32"), ("bce", "cuda:0", "float16")]
+    for key, group in groups.items():
+        assert group == [t for t in tasks if probes.group_of(t) == key] and len(group) == 4
+
+
+def test_only_saved_groups_are_answered_when_unsaved_ones_may_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run_unsaved=False`` (the report's --saved-only): saved groups give their outcomes, no child starts,
+    and the tasks of unsaved groups are left out."""
+    tasks = probes.tasks_for([cases.get("bce")], ["float32", "float16"], ["cpu"], ["eager"], ["input_nan", "empty"])
+    saved = [t for t in tasks if t.dtype == "float16"]
+    memo = DictMemo()
+    memo.groups[tuple(saved)] = [probes.Outcome(t, probes.NUMBER, "saved earlier") for t in saved]
+
+    def no_children(*args: object, **kwargs: object) -> list[probes.Outcome]:
+        raise AssertionError("a child was started")
+
+    monkeypatch.setattr(probes, "run_isolated", no_children)
+    outcomes = probes.run_probes(tasks, isolate=True, jobs=2, memo=memo, run_unsaved=False)
+    assert [o.task for o in outcomes] == saved and len(saved) == 2
+    assert {o.message for o in outcomes} == {"saved earlier"}
+
+
 def test_children_side_by_side_compile_with_a_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert [modes.compile_threads_per_job(j) for j in (1, 4, 12, 32, 0)] == [16, 4, 1, 1, 16]

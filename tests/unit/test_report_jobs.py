@@ -165,6 +165,44 @@ def test_the_command_says_how_to_resume_and_clears_saved_jobs_once_published(
     assert "1 case/dtype jobs reused from an interrupted run" in (out / "accuracy.md").read_text()
 
 
+def test_saved_only_writes_what_an_interrupted_run_finished_marked_incomplete(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """After a run cut off by its time limit, --saved-only publishes its finished jobs without running the
+    rest, says what is missing, keeps the saved jobs, and refuses a diff; --resume then finishes the run."""
+    out = tmp_path / "report"
+    argv = ["report", "--quick", "--cases", "bce_with_logits", "--dtypes", "float32,bfloat16", "--search", "0",
+            "--workers", "1", "--cache-dir", str(tmp_path / "truth"), "--out", str(out)]
+    assert cli.main([*argv, "--saved-only"]) == 2  # nothing saved yet
+    assert "holds no saved jobs" in capsys.readouterr().err and not out.exists()
+    baseline = tmp_path / "baseline"
+    assert cli.main([*argv, "--out", str(baseline)]) == 0
+    _Recorder(monkeypatch, fail_after=1)
+    with pytest.raises(StoppedError):
+        cli.main(argv)
+    saved = checkpoint.folder_for(out)
+    assert "with --saved-only, writes what they hold" in capsys.readouterr().err
+    nothing_runs = _Recorder(monkeypatch, fail_after=0)
+    assert cli.main([*argv, "--saved-only", "--baseline", str(baseline)]) == 0
+    assert nothing_runs.ran == [] and checkpoint.saved_jobs(saved) == 1
+    err = capsys.readouterr().err
+    assert "incomplete: 1 case/dtype jobs and 0 probe groups missing" in err and "no diff.md" in err
+    payload = json.loads((out / "accuracy.json").read_text())
+    assert payload["options"]["missing"] == {"jobs": ["bce_with_logits bfloat16"], "probe_groups": []}
+    assert {r["dtype"] for r in payload["results"]} == {"float32"}
+    assert list(payload["cases"]["bce_with_logits"]["grid"]) == ["float32"]
+    banner = "Incomplete report: written with --saved-only from an unfinished run, it lacks 1 case/dtype jobs: " \
+             "bce_with_logits bfloat16."
+    assert banner in (out / "accuracy.md").read_text() and banner in (out / "index.html").read_text()
+    assert cli.main(["diff", str(baseline), str(out)]) == 2
+    assert "is an incomplete report (--saved-only)" in capsys.readouterr().err
+    resumed = _Recorder(monkeypatch)
+    assert cli.main([*argv, "--resume"]) == 0
+    assert resumed.ran == [("bce_with_logits", "bfloat16")] and not saved.exists()
+    payload = json.loads((out / "accuracy.json").read_text())
+    assert payload["options"]["missing"] == {"jobs": [], "probe_groups": []}
+    assert "Incomplete" not in (out / "accuracy.md").read_text()
+
+
 def test_jobs_below_one_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["report", "--jobs", "0", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
