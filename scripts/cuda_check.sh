@@ -9,7 +9,8 @@
 #            The report is written to .cache/cuda-check/full (ignored by git, kept on a warm machine) with
 #            --resume, so a call cut off by its time limit is finished by the next call instead of redone;
 #            a run cut off by its limit is followed by --saved-only, which writes what it finished as a report
-#            marked incomplete (the last sixth of the step's limit, at least 60 s, is kept for it);
+#            marked incomplete (CUDA_CHECK_SAVED_ONLY_S seconds of the step's limit are kept for it: by default
+#            a sixth, at least 60 s but at most half; 0 skips it);
 #   compile  a quick-grid report on cpu,cuda in eager and compile for BCE and BCEWithLogits in float16 and
 #            bfloat16 (compiling every case and dtype takes longer than a device lease allows).
 # tests, report and compile run side by side after bench.  Each step has its own time limit (SIGTERM, then
@@ -72,10 +73,12 @@ if wanted report; then
     rm -rf .cache/cuda-check/full  # an earlier call's report; its saved jobs (.full.jobs) stay for --resume
     report=(python3 -m suite report --devices cpu,cuda --modes "${CUDA_CHECK_REPORT_MODES:-eager,autocast}"
             --bad-inputs --workers "$workers" --jobs "$workers" --search 10 --out .cache/cuda-check/full)
-    # a sixth of the limit (at least 60 s) is kept for writing what a run cut off by its limit finished
+    # kept for writing what a run cut off by its limit finished: CUDA_CHECK_SAVED_ONLY_S seconds of the limit
+    # (default a sixth, at least 60 s but at most half; 0 writes nothing, for a call a second call finishes)
     saved_only=$((limit / 6 > 60 ? limit / 6 : 60))
+    saved_only=${CUDA_CHECK_SAVED_ONLY_S:-$((saved_only > limit / 2 ? limit / 2 : saved_only))}
     (step report "$logs" $((limit - saved_only)) "${report[@]}" --resume
-     [[ -f .cache/cuda-check/full/accuracy.json ]] ||
+     [[ -f .cache/cuda-check/full/accuracy.json || $saved_only -le 0 ]] ||
          step report-saved-only "$logs" "$saved_only" "${report[@]}" --saved-only
      cp -r .cache/cuda-check/full "$reports/full" 2>/dev/null) &
 fi
