@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from suite import budgets, deviations, modes, truth
+from suite import budgets, deviations, dtypes, modes, truth
 from suite.cases.base import REDUCTION_DIVISORS
 from suite.metrics import ElementMetrics, Label, measure
 from suite.run import LOSS, CaseResult, QuantityResult
@@ -70,15 +70,32 @@ def reduction_residual(result: CaseResult, q: QuantityResult) -> ElementMetrics 
     parts = truth.Truth(elements, np.zeros_like(elements), status, np.isinf(elements))
     exact = truth.exact_sum(parts, divisor)
     condition = truth.sum_condition(1.0, parts, exact, divisor)
-    return measure(q.got, exact, q.fmt, residual_budget(result, q), condition)
+    return measure(q.got, exact, q.fmt, residual_budget(result, q, elements, divisor, float(exact.hi)), condition)
 
 
-def residual_budget(result: CaseResult, q: QuantityResult) -> float:
-    """The budget of a reduction against torch's own elements: the ULP budget of the dtype it returns (float32
-    under CPU autocast), plus half an ULP in compile modes, whose fused kernels sum the elements before they
-    are rounded to that dtype (each up to half an ULP from the value returned for it)."""
-    fused = 0.5 if result.mode in modes.COMPILE_MODES else 0.0
+def residual_budget(result: CaseResult, q: QuantityResult, elements: npt.NDArray[np.float64], divisor: float,
+                    exact: float) -> float:
+    """The budget of a reduction against torch's own ``elements`` (whose exact reduction is ``exact``): the
+    ULP budget of the dtype it returns (float32 under CPU autocast), plus in compile modes
+    :func:`fused_rounding_ulps`."""
+    fused = fused_rounding_ulps(elements, divisor, exact, q.fmt) if result.mode in modes.COMPILE_MODES else 0.0
     return budgets.ulp_budget(result.case.name, q.fmt.name, result.device) + fused
+
+
+def fused_rounding_ulps(elements: npt.NDArray[np.float64], divisor: float, exact: float,
+                        fmt: dtypes.FloatFormat) -> float:
+    """How far, in ULPs of ``exact``, a fused kernel's reduction may be from the exact reduction of the
+    ``elements`` torch returns, by skipping their rounding: it reduces each element before rounding it to
+    ``fmt``, up to half an ULP of that element from the value returned for it, so ``sum(ulp(g_i) / 2) /
+    divisor``.  That is about half an ULP of the result where the elements share a sign and binade, and many
+    ULPs where they cancel or are subnormal (a float16 ULP of a subnormal is absolute).  Elements that
+    overflowed are left out (their error is theirs, not the reduction's), and so is a reduction whose exact
+    value is not finite (0)."""
+    finite = elements[np.isfinite(elements)]
+    if not math.isfinite(exact) or finite.size == 0:
+        return 0.0
+    spread = 0.5 * float(np.sum(dtypes.ulp(finite, fmt))) / divisor
+    return spread / float(dtypes.ulp(exact, fmt))
 
 
 def reduction_is_faithful(result: CaseResult, q: QuantityResult) -> bool:

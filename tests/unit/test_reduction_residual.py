@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: N812
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suite import cases, deviations, judge, run
+from suite import cases, deviations, dtypes, judge, run
 from suite.cases import Case
 from suite.metrics import Label
 from tests.accuracy.mutants import Tensors, reduce, sum_one_by_one
@@ -119,6 +119,29 @@ def test_a_compiled_sum_off_by_its_accumulation_keeps_the_label_its_elements_exp
     eager = run.evaluate(cases.get("sigmoid_bce"), {"input": x, "target": np.full_like(x, 0.5)}, "float32",
                          reductions=("none", "sum"), gradients=False)
     assert judge.reduction_is_faithful(eager, eager.get("sum"))  # eager's cascade sum is within budget
+
+
+def _half_spacings(elements: list[float], divisor: float, exact: float) -> float:
+    """sum(ulp(g_i) / 2) / divisor in ULPs of ``exact``, from numpy's float16 spacing (an independent ULP)."""
+    spacing = [float(np.spacing(np.float16(abs(g)))) for g in elements]
+    return 0.5 * sum(spacing) / divisor / float(np.spacing(np.float16(abs(exact))))
+
+
+@pytest.mark.parametrize(("elements", "divisor", "exact", "ulps"), [
+    ([2048.0, 1.0, 1.0, 1.0, 1.0], 1, 2052.0, (2 + 4 * 2.0**-10) / 2 / 2),  # same sign: about half an ULP
+    ([2.0**-20] * 4, 1, 2.0**-18, 2.0),  # subnormal elements: each one's half ULP is absolute, 2^-25
+    ([2.0**-20] * 4, 4, 2.0**-20, 0.5),  # their mean
+    ([1000.0, -999.0], 1, 1.0, (0.5 + 0.5) / 2 / 2.0**-10),  # cancellation: the elements' ULPs, not the sum's
+    ([np.inf, 1.0], 2, np.inf, 0.0),  # an overflowed element: its error is its own, not the reduction's
+])
+def test_a_fused_reduction_may_differ_by_half_an_ulp_of_each_element(elements: list[float], divisor: float,
+                                                                      exact: float, ulps: float) -> None:
+    """A compiled kernel reduces each element before rounding it to float16, so its reduction may be off the
+    exact reduction of the returned elements by half an ULP of each, in ULPs of the reduction."""
+    got = judge.fused_rounding_ulps(np.array(elements), divisor, exact, dtypes.get("float16"))
+    assert got == ulps
+    if np.isfinite(exact):
+        assert got == _half_spacings(elements, divisor, exact)
 
 
 SEQUENTIAL = deviations.get("compile-cpu-sum-accumulates-sequentially")
