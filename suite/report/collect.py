@@ -62,6 +62,11 @@ class Options:
     resume: bool = False
     saved_only: bool = False
 
+    @property
+    def reuses_saved(self) -> bool:
+        """Whether saved jobs and probe groups are reused (``resume``, or ``saved_only``: nothing else)."""
+        return self.resume or self.saved_only
+
 
 @dataclass
 class Profile:
@@ -301,8 +306,7 @@ def comparisons(options: Options, cases_to_run: list[Case], sides: compare.SideC
                            **modes_tables.comparisons_payload(sides)}
     if options.bad_inputs:
         progress.line("bad-input probes and mixed dtypes")
-        reuse = options.resume or options.saved_only
-        memo = checkpoint.ProbeMemo(store, reuse, progress.line) if store is not None else None
+        memo = checkpoint.ProbeMemo(store, options.reuses_saved, progress.line) if store is not None else None
         extra = modes_report.sections(options.devices, options.modes, options.quick,
                                       case_names=[c.name for c in cases_to_run], dtype_names=options.dtypes,
                                       isolate=True, parts=("probes", "promotion"), jobs=options.jobs, memo=memo,
@@ -405,8 +409,7 @@ def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: P
                 raw = inputs_for(case, fmt) if inputs_for else grid_inputs(case, fmt, options.quick)
                 used = run.prepare_inputs(case, raw, fmt)
                 key = store.key(case.name, fmt.name, used) if store is not None else None
-                reuse = options.resume or options.saved_only
-                saved = store.load(key) if store is not None and key is not None and reuse else None
+                saved = store.load(key) if store is not None and key is not None and options.reuses_saved else None
                 if isinstance(saved, JobOutput):
                     finished(_Pending(number, label, key, 0.0), saved, reused=True)
                     resumed += 1

@@ -239,7 +239,7 @@ def main(args: argparse.Namespace) -> int:
                          "the same --out saves them)")
     staging = staging_dir(out)
     progress = Progress()
-    if not (options.resume or options.saved_only) and checkpoint.saved_jobs(saved):
+    if not options.reuses_saved and checkpoint.saved_jobs(saved):
         progress.line(f"{saved} holds {checkpoint.saved_jobs(saved)} jobs of an unfinished run; --resume "
                       "would reuse those that match this run (all are removed once this report is written)")
     try:
