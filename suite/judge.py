@@ -89,8 +89,8 @@ def fused_rounding_ulps(elements: npt.NDArray[np.float64], divisor: float, exact
     ``fmt``, up to half an ULP of that element from the value returned for it, so ``sum(ulp(g_i) / 2) /
     divisor``.  That is about half an ULP of the result where the elements share a sign and binade, and many
     ULPs where they cancel or are subnormal (a float16 ULP of a subnormal is absolute).  Elements that
-    overflowed are left out (their error is theirs, not the reduction's), and so is a reduction whose exact
-    value is not finite (0)."""
+    overflowed are left out (their error is theirs, not the reduction's); a reduction whose exact value is
+    not finite gets 0."""
     finite = elements[np.isfinite(elements)]
     if not math.isfinite(exact) or finite.size == 0:
         return 0.0

@@ -87,9 +87,9 @@ def environment_lines(payload: dict[str, Any]) -> list[str]:
 
 def incomplete_text(payload: dict[str, Any]) -> str | None:
     """The warning an incomplete report opens with (what it lacks and how to finish it); None when complete."""
-    lacks = schema.missing(payload)
-    if not any(lacks.values()):
+    if schema.is_complete(payload):
         return None
+    lacks = schema.missing(payload)
     parts = [f"{len(names)} {what}: {', '.join(names)}" for what, names in
              (("case/dtype jobs", lacks["jobs"]), ("bad-input probe groups", lacks["probe_groups"])) if names]
     return ("Incomplete report: written with --saved-only from an unfinished run, it lacks " + "; ".join(parts)
