@@ -7,17 +7,20 @@ the entry's region.  Flags point at what to tighten:
 
 - ``unseen``: the grid shows none (the entry's strict xfail searches further before calling it fixed);
 - ``labels unseen``: labels the entry allows that the grid never shows;
-- ``unbounded``: it excuses ``inaccurate`` anywhere, with no ``max_ulps`` (``max_ulps_per_element``, error scale);
+- ``unbounded``: it excuses ``inaccurate`` anywhere, with no ``max_ulps`` (``max_ulps_per_element``, error scale,
+  mechanism), and not only where the exact value is infinite (there it is the infinity of the wrong sign);
 - ``ulps slack``: its ``max_ulps`` is more than 4 times the largest error that it alone explains.
 
 "alone" counts the elements no other entry explains: what the entry is needed for.  For an entry with an error
-scale, "alone max scaled error" is the largest of those errors in the units its ``max_scaled_error`` bounds.
+scale, "alone max bounded" is the largest of those errors in the units its ``max_scaled_error`` bounds; for one
+with a mechanism, the largest distance in ULPs from the mechanism's value, which its ``mechanism_ulps`` bounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -51,7 +54,8 @@ class Usage:
     spans: dict[str, tuple[float, float]] = field(default_factory=dict)
     sole_count: int = 0  # explained by this entry and no other
     sole_max_ulps: float = 0.0
-    sole_max_scaled: float = 0.0  # entries with an error scale: the largest error it alone explains, in its units
+    # entries with an error scale or a mechanism: the largest error it alone explains, in the units of that bound
+    sole_max_bounded: float = 0.0
 
     def add(self, mask: np.ndarray, sole: np.ndarray, labels: np.ndarray, ulps: np.ndarray,
             inputs: dict[str, np.ndarray]) -> None:
@@ -87,7 +91,10 @@ def usage(d: Deviation, result: CaseResult) -> Usage:
             out.add(mask, mask & ~others, labels, ulps, result.inputs if q.got.ndim else {})
             if d.error_scale is not None:
                 scaled = np.broadcast_to(judge.scaled_error(d, result, q), mask.shape)
-                out.sole_max_scaled = max(out.sole_max_scaled, _largest(scaled[mask & ~others]))
+                out.sole_max_bounded = max(out.sole_max_bounded, _largest(scaled[mask & ~others]))
+            if d.mechanism is not None and q.got.ndim:
+                distance = judge.mechanism_distance(d, result, q, mask & ~others)
+                out.sole_max_bounded = max(out.sole_max_bounded, _largest(distance[mask & ~others]))
     return out
 
 
@@ -103,21 +110,32 @@ def flags(d: Deviation, seen: Usage) -> list[str]:
     unseen = sorted(set(d.labels) - seen.labels)
     if unseen:
         out.append(f"labels unseen: {', '.join(unseen)}")
-    if "inaccurate" in d.labels and d.ulp_bound() is None and d.error_scale is None:
+    if ("inaccurate" in d.labels and d.ulp_bound() is None and d.error_scale is None and d.mechanism is None
+            and not _infinite_exact_only(d)):
         out.append("unbounded")
     elif d.max_ulps is not None and seen.sole_max_ulps and d.max_ulps > SLACK * seen.sole_max_ulps:
         out.append("ulps slack")
     return out
 
 
+def _infinite_exact_only(d: Deviation) -> bool:
+    """Whether every region of ``d`` holds only infinite exact values: ``inaccurate`` is then the infinity of the
+    wrong sign (:mod:`suite.metrics`), one value, which needs no bound."""
+    regions = [d.region, *d.dtype_regions.values()]
+    return all(all(math.isinf(low) and low == high for low, high in r.get(deviations.EXACT_KEY, [(0.0, 1.0)]))
+               for r in regions)
+
+
 def _bound_text(d: Deviation) -> str:
     """The entry's bounds as written in the registry: ``max_ulps``, ``N x max_ulps_per_element``, the error
-    scale."""
+    scale, the mechanism."""
     parts = [] if d.max_ulps is None else [f"{d.max_ulps:g}"]
     if d.max_ulps_per_element is not None:
         parts.append(f"N x {d.max_ulps_per_element:g}")
     if d.error_scale is not None:
         parts.append(f"error <= {d.max_scaled_error:g} u {d.error_scale}")
+    if d.mechanism is not None:
+        parts.append(f"<= {d.mechanism_ulps:g} ULPs from {d.mechanism}")
     return ", ".join(parts)
 
 
@@ -155,7 +173,8 @@ def rows(entries: Iterable[Deviation], device: str, quick: bool, workers: int) -
             found[(n, case_name, dtype)] = [
                 d.id, case_name, dtype, str(seen.count), str(seen.sole_count), ", ".join(sorted(seen.labels)),
                 f"{seen.max_ulps:.4g}" if seen.count else "", f"{seen.sole_max_ulps:.4g}" if seen.sole_count else "",
-                _bound_text(d), f"{seen.sole_max_scaled:.3g}" if d.error_scale and seen.sole_count else "",
+                _bound_text(d),
+                f"{seen.sole_max_bounded:.3g}" if (d.error_scale or d.mechanism) and seen.sole_count else "",
                 _region_text(d, dtype), spans,
                 ", ".join(flags(d, seen))]
     order = {(n, c, t): i for i, (c, t, _, n, _) in enumerate(tasks)}
@@ -163,7 +182,7 @@ def rows(entries: Iterable[Deviation], device: str, quick: bool, workers: int) -
 
 
 HEADER = ["entry", "case", "dtype", "explained", "alone", "labels", "max ULPs", "alone max ULPs", "bound",
-          "alone max scaled error", "region", "seen", "flags"]
+          "alone max bounded", "region", "seen", "flags"]
 
 
 def main(args: argparse.Namespace) -> int:

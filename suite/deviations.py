@@ -10,7 +10,9 @@ in any order, ``|s' - s| <= (N - 1) u sum |x_i|`` (Higham, *Accuracy and Stabili
 2nd ed., eq. 4.4), which is N - 1 algorithmic ULPs of the sum since its inherent error is ``u sum |x_i|``, plus
 the rounding of a mean's division; for a cancellation in torch's formula, ``error_scale`` and
 ``max_scaled_error``: the absolute error may be at most ``max_scaled_error`` unit roundoffs times the formula's
-scale (:mod:`suite.error_scales`); and a ``witness``: a batch on
+scale (:mod:`suite.error_scales`); for a documented clamp or a lost term, ``mechanism`` and ``mechanism_ulps``:
+torch's value must be within that many ULPs of what the clamp or the loss of the term gives
+(:mod:`suite.mechanisms`), so that another wrong value in the same region is not excused; and a ``witness``: a batch on
 which the suite found it, for deviations too rare for a short search to meet again, its values broadcast to
 each of its ``shapes`` in turn when it names them), and a *region*: for each
 input, one or more closed intervals; an element is in the region when every named input lies in one of its
@@ -39,7 +41,7 @@ import numpy.typing as npt
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from suite import error_scales
+from suite import error_scales, mechanisms
 from suite.dtypes import FloatFormat
 from suite.metrics import Label
 from suite.modes import MODES
@@ -84,6 +86,8 @@ class Deviation:
     max_ulps_per_element: float | None = None
     error_scale: str | None = None
     max_scaled_error: float | None = None
+    mechanism: str | None = None
+    mechanism_ulps: float | None = None
     seen: Mapping[str, Any] = field(default_factory=dict)
     witness: Mapping[str, Any] = field(default_factory=dict)  # a batch the suite found it on: case, dtype, inputs
     dtype_regions: Mapping[str, Mapping[str, tuple[Interval, ...]]] = field(default_factory=dict)
@@ -164,6 +168,17 @@ class Deviation:
         with np.errstate(invalid="ignore", over="ignore"):
             return np.asarray(error <= self.max_scaled_error * unit)
 
+    def within_mechanism(self, got: npt.ArrayLike, inputs: Mapping[str, npt.ArrayLike], divisor: int,
+                         fmt: FloatFormat, among: npt.ArrayLike | None = None) -> npt.NDArray[np.bool_]:
+        """Where torch's elementwise values ``got`` (in ``fmt``) are within ``mechanism_ulps`` of the entry's
+        mechanism (:func:`suite.mechanisms.distance_ulps`), looked at only ``among`` those elements (everywhere
+        when the entry has no mechanism)."""
+        values = np.asarray(got, dtype=np.float64)
+        if self.mechanism is None or self.mechanism_ulps is None:
+            return np.ones(values.shape, dtype=bool)
+        distance = mechanisms.distance_ulps(self.mechanism, inputs, values, divisor, fmt, among)
+        return np.asarray(distance <= self.mechanism_ulps)
+
     def ulp_bound(self, elements: int = 1) -> float | None:
         """The largest algorithmic ULP error the entry excuses on a batch of ``elements`` elements (None: any):
         ``max_ulps``, and ``max_ulps_per_element`` times the count, whichever is smaller."""
@@ -200,12 +215,17 @@ def _parse(entry: Mapping[str, Any]) -> Deviation:
             reductions=tuple(entry.get("reductions", ("none", "mean", "sum", "batchmean"))),
             max_ulps=entry.get("max_ulps"), max_ulps_per_element=entry.get("max_ulps_per_element"),
             error_scale=entry.get("error_scale"), max_scaled_error=entry.get("max_scaled_error"),
+            mechanism=entry.get("mechanism"), mechanism_ulps=entry.get("mechanism_ulps"),
             seen=entry.get("seen", {}), witness=entry.get("witness", {}), dtype_regions=dtype_regions)
         SpecifierSet(deviation.torch)
         if (deviation.error_scale is None) != (deviation.max_scaled_error is None):
             raise ValueError("error_scale and max_scaled_error go together")
         if deviation.error_scale is not None and deviation.error_scale not in error_scales.SCALES:
             raise ValueError(f"unknown error_scale {deviation.error_scale!r}; known: {sorted(error_scales.SCALES)}")
+        if (deviation.mechanism is None) != (deviation.mechanism_ulps is None):
+            raise ValueError("mechanism and mechanism_ulps go together")
+        if deviation.mechanism is not None and deviation.mechanism not in mechanisms.MECHANISMS:
+            raise ValueError(f"unknown mechanism {deviation.mechanism!r}; known: {sorted(mechanisms.MECHANISMS)}")
         if deviation.max_ulps_per_element is not None and "none" in deviation.reductions:
             raise ValueError("max_ulps_per_element bounds a reduction's error: the entry must be about reductions only")
         for name in deviation.labels:

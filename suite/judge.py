@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from suite import budgets, deviations, dtypes, modes, truth
+from suite import budgets, deviations, dtypes, mechanisms, modes, truth
 from suite.cases.base import REDUCTION_DIVISORS
 from suite.metrics import ElementMetrics, Label, measure
 from suite.run import LOSS, CaseResult, QuantityResult
@@ -157,13 +157,27 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
 
 def explains(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> BoolArray:
     """Elements of ``q`` whose outcome ``d`` records: its labels, within its ULP bound for the batch's element
-    count, and within its error scale (:meth:`deviations.Deviation.within_error_scale`) where it has one."""
+    count, within its error scale (:meth:`deviations.Deviation.within_error_scale`) where it has one, and, for
+    an elementwise quantity, within its mechanism (:meth:`deviations.Deviation.within_mechanism`) where it has
+    one (a reduced value inherits that from its elements)."""
     shape = result.truth.values.shape
     ok = d.explains(q.metrics.labels, q.metrics.algorithmic_ulp, math.prod(shape))
     if d.error_scale is not None:
         ok &= d.within_error_scale(q.metrics.absolute_error, result.inputs, shape, _divisor(q, shape), q.fmt,
                                    result.fmt)
+    if d.mechanism is not None and q.got.ndim:
+        ok &= d.within_mechanism(q.got, result.inputs, _divisor(q, shape), q.fmt, among=ok)
     return ok
+
+
+def mechanism_distance(d: deviations.Deviation, result: CaseResult, q: QuantityResult,
+                       among: BoolArray | None = None) -> np.ndarray:
+    """ULPs from each element of an elementwise ``q`` (``among`` those; inf elsewhere) to ``d``'s mechanism
+    (:mod:`suite.mechanisms`), the number its ``mechanism_ulps`` bounds."""
+    if d.mechanism is None or not q.got.ndim:
+        raise ValueError(f"{d.id} has no mechanism for {q.reduction} {q.quantity}")
+    return mechanisms.distance_ulps(d.mechanism, result.inputs, q.got, _divisor(q, result.truth.values.shape),
+                                    q.fmt, among)
 
 
 def scaled_error(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> np.ndarray:

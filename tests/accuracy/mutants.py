@@ -99,6 +99,13 @@ def bce_log_one_minus(t: Tensors, reduction: str) -> torch.Tensor:
     return reduce(-(y * torch.log(p).clamp(min=-100) + (1 - y) * torch.log(1 - p).clamp(min=-100)), reduction)
 
 
+def bce_clamps_the_loss(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE clamped as a whole at 100 instead of log by log at -100: the same where the target is 0 or 1, too
+    large where a soft target meets a clamped log (``p = 0, y = 0.5`` gives 100; torch's rule gives 50)."""
+    p, y = t["input"], t["target"]
+    return reduce((-(torch.xlogy(y, p) + torch.special.xlog1py(1 - y, -p))).clamp(max=100), reduction)
+
+
 def bce_with_logits_in_half(t: Tensors, reduction: str) -> torch.Tensor:
     """BCE-with-logits computed internally in float16, returned in the input dtype."""
     x, y = t["input"], t["target"]
@@ -291,6 +298,7 @@ def _log_softmax_kl_div_forward(t: Tensors, reduction: str) -> torch.Tensor:
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("bce_clamp_27", "bce", bce_clamp_27, "float32"),
     Mutant("bce_log_one_minus", "bce", bce_log_one_minus, "float32"),
+    Mutant("bce_clamps_the_loss", "bce", bce_clamps_the_loss, "float32"),
     Mutant("bce_with_logits_in_half", "bce_with_logits", bce_with_logits_in_half, "float32"),
     Mutant("bce_with_logits_bfloat16_tail", "bce_with_logits", bce_with_logits_bfloat16_tail, "float32"),
     Mutant("sigmoid_bce_through_tanh", "sigmoid_bce", sigmoid_bce_through_tanh, "float32"),

@@ -1,0 +1,117 @@
+"""Mechanisms of known deviations (:mod:`suite.mechanisms`): the values of torch's clamped or truncated formulas,
+against hand values, numpy and mpmath, and the judge's use of them (a wrong value inside a clamp region is not
+excused)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+
+from suite import cases, deviations, dtypes, judge, mechanisms, run
+from suite.metrics import Label
+
+F64, F32, F16, BF16 = dtypes.FLOAT64, dtypes.FLOAT32, dtypes.FLOAT16, dtypes.BFLOAT16
+
+
+def _interval(name: str, fmt: dtypes.FloatFormat, divisor: int = 1, **inputs: float) -> tuple[float, float]:
+    return mechanisms.interval(name, tuple(sorted(inputs.items())), fmt.name, divisor)
+
+
+def test_the_log_clamp_caps_each_log_at_100() -> None:
+    # p = 0 and p = 1 put one log at -inf, clamped to -100: the loss is 100 times that log's coefficient
+    assert _interval("bce_log_clamp", F32, input=0.0, target=0.5) == (50.0, 50.0)
+    assert _interval("bce_log_clamp", F32, input=1.0, target=0.25) == (75.0, 75.0)
+    assert _interval("bce_log_clamp", F32, input=0.0, target=0.5, weight=-3.0) == (-150.0, -150.0)
+    # p = 1e-300 clamps log p (-690.8) but not log(1 - p) (-1e-300): 25 + 0.75e-300 rounds to 25
+    assert _interval("bce_log_clamp", F64, input=1e-300, target=0.25) == (25.0, 25.0)
+    # outside the clamp it is the exact loss: -log(0.5) = log 2
+    assert _interval("bce_log_clamp", F64, input=0.5, target=1.0) == (math.log(2), math.log(2))
+
+
+def test_the_gradient_epsilon_is_torchs_float32_constant_in_each_format() -> None:
+    eps32 = float(np.float32(1e-12))  # 9.99999996e-13: torch's constant is a float
+    assert mechanisms.grad_epsilons(F64) == tuple(sorted({eps32, 1e-12}))
+    assert mechanisms.grad_epsilons(F32) == (eps32,)
+    # float16 has no 1e-12 (its smallest subnormal is 2^-24 = 6e-8): 0, or float32's where torch computes in it
+    assert mechanisms.grad_epsilons(F16) == (0.0, eps32)
+    bf16 = {torch.tensor(v, dtype=torch.float64).to(torch.bfloat16).item() for v in (1e-12, eps32)}
+    assert mechanisms.grad_epsilons(BF16) == tuple(sorted(bf16 | {eps32}))
+
+
+def test_the_gradient_epsilon_interval_holds_every_epsilon() -> None:
+    # p = 0, y = 0.5: w (p - y) / eps for each epsilon, computed here with numpy's float64 division
+    eps = mechanisms.grad_epsilons(F64)
+    low, high = _interval("bce_grad_epsilon", F64, input=0.0, target=0.5)
+    assert (low, high) == (min(-0.5 / e for e in eps), max(-0.5 / e for e in eps))
+    # a mean over 4 elements divides by 4, exactly
+    assert _interval("bce_grad_epsilon", F64, 4, input=0.0, target=0.5) == (low / 4, high / 4)
+    # float16: eps = 0 gives -inf, float32's 1e-12 gives -0.5e12: both are torch's formula
+    assert _interval("bce_grad_epsilon", F16, input=0.0, target=0.5)[0] == -math.inf
+    # p = y = 0: 0 / 0 is no value for eps = 0, and 0 for float32's
+    assert _interval("bce_grad_epsilon", F16, input=0.0, target=0.0) == (0.0, 0.0)
+    # an unclamped p: the exact gradient (p - y) / (p (1 - p)) = -1 / (1 - p) at y = 1
+    assert _interval("bce_grad_epsilon", F64, input=0.5, target=1.0) == (-2.0, -2.0)
+
+
+def test_the_lost_sigmoid_spans_zero_to_the_rounded_up_sigmoid() -> None:
+    # float32, x = -100, y = 0.5, pw = 3: w ((pw y + 1 - y) s - pw y) for s from 0 to sigmoid(-100) + 2^-150
+    with mpmath.workprec(300):
+        top = mpmath.sigmoid(-100) + mpmath.mpf(2) ** -150
+        expected_high = float((3 * mpmath.mpf(0.5) + 1 - mpmath.mpf(0.5)) * top - 3 * mpmath.mpf(0.5))
+    low, high = _interval("sigmoid_underflow_grad", F32, input=-100.0, target=0.5, pos_weight=3.0)
+    assert (low, high) == (-1.5, expected_high)
+    # float64, x = -800: sigmoid is 3.7e-348, below the smallest subnormal; the top end rounds up to it
+    assert _interval("sigmoid_underflow_grad", F64, input=-800.0, target=0.0) == (0.0, 5e-324)
+
+
+def test_distance_in_ulps_to_the_interval() -> None:
+    inputs = {"input": np.zeros(6), "target": np.full(6, 0.5)}
+    spacing50 = float(np.spacing(np.float32(50.0)))
+    got = np.array([50.0, 50.0 + 3 * spacing50, 100.0, math.nan, -math.inf, 49.0])
+    distance = mechanisms.distance_ulps("bce_log_clamp", inputs, got, 1, F32)
+    # numpy's spacing is the float32 ULP at 50 (and below it, 49 is in the same binade [32, 64))
+    assert distance.tolist() == [0.0, 3.0, 50.0 / spacing50, math.inf, math.inf, 1.0 / spacing50]
+    among = np.array([True, False, True, False, False, False])
+    assert mechanisms.distance_ulps("bce_log_clamp", inputs, got, 1, F32, among).tolist() == [
+        0.0, math.inf, 50.0 / spacing50, math.inf, math.inf, math.inf]
+    # an infinite end matches only itself
+    grad = {"input": np.zeros(2), "target": np.full(2, 0.5)}
+    assert mechanisms.distance_ulps("bce_grad_epsilon", grad, np.array([-math.inf, math.inf]), 1, F16).tolist() == [
+        0.0, math.inf]
+
+
+def _clamp_result() -> tuple[run.CaseResult, run.QuantityResult]:
+    # float32 BCE at p = 0 and p = 1e-45 (below e^-100) with soft targets: torch's loss is 100 y per element
+    inputs = {"input": np.array([0.0, 1.401298464324817e-45, 0.0]), "target": np.array([0.5, 0.25, 1.0])}
+    result = run.evaluate(cases.get("bce"), inputs, "float32", reductions=("none",), gradients=False)
+    return result, result.get("none", "loss")
+
+
+def test_the_clamp_entry_explains_torchs_value_and_not_another_clamp() -> None:
+    result, q = _clamp_result()
+    assert q.got.tolist() == [50.0, 25.0, 100.0]
+    entry = deviations.get("bce-log-clamp-100")
+    assert judge.judge(result, q).known[entry.id].all()
+    assert set(q.metrics.labels.tolist()) <= {int(Label.CLAMPED), int(Label.INACCURATE), int(Label.EXACT)}
+    # a kernel that clamps the whole loss at 100 is as far from the exact loss (its labels kept here), but not
+    # torch's formula, except where y = 1
+    wrong = dataclasses.replace(q, got=np.full(3, 100.0))
+    explained = judge.explains(entry, result, wrong)
+    assert explained.tolist() == [False, False, True]
+    assert judge.mechanism_distance(entry, result, wrong)[:2].min() > 6
+
+
+def test_a_mechanism_and_its_ulps_go_together_and_name_a_known_mechanism() -> None:
+    base = {"id": "x", "description": "d", "reason": "r", "torch": ">=1.0", "cases": ["bce"], "dtypes": ["float32"],
+            "quantity": "loss", "label": ["clamped"], "region": {}}
+    with pytest.raises(ValueError, match="go together"):
+        deviations._parse({**base, "mechanism": "bce_log_clamp"})
+    with pytest.raises(ValueError, match="unknown mechanism"):
+        deviations._parse({**base, "mechanism": "no_such", "mechanism_ulps": 1})
+    parsed = deviations._parse({**base, "mechanism": "bce_log_clamp", "mechanism_ulps": 6})
+    assert (parsed.mechanism, parsed.mechanism_ulps) == ("bce_log_clamp", 6)
