@@ -93,7 +93,7 @@ def usage(d: Deviation, result: CaseResult) -> Usage:
                 scaled = np.broadcast_to(judge.scaled_error(d, result, q), mask.shape)
                 out.sole_max_bounded = max(out.sole_max_bounded, _largest(scaled[mask & ~others]))
             if d.mechanism is not None and q.got.ndim:
-                distance = judge.mechanism_distance(d, result, q, mask & ~others)
+                distance = judge.mechanism_distance(d, result, q)
                 out.sole_max_bounded = max(out.sole_max_bounded, _largest(distance[mask & ~others]))
     return out
 

@@ -169,15 +169,15 @@ class Deviation:
             return np.asarray(error <= self.max_scaled_error * unit)
 
     def within_mechanism(self, got: npt.ArrayLike, inputs: Mapping[str, npt.ArrayLike], divisor: int,
-                         fmt: FloatFormat, among: npt.ArrayLike | None = None) -> npt.NDArray[np.bool_]:
+                         fmt: FloatFormat) -> npt.NDArray[np.bool_]:
         """Where torch's elementwise values ``got`` (in ``fmt``) are within ``mechanism_ulps`` of the entry's
-        mechanism (:func:`suite.mechanisms.distance_ulps`), looked at only ``among`` those elements (everywhere
-        when the entry has no mechanism)."""
+        mechanism (:func:`suite.mechanisms.distance_ulps`), and of the mechanism's own evaluation error
+        (everywhere when the entry has no mechanism)."""
         values = np.asarray(got, dtype=np.float64)
         if self.mechanism is None or self.mechanism_ulps is None:
             return np.ones(values.shape, dtype=bool)
-        distance = mechanisms.distance_ulps(self.mechanism, inputs, values, divisor, fmt, among)
-        return np.asarray(distance <= self.mechanism_ulps)
+        distance = mechanisms.distance_ulps(self.mechanism, inputs, values, divisor, fmt)
+        return np.asarray(distance <= self.mechanism_ulps + mechanisms.evaluation_ulps(fmt))
 
     def ulp_bound(self, elements: int = 1) -> float | None:
         """The largest algorithmic ULP error the entry excuses on a batch of ``elements`` elements (None: any):

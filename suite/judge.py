@@ -166,18 +166,17 @@ def explains(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> 
         ok &= d.within_error_scale(q.metrics.absolute_error, result.inputs, shape, _divisor(q, shape), q.fmt,
                                    result.fmt)
     if d.mechanism is not None and q.got.ndim:
-        ok &= d.within_mechanism(q.got, result.inputs, _divisor(q, shape), q.fmt, among=ok)
+        ok &= d.within_mechanism(q.got, result.inputs, _divisor(q, shape), q.fmt)
     return ok
 
 
-def mechanism_distance(d: deviations.Deviation, result: CaseResult, q: QuantityResult,
-                       among: BoolArray | None = None) -> np.ndarray:
-    """ULPs from each element of an elementwise ``q`` (``among`` those; inf elsewhere) to ``d``'s mechanism
-    (:mod:`suite.mechanisms`), the number its ``mechanism_ulps`` bounds."""
+def mechanism_distance(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> np.ndarray:
+    """ULPs from each element of an elementwise ``q`` to ``d``'s mechanism (:mod:`suite.mechanisms`), the number
+    its ``mechanism_ulps`` bounds."""
     if d.mechanism is None or not q.got.ndim:
         raise ValueError(f"{d.id} has no mechanism for {q.reduction} {q.quantity}")
     return mechanisms.distance_ulps(d.mechanism, result.inputs, q.got, _divisor(q, result.truth.values.shape),
-                                    q.fmt, among)
+                                    q.fmt)
 
 
 def scaled_error(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> np.ndarray:
@@ -188,6 +187,7 @@ def scaled_error(d: deviations.Deviation, result: CaseResult, q: QuantityResult)
                         input_fmt=result.fmt)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(q.metrics.absolute_error / unit)
+
 
 
 def _divisor(q: QuantityResult, shape: tuple[int, ...]) -> int:

@@ -5,53 +5,77 @@ A label and a region say *where* torch is wrong, not *how*: inside BCE's clamp r
 whole loss at 100, or ignores the target there, is as far from the exact (infinite or huge) loss as torch's
 per-log clamp, carries the same label, and a region alone would excuse it.  An entry with ``mechanism = NAME``
 and ``mechanism_ulps = k`` explains an element only where torch's value is within ``k`` ULPs of the result's
-format of the interval ``[low, high]`` that the mechanism gives for the element's inputs: a single value for a
-clamp, a range for a term torch may lose in part (a sigmoid that underflows to 0 or to any subnormal number).
-``k`` counts the roundings of torch's formula, each at most one ULP of the result where its terms share a sign.
+format of the interval that the mechanism gives for the element's inputs (a NaN only where the mechanism gives
+NaN): a single value for a clamp, a range where torch's formula may take one of several values (an epsilon that
+is a float32 or a float64 constant, a sigmoid that underflows to 0 or to a subnormal number, a sigmoid that is
+not correctly rounded).  ``k`` counts the roundings of torch's formula, each at most one ULP of the result where
+it changes a product, a quotient or a sum of terms of one sign.
 
-The interval is exact mathematics on the exact (already rounded) inputs, with torch's constants (the -100 log
-clamp, the 1e-12 gradient epsilon, as :mod:`suite.inputs.thresholds` records them): mpmath at
-:data:`PRECISION` bits, divided by the reduction's divisor (a mean's ``1/N`` scales torch's gradients), each
-end rounded once to float64.  Values are cached per element, since the modes and reductions of a job judge the
-same inputs again.
+A mechanism is the formula's mathematics on the exact (already rounded) inputs, with torch's constants (the -100
+log clamp, the 1e-12 gradient epsilon, as :mod:`suite.inputs.thresholds` records them), divided by the
+reduction's divisor (a mean's ``1/N`` scales torch's gradients).  It is evaluated on the whole batch at once in
+``numpy.longdouble``: the x87 extended format on x86-64 (64 significand bits, exponents to 2^+-16382, so no
+float64 value or product of two overflows or underflows), whose own roundings are :func:`evaluation_ulps` of the
+result, added to ``k``.  (Element by element in mpmath this took 100 us an element: minutes on a float16 grid.)
+Inputs are taken as the numbers they are: ``-0`` is 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any
 
-import mpmath
 import numpy as np
 import numpy.typing as npt
-from mpmath import mpf
 
 from suite import dtypes
-from suite.dtypes import FLOAT32, FLOAT64, FloatFormat
-from suite.exact_math import ONE, ZERO, log, log1m, sigmoid, times
+from suite.dtypes import FLOAT32, FloatFormat
 from suite.inputs.thresholds import GRAD_EPSILON, LOG_CLAMP
 
-#: Bits of working precision: every mechanism is a few operations without cancellation beyond what this
-#: resolves, so the one rounding to float64 is that of the exact value.
-PRECISION = 256
+#: The working format of the mechanisms.
+WORKING = np.longdouble
+#: Roundings of the working format that a mechanism's evaluation makes, at most (each within an ULP of the
+#: working format, a ``log`` within two): the size of :func:`evaluation_ulps`.
+EVALUATION_ROUNDINGS = 16
+#: Unit roundoffs (relative to sigmoid(x), plus half the smallest subnormal) by which torch's sigmoid
+#: ``1 / (1 + exp(-x))`` may be off: exp's ULP, the sum, the quotient and a 16-bit result's rounding.
+SIGMOID_ROUNDINGS = 4
 
 FloatArray = npt.NDArray[np.float64]
-Sample = Mapping[str, Any]
-#: A mechanism: the exact inputs of one element (``mpf``) and the result's format -> the interval
-#: ``(low, high)`` of values torch's formula gives there (``nan`` ends where it gives none).
-Mechanism = Callable[[Sample, FloatFormat], tuple[Any, Any]]
-
-_NAN = mpf("nan")
+WorkArray = npt.NDArray[Any]
+#: A mechanism: the batch's inputs (in :data:`WORKING`, broadcast to its shape), the result's format and the
+#: reduction's divisor -> the values torch's formula may give at each element (NaN where one of them is NaN).
+Mechanism = Callable[[Mapping[str, WorkArray], FloatFormat, int], list[WorkArray]]
 
 
-def bce_log_clamp(sample: Sample, fmt: FloatFormat) -> tuple[Any, Any]:
-    """BCE's loss with each log clamped at -100, as torch's forward computes it:
-    ``w (y min(-log p, 100) + (1 - y) min(-log(1 - p), 100))``."""
-    p, y, w = sample["input"], sample["target"], sample.get("weight", ONE)
-    cap = -LOG_CLAMP
-    value = times(w, times(y, min(-log(p), cap)) + times(1 - y, min(-log1m(p), cap)))
-    return value, value
+def evaluation_ulps(fmt: FloatFormat) -> float:
+    """ULPs of ``fmt`` that the evaluation of a mechanism in :data:`WORKING` may be off by."""
+    working_precision = np.finfo(WORKING).nmant + 1
+    return float(EVALUATION_ROUNDINGS * 2.0 ** (fmt.precision - working_precision))
+
+
+def _w(value: Any) -> WorkArray:
+    return np.asarray(value, dtype=WORKING)
+
+
+def _times(coefficient: WorkArray, value: WorkArray) -> WorkArray:
+    """``coefficient * value`` with ``0 * inf = 0``: a term whose coefficient is 0 is absent."""
+    return np.where(coefficient == 0, _w(0.0), coefficient * value)
+
+
+def _sigmoid(x: WorkArray) -> WorkArray:
+    """``1 / (1 + exp(-x))`` as ``exp(-softplus(-x))``, without overflow."""
+    return np.exp(-np.logaddexp(_w(0.0), -x))
+
+
+def torch_sigmoid_range(x: WorkArray, fmt: FloatFormat) -> tuple[WorkArray, WorkArray]:
+    """Where torch's sigmoid of ``x`` in ``fmt`` may lie: within :data:`SIGMOID_ROUNDINGS` unit roundoffs of
+    sigmoid(x), and half the smallest subnormal, inside [0, 1]; from 0 where sigmoid(x) is subnormal, where
+    ``1 / (1 + exp(-x))`` loses it (``exp(-x)`` overflows float32 and float64 there)."""
+    s = _sigmoid(x)
+    relative, eta = _w(SIGMOID_ROUNDINGS * fmt.unit_roundoff), _w(fmt.smallest_subnormal) / 2  # float64: not 0
+    low = np.where(s < _w(fmt.smallest_normal), _w(0.0), np.maximum(s * (1 - relative) - eta, _w(0.0)))
+    return low, np.minimum(s * (1 + relative) + eta, _w(1.0))
 
 
 def grad_epsilons(fmt: FloatFormat) -> tuple[float, ...]:
@@ -64,88 +88,116 @@ def grad_epsilons(fmt: FloatFormat) -> tuple[float, ...]:
     return tuple(sorted({float(v) for f in formats for v in dtypes.round_array(constants, f)}))
 
 
-def bce_grad_epsilon(sample: Sample, fmt: FloatFormat) -> tuple[Any, Any]:
+def _clamped_quotient(numerator: WorkArray, product: WorkArray, eps: float, divisor: int) -> WorkArray:
+    """``numerator / (divisor max(product, eps))`` in IEEE arithmetic: ``x / 0 = +-inf``, ``0 / 0 = nan``."""
+    return numerator / (divisor * np.maximum(product, _w(eps)))
+
+
+def bce_log_clamp(t: Mapping[str, WorkArray], fmt: FloatFormat, divisor: int) -> list[WorkArray]:
+    """BCE's loss with each log clamped at -100, as torch's forward computes it:
+    ``w (y min(-log p, 100) + (1 - y) min(-log(1 - p), 100))``."""
+    p, y, w = t["input"], t["target"], t.get("weight", _w(1.0))
+    cap = _w(-LOG_CLAMP)
+    value = _times(w, _times(y, np.minimum(-np.log(p), cap)) + _times(1 - y, np.minimum(-np.log1p(-p), cap)))
+    return [value / divisor]
+
+
+def bce_grad_epsilon(t: Mapping[str, WorkArray], fmt: FloatFormat, divisor: int) -> list[WorkArray]:
     """BCE's input gradient with its denominator clamped, as torch's backward computes it:
-    ``w (p - y) / max(p (1 - p), eps)`` for each value of ``eps`` (:func:`grad_epsilons`); ``0 / 0`` gives
-    none."""
-    p, y, w = sample["input"], sample["target"], sample.get("weight", ONE)
-    values = [times(w, _quotient(p - y, max(p * (1 - p), mpf(eps)))) for eps in grad_epsilons(fmt)]
-    return _hull(values)
+    ``w (p - y) / max(p (1 - p), eps)`` for each value of ``eps`` (:func:`grad_epsilons`)."""
+    p, y, w = t["input"], t["target"], t.get("weight", _w(1.0))
+    return [_times(w, _clamped_quotient(p - y, p * (1 - p), eps, divisor)) for eps in grad_epsilons(fmt)]
 
 
-def sigmoid_underflow_grad(sample: Sample, fmt: FloatFormat) -> tuple[Any, Any]:
+def sigmoid_underflow_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, divisor: int) -> list[WorkArray]:
     """BCE-with-logits' input gradient ``w ((pw y + 1 - y) s - pw y)`` (``pw = 1`` without ``pos_weight``:
-    ``w (s - y)``), with torch's sigmoid ``s`` anywhere from 0 (``exp(-x)`` overflowed) to ``sigmoid(x)``
-    rounded up to ``fmt``'s subnormal grid (half its smallest subnormal above)."""
-    x, y = sample["input"], sample["target"]
-    w, pw = sample.get("weight", ONE), sample.get("pos_weight", ONE)
-    coefficient, constant = times(pw, y) + 1 - y, times(pw, y)
-    highest = sigmoid(x) + mpf(fmt.smallest_subnormal) / 2
-    return _hull([times(w, times(coefficient, s) - constant) for s in (ZERO, highest)])
+    ``w (s - y)``), with torch's sigmoid ``s`` anywhere in :func:`torch_sigmoid_range` (from 0 where it is
+    subnormal)."""
+    x, y = t["input"], t["target"]
+    w, pw = t.get("weight", _w(1.0)), t.get("pos_weight", _w(1.0))
+    pw_y = _times(pw, y)
+    return [_times(w, _times(pw_y + 1 - y, s) - pw_y) / divisor for s in torch_sigmoid_range(x, fmt)]
 
 
-def _quotient(numerator: Any, denominator: Any) -> Any:
-    """``numerator / denominator`` with ``x / 0 = +-inf`` and ``0 / 0 = nan``."""
-    if denominator:
-        return numerator / denominator
-    return _NAN if not numerator else mpmath.inf * mpmath.sign(numerator)
+def sigmoid_bce_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, divisor: int) -> list[WorkArray]:
+    """sigmoid then BCE: the logit gradient ``g p (1 - p)`` of torch's chain rule, BCE's gradient
+    ``g = (p - y) / (N max(p (1 - p), eps))`` times sigmoid's ``p (1 - p)``, for each ``eps``
+    (:func:`grad_epsilons`) and each value ``p`` of ``fmt`` in :func:`torch_sigmoid_range` (the sigmoid is a
+    tensor of ``fmt``).  ``g`` is either stored in ``fmt`` (eager: inf where ``(p - y) / max(p (1 - p), eps)``,
+    before torch divides it by N, is beyond its range, then inf times ``p (1 - p)``, NaN where that is 0) or kept
+    (a fused kernel).  The gradient is monotone in ``p`` between the
+    range's ends, ``p = y`` and the clamp's edges ``p (1 - p) = eps``, so it is evaluated at the values of
+    ``fmt`` next to each of them."""
+    x, y = t["input"], t["target"]
+    low, high = torch_sigmoid_range(x, fmt)
+    first, last = _values_around(low, fmt)[1], _values_around(high, fmt)[0]  # the range's values of fmt
+    overflow = _w(np.ldexp(2.0 - 2.0 ** -fmt.precision, fmt.emax))  # rounds to inf from here on
+    values = []
+    for eps in grad_epsilons(fmt):
+        small_root = _w(2 * eps) / (1 + np.sqrt(_w(1 - 4 * eps)))  # p (1 - p) = eps, without cancellation
+        turns = [side for point in (y, small_root, 1 - small_root) for side in _values_around(point, fmt)]
+        for p in (first, last, *turns):
+            p = np.clip(p, first, last)
+            product = p * (1 - p)
+            quotient = _clamped_quotient(p - y, product, eps, 1)
+            stored = np.where(np.abs(quotient) >= overflow, np.copysign(_w(np.inf), quotient), quotient)
+            values += [quotient / divisor * product, stored / divisor * product]
+    return values
 
 
-def _hull(values: list[Any]) -> tuple[Any, Any]:
-    """The smallest interval holding the values that are not NaN (``(nan, nan)`` for none)."""
-    kept = [v for v in values if not mpmath.isnan(v)]
-    return (min(kept), max(kept)) if kept else (_NAN, _NAN)
+def _values_around(v: WorkArray, fmt: FloatFormat) -> tuple[WorkArray, WorkArray]:
+    """The largest value of ``fmt`` at most ``v``, and the smallest at least ``v``."""
+    nearest = dtypes.round_array(v.astype(np.float64), fmt)
+    below = np.where(nearest > v, dtypes.next_toward(nearest, -np.inf, fmt), nearest)
+    above = np.where(nearest < v, dtypes.next_toward(nearest, np.inf, fmt), nearest)
+    return _w(below), _w(above)
 
 
-#: Mechanism name (the registry's ``mechanism``) -> function of one element's inputs.
+#: Mechanism name (the registry's ``mechanism``) -> function of the batch.
 MECHANISMS: dict[str, Mechanism] = {
     "bce_log_clamp": bce_log_clamp,
     "bce_grad_epsilon": bce_grad_epsilon,
     "sigmoid_underflow_grad": sigmoid_underflow_grad,
+    "sigmoid_bce_grad": sigmoid_bce_grad,
 }
 
 
-@lru_cache(maxsize=1 << 17)
-def interval(name: str, sample: tuple[tuple[str, float], ...], fmt_name: str, divisor: int) -> tuple[float, float]:
-    """Mechanism ``name``'s interval for one element (``sample``: its inputs as ``(name, value)`` pairs), divided
-    by ``divisor``, each end rounded to float64."""
-    fmt = dtypes.get(fmt_name)
-    with mpmath.workprec(PRECISION):
-        exact = {key: mpf(value) for key, value in sample}
-        low, high = MECHANISMS[name](exact, fmt)
-        return dtypes.round_mpf(low / divisor, FLOAT64), dtypes.round_mpf(high / divisor, FLOAT64)
+def outcomes(name: str, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...], fmt: FloatFormat,
+             divisor: int) -> tuple[WorkArray, WorkArray, npt.NDArray[np.bool_]]:
+    """Mechanism ``name`` on a batch of ``shape``: per element the interval ``(low, high)`` of the values it
+    gives that are not NaN (NaN ends where it gives none), and whether it may give NaN."""
+    exact = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), shape).astype(WORKING) + _w(0.0)
+             for k, v in inputs.items()}  # + 0 turns -0 into 0
+    with np.errstate(all="ignore"):
+        values = np.stack(np.broadcast_arrays(*MECHANISMS[name](exact, fmt, divisor)))
+    nan = np.isnan(values)
+    return np.fmin.reduce(values, axis=0), np.fmax.reduce(values, axis=0), nan.any(axis=0)
 
 
 def distance_ulps(name: str, inputs: Mapping[str, npt.ArrayLike], got: npt.ArrayLike, divisor: int,
-                  fmt: FloatFormat, among: npt.ArrayLike | None = None) -> FloatArray:
-    """For each element of ``got`` (torch's values, in ``fmt``) among ``among`` (default: all), how many ULPs of
-    ``fmt`` it lies outside mechanism ``name``'s interval for its ``inputs`` (broadcast to ``got``'s shape):
-    0 inside, ``inf`` for a NaN value or an interval with none, and ``inf`` outside ``among``."""
+                  fmt: FloatFormat) -> FloatArray:
+    """For each element of ``got`` (torch's values, in ``fmt``), how many ULPs of ``fmt`` it lies outside
+    mechanism ``name``'s interval for its ``inputs`` (broadcast to ``got``'s shape): 0 inside, to the nearer end
+    outside (an infinite end matches only itself); for a NaN value 0 where the mechanism may give NaN, else
+    ``inf``."""
     values = np.asarray(got, dtype=np.float64)
-    chosen = np.ones(values.shape, dtype=bool) if among is None else np.broadcast_to(np.asarray(among), values.shape)
-    arrays = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), values.shape)[chosen] for k, v in inputs.items()}
-    names = sorted(arrays)
-    ends = [interval(name, tuple(zip(names, row, strict=True)), fmt.name, divisor)
-            for row in zip(*(arrays[k].tolist() for k in names), strict=True)]
-    out = np.full(values.shape, np.inf)
-    if ends:
-        low, high = (np.array(column, dtype=np.float64) for column in zip(*ends, strict=True))
-        out[chosen] = _outside(values[chosen], low, high, fmt)
-    return out
-
-
-def _outside(got: FloatArray, low: FloatArray, high: FloatArray, fmt: FloatFormat) -> FloatArray:
-    """ULPs of ``fmt`` from ``got`` to ``[low, high]``: 0 inside, else to the nearer end (an infinite end only
-    matches itself); ``inf`` where ``got`` or an end is NaN."""
+    low, high, nan = outcomes(name, inputs, values.shape, fmt, divisor)
+    g = values.astype(WORKING)
     with np.errstate(invalid="ignore"):
-        inside = (got >= low) & (got <= high)
-    nearest = np.fmin(_ulps_from(got, low, fmt), _ulps_from(got, high, fmt))
-    result: FloatArray = np.where(inside, 0.0, nearest)
-    return np.where(np.isnan(got) | np.isnan(low) | np.isnan(high), np.inf, result)
+        inside = (g >= low) & (g <= high)
+    nearest = np.fmin(_ulps_from(g, low, fmt), _ulps_from(g, high, fmt))
+    result = np.where(inside, 0.0, nearest)
+    result = np.where(np.isnan(g), np.where(nan, 0.0, np.inf), result)
+    return np.asarray(result, dtype=np.float64)
 
 
-def _ulps_from(got: FloatArray, end: FloatArray, fmt: FloatFormat) -> FloatArray:
+def _ulps_from(got: WorkArray, end: WorkArray, fmt: FloatFormat) -> FloatArray:
+    """``|got - end|`` in ULPs of ``fmt`` at ``end``: 0 where ``got`` is ``end`` rounded to ``fmt`` (an end
+    beyond its range rounds to inf), ``inf`` from an end that is NaN or rounds to inf."""
     with np.errstate(invalid="ignore", over="ignore"):
-        distance = np.abs(got - end) / dtypes.ulp(end, fmt)
-    result: FloatArray = np.where(got == end, 0.0, np.where(np.isfinite(end), distance, np.inf))
+        rounded = dtypes.round_array(end.astype(np.float64), fmt)  # beyond float64: inf, as in fmt
+        finite = np.isfinite(rounded)
+        unit = dtypes.ulp(np.where(finite, rounded, 0.0), fmt).astype(WORKING)
+        distance = np.asarray(np.abs(got - end) / unit, dtype=np.float64)
+    result: FloatArray = np.where(got == rounded, 0.0, np.where(finite, distance, np.inf))
     return result

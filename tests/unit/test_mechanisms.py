@@ -19,7 +19,9 @@ F64, F32, F16, BF16 = dtypes.FLOAT64, dtypes.FLOAT32, dtypes.FLOAT16, dtypes.BFL
 
 
 def _interval(name: str, fmt: dtypes.FloatFormat, divisor: int = 1, **inputs: float) -> tuple[float, float]:
-    return mechanisms.interval(name, tuple(sorted(inputs.items())), fmt.name, divisor)
+    """The mechanism's interval for one element, its ends as float64 numbers."""
+    low, high, _ = mechanisms.outcomes(name, {k: np.array([v]) for k, v in inputs.items()}, (1,), fmt, divisor)
+    return float(low[0]), float(high[0])
 
 
 def test_the_log_clamp_caps_each_log_at_100() -> None:
@@ -65,8 +67,13 @@ def test_the_lost_sigmoid_spans_zero_to_the_rounded_up_sigmoid() -> None:
         expected_high = float((3 * mpmath.mpf(0.5) + 1 - mpmath.mpf(0.5)) * top - 3 * mpmath.mpf(0.5))
     low, high = _interval("sigmoid_underflow_grad", F32, input=-100.0, target=0.5, pos_weight=3.0)
     assert (low, high) == (-1.5, expected_high)
-    # float64, x = -800: sigmoid is 3.7e-348, below the smallest subnormal; the top end rounds up to it
-    assert _interval("sigmoid_underflow_grad", F64, input=-800.0, target=0.0) == (0.0, 5e-324)
+    # float64, x = -800: sigmoid is 3.7e-348, far below half the smallest subnormal (2^-1075), the top end; a
+    # sigmoid rounded up to the smallest subnormal 2^-1074 is half an ULP beyond it, 0 is inside
+    inputs = {"input": np.array([-800.0, -800.0]), "target": np.zeros(2)}
+    low, high, _ = mechanisms.outcomes("sigmoid_underflow_grad", inputs, (2,), F64, 1)
+    assert low[0] == 0 and high[0] == np.ldexp(np.longdouble(1), -1075)
+    assert mechanisms.distance_ulps("sigmoid_underflow_grad", inputs, np.array([0.0, 5e-324]), 1, F64).tolist() == [
+        0.0, 0.5]
 
 
 def test_distance_in_ulps_to_the_interval() -> None:
@@ -76,9 +83,6 @@ def test_distance_in_ulps_to_the_interval() -> None:
     distance = mechanisms.distance_ulps("bce_log_clamp", inputs, got, 1, F32)
     # numpy's spacing is the float32 ULP at 50 (and below it, 49 is in the same binade [32, 64))
     assert distance.tolist() == [0.0, 3.0, 50.0 / spacing50, math.inf, math.inf, 1.0 / spacing50]
-    among = np.array([True, False, True, False, False, False])
-    assert mechanisms.distance_ulps("bce_log_clamp", inputs, got, 1, F32, among).tolist() == [
-        0.0, math.inf, 50.0 / spacing50, math.inf, math.inf, math.inf]
     # an infinite end matches only itself
     grad = {"input": np.zeros(2), "target": np.full(2, 0.5)}
     assert mechanisms.distance_ulps("bce_grad_epsilon", grad, np.array([-math.inf, math.inf]), 1, F16).tolist() == [
@@ -115,3 +119,38 @@ def test_a_mechanism_and_its_ulps_go_together_and_name_a_known_mechanism() -> No
         deviations._parse({**base, "mechanism": "no_such", "mechanism_ulps": 1})
     parsed = deviations._parse({**base, "mechanism": "bce_log_clamp", "mechanism_ulps": 6})
     assert (parsed.mechanism, parsed.mechanism_ulps) == ("bce_log_clamp", 6)
+
+
+def test_torchs_sigmoid_may_be_off_by_a_few_roundings_and_lose_a_subnormal_value() -> None:
+    with mpmath.workprec(200):
+        s = mpmath.sigmoid(3)
+        u = mpmath.mpf(2) ** -24
+        expected = (float(s * (1 - 4 * u) - u * 2**-126 / 2), float(s * (1 + 4 * u) + u * 2**-126 / 2))
+    low, high = mechanisms.torch_sigmoid_range(np.array([3.0], dtype=np.longdouble), F32)
+    assert abs(float(low[0]) - expected[0]) < 1e-16 and abs(float(high[0]) - expected[1]) < 1e-16
+    # sigmoid(-100) = 3.7e-44 is a float32 subnormal: 1 / (1 + exp(100)) is 0 there (exp overflows)
+    low, high = mechanisms.torch_sigmoid_range(np.array([-100.0], dtype=np.longdouble), F32)
+    assert low[0] == 0 and 3.7e-44 < high[0] < 3.8e-44
+
+
+def test_sigmoid_bce_gradient_where_sigmoid_rounds_to_one() -> None:
+    # float16, x = 12, y = 0.5: sigmoid(12) = 0.9999939 may be any float16 from 1 - 4 * 2^-11 (the first above
+    # sigmoid(12) (1 - 4 * 2^-11)) to 1.  Below 1 the chain rule gives p - y, up to 0.5 - 2^-11 at the largest
+    # float16 below 1; at p = 1,
+    # BCE's (p - y) / max(0, eps) is inf (eps = 0, or 5e11 stored in float16), times sigmoid's 0: NaN; a fused
+    # kernel with float32's eps keeps 5e11 and gives 0.
+    inputs = {"input": np.array([12.0, 12.0, 12.0]), "target": np.full(3, 0.5)}
+    low, high, nan = mechanisms.outcomes("sigmoid_bce_grad", inputs, (3,), F16, 1)
+    assert (float(low[0]), float(high[0]), bool(nan[0])) == (0.0, 0.5 - 2**-11, True)
+    distance = mechanisms.distance_ulps("sigmoid_bce_grad", inputs, np.array([math.nan, 0.25, 1.0]), 1, F16)
+    # 1.0 is 0.5 + 2^-11 beyond the top, in float16 ULPs there (2^-12, numpy's spacing)
+    assert float(np.spacing(np.float16(0.5 - 2**-11))) == 2**-12
+    assert distance.tolist() == [0.0, 0.0, (0.5 + 2**-11) * 2**12]
+
+
+def test_sigmoid_bce_gradient_of_a_mean_may_overflow_before_the_division() -> None:
+    # float16, x = -17.25 (sigmoid 3.2e-8, rounding to 2^-24 or 0), y = 0.9, mean over 2^17 elements: BCE's
+    # (p - y) / (p (1 - p)) = -1.5e7 overflows float16 before torch divides it by N, so -inf is its value
+    inputs = {"input": np.array([-17.25]), "target": np.array([0.89990234375])}
+    low, high, _ = mechanisms.outcomes("sigmoid_bce_grad", inputs, (1,), F16, 2**17)
+    assert low[0] == -np.inf and high[0] == 0
