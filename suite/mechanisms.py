@@ -78,14 +78,18 @@ def torch_sigmoid_range(x: WorkArray, fmt: FloatFormat) -> tuple[WorkArray, Work
     return low, np.minimum(s * (1 + relative) + eta, _w(1.0))
 
 
+def computing_formats(fmt: FloatFormat) -> tuple[FloatFormat, ...]:
+    """The formats torch's kernels hold intermediates in for a result in ``fmt``: ``fmt``, and float32 for a
+    16-bit format (the kernels compute 16-bit types in float32, and a fused kernel keeps them there)."""
+    return (fmt, FLOAT32) if fmt.precision < FLOAT32.precision else (fmt,)
+
+
 def grad_epsilons(fmt: FloatFormat) -> tuple[float, ...]:
     """The values of BCE backward's 1e-12 in a kernel for ``fmt``: torch's constant as a float32 or a float64
-    number, in ``fmt``, or in float32 for a 16-bit format (the kernels compute 16-bit types in float32);
-    float16 has 0."""
+    number, in each of :func:`computing_formats` (float16 has 0)."""
     constants = np.array([float(GRAD_EPSILON), float(dtypes.round_fraction(
         GRAD_EPSILON.numerator, GRAD_EPSILON.denominator, FLOAT32))])
-    formats = (fmt, FLOAT32) if fmt.precision < FLOAT32.precision else (fmt,)
-    return tuple(sorted({float(v) for f in formats for v in dtypes.round_array(constants, f)}))
+    return tuple(sorted({float(v) for f in computing_formats(fmt) for v in dtypes.round_array(constants, f)}))
 
 
 def _clamped_quotient(numerator: WorkArray, product: WorkArray, eps: float, divisor: int) -> WorkArray:
@@ -122,26 +126,30 @@ def sigmoid_underflow_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, divisor
 def sigmoid_bce_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, divisor: int) -> list[WorkArray]:
     """sigmoid then BCE: the logit gradient ``g p (1 - p)`` of torch's chain rule, BCE's gradient
     ``g = (p - y) / (N max(p (1 - p), eps))`` times sigmoid's ``p (1 - p)``, for each ``eps``
-    (:func:`grad_epsilons`) and each value ``p`` of ``fmt`` in :func:`torch_sigmoid_range` (the sigmoid is a
-    tensor of ``fmt``).  ``g`` is either stored in ``fmt`` (eager: inf where ``(p - y) / max(p (1 - p), eps)``,
-    before torch divides it by N, is beyond its range, then inf times ``p (1 - p)``, NaN where that is 0) or kept
-    (a fused kernel).  The gradient is monotone in ``p`` between the
-    range's ends, ``p = y`` and the clamp's edges ``p (1 - p) = eps``, so it is evaluated at the values of
-    ``fmt`` next to each of them."""
+    (:func:`grad_epsilons`) and each value ``p`` in :func:`torch_sigmoid_range` of a format of
+    :func:`computing_formats` (eager's sigmoid is a tensor of ``fmt``; a fused kernel keeps float32's).  With
+    eager's sigmoid ``g`` may be stored in ``fmt`` (inf where ``(p - y) / max(p (1 - p), eps)``, before torch
+    divides it by N, is beyond its range, then inf times ``p (1 - p)``, NaN where that is 0); a fused kernel keeps
+    it.  The
+    gradient is monotone in ``p`` between the range's ends, ``p = y`` and the clamp's edges ``p (1 - p) = eps``,
+    so it is evaluated at the values of the format next to each of them."""
     x, y = t["input"], t["target"]
-    low, high = torch_sigmoid_range(x, fmt)
-    first, last = _values_around(low, fmt)[1], _values_around(high, fmt)[0]  # the range's values of fmt
-    overflow = _w(np.ldexp(2.0 - 2.0 ** -fmt.precision, fmt.emax))  # rounds to inf from here on
+    overflow = _w(np.ldexp(2.0 - 2.0 ** -fmt.precision, fmt.emax))  # rounds to inf in fmt from here on
     values = []
-    for eps in grad_epsilons(fmt):
-        small_root = _w(2 * eps) / (1 + np.sqrt(_w(1 - 4 * eps)))  # p (1 - p) = eps, without cancellation
-        turns = [side for point in (y, small_root, 1 - small_root) for side in _values_around(point, fmt)]
-        for p in (first, last, *turns):
-            p = np.clip(p, first, last)
-            product = p * (1 - p)
-            quotient = _clamped_quotient(p - y, product, eps, 1)
-            stored = np.where(np.abs(quotient) >= overflow, np.copysign(_w(np.inf), quotient), quotient)
-            values += [quotient / divisor * product, stored / divisor * product]
+    for held in computing_formats(fmt):
+        low, high = torch_sigmoid_range(x, held)
+        first, last = _values_around(low, held)[1], _values_around(high, held)[0]  # the range's values
+        for eps in grad_epsilons(fmt):
+            small_root = _w(2 * eps) / (1 + np.sqrt(_w(1 - 4 * eps)))  # p (1 - p) = eps, without cancellation
+            turns = [side for point in (y, small_root, 1 - small_root) for side in _values_around(point, held)]
+            for p in (first, last, *turns):
+                p = np.clip(p, first, last)
+                product = p * (1 - p)
+                quotient = _clamped_quotient(p - y, product, eps, 1)
+                values.append(quotient / divisor * product)
+                if held is fmt:  # stored in fmt: eager, whose sigmoid is a tensor of fmt
+                    stored = np.where(np.abs(quotient) >= overflow, np.copysign(_w(np.inf), quotient), quotient)
+                    values.append(stored / divisor * product)
     return values
 
 
@@ -195,9 +203,10 @@ def _ulps_from(got: WorkArray, end: WorkArray, fmt: FloatFormat) -> FloatArray:
     """``|got - end|`` in ULPs of ``fmt`` at ``end``: 0 where ``got`` is ``end`` rounded to ``fmt`` (an end
     beyond its range rounds to inf), ``inf`` from an end that is NaN or rounds to inf."""
     with np.errstate(invalid="ignore", over="ignore"):
-        rounded = dtypes.round_array(end.astype(np.float64), fmt)  # beyond float64: inf, as in fmt
+        near = end.astype(np.float64)  # beyond float64: inf, as in fmt
+        rounded = dtypes.round_array(near, fmt)
         finite = np.isfinite(rounded)
-        unit = dtypes.ulp(np.where(finite, rounded, 0.0), fmt).astype(WORKING)
+        unit = dtypes.ulp(np.where(finite, near, 0.0), fmt).astype(WORKING)  # the ULP at the end itself
         distance = np.asarray(np.abs(got - end) / unit, dtype=np.float64)
     result: FloatArray = np.where(got == rounded, 0.0, np.where(finite, distance, np.inf))
     return result

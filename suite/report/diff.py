@@ -1,11 +1,12 @@
 """Differences between two accuracy reports A (before) and B (after): new and fixed findings, failing-count
 and max-ULP changes, budget changes, safe-range changes, and changes in the bad-input and mixed-dtype tables
-(:mod:`suite.report.diff_behaviour`).  B *regressed* when it has a finding A lacks, more failing elements on an
-equal grid, a larger max ULP that is beyond its budget, a narrower safe range, or handles a bad input or a
-mixed-dtype call worse.
+(:mod:`suite.report.diff_behaviour`).  B *regressed* when it has a finding A lacks, or one that A's known
+deviations explained and B's do not, more failing elements on an equal grid, a larger max ULP that is beyond
+its budget, a narrower safe range, or handles a bad input or a mixed-dtype call worse.
 
 Grid findings are matched by their result key and label, and their regions by overlap along the main input (a
-region of B that meets none of A's is new; one of A that meets none of B's is fixed).  A finding of the
+region of B that meets none of A's is new; one of A that meets none of B's is fixed; one that meets only
+explained regions of A and is unexplained in B is no longer explained).  A finding of the
 targeted search (attribution ``"new (search)"``, one point that depends on the search's path) is new, and a
 regression, when A has no unexplained finding (grid or search) of the same key and label.
 """
@@ -24,7 +25,8 @@ from suite.report.summary import is_new, number, region, safe_text
 
 @dataclass
 class Change:
-    kind: str  # new_finding, fixed_finding, failing, max_ulp, budget, safe_range, missing, added, bad_input, promotion
+    kind: str  # new_finding, fixed_finding, attribution, failing, max_ulp, budget, safe_range, missing, added,
+    # bad_input, promotion
     key: str
     text: str
     regression: bool
@@ -113,6 +115,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
             diff.add("new_finding", key[0], f"new {key[1]} region: {_regions(fresh)}", regression=True)
         if gone:
             diff.add("fixed_finding", key[0], f"fixed {key[1]} region: {_regions(gone)}")
+        _compare_attribution(diff, key, fa[key], fb[key])
     _compare_search(diff, a, b, cases)
     ra, rb = _results(a, cases), _results(b, cases)
     for name in sorted(ra.keys() - rb.keys()):
@@ -130,6 +133,23 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
     compare_probes(diff, a, b, cases)
     compare_promotion(diff, a, b, cases)
     return diff
+
+
+def _compare_attribution(diff: Diff, key: tuple[str, str], a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
+    """Regions of B (one key and label) that no known deviation explains where A's overlapping regions were all
+    explained (torch now fails beyond what its entries allow: a regression), and B's explained regions where
+    A's were all unexplained (a registry entry now explains them)."""
+    unexplained, explained = [], []
+    for f in b:
+        overlapping = [g for g in a if _overlap(f, g)]
+        if overlapping and is_new(f) and not any(is_new(g) for g in overlapping):
+            unexplained.append((f, overlapping))
+        elif overlapping and not is_new(f) and all(is_new(g) for g in overlapping):
+            explained.append((f, overlapping))
+    for pairs, what, regression in ((unexplained, "no longer explained", True), (explained, "now explained", False)):
+        for f, was in pairs:
+            diff.add("attribution", key[0], f"{key[1]} {what}: {_regions([f])}; A had {_regions(was)}",
+                     regression=regression)
 
 
 def _compare_result(diff: Diff, key: str, a: dict[str, Any], b: dict[str, Any]) -> None:

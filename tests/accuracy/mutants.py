@@ -247,6 +247,12 @@ def _kl_target_gradient_without_one(t: Tensors) -> torch.Tensor:
     return torch.log(t["target"]) - t["input"]
 
 
+def _sigmoid_bce_gradient_clamped_probability(t: Tensors) -> torch.Tensor:
+    """sigmoid then BCE logit gradient ``p - y`` with the probability clamped to ``[1e-7, 1 - 1e-7]`` (Keras's
+    epsilon), as hand-written losses do to keep the logs finite: wrong wherever sigmoid saturates."""
+    return torch.sigmoid(t["input"]).clamp(1e-7, 1 - 1e-7) - t["target"]
+
+
 def _bfloat16(values: torch.Tensor) -> torch.Tensor:
     """``values`` rounded to bfloat16 and back: an intermediate kept in a 16-bit buffer."""
     return values.to(torch.bfloat16).to(values.dtype)
@@ -331,6 +337,9 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("log_softmax_kl_div_gradient_bfloat16_softmax", "log_softmax_kl_div",
            with_gradient(_log_softmax_kl_div_forward, "input", _log_softmax_gradient_bfloat16_softmax),
            "float32", "grad_input"),
+    Mutant("sigmoid_bce_gradient_clamped_probability", "sigmoid_bce",
+           with_gradient(_sigmoid_bce_forward, "input", _sigmoid_bce_gradient_clamped_probability), "float32",
+           "grad_input"),
     Mutant("sigmoid_bce_target_gradient_bfloat16_sigmoid", "sigmoid_bce",
            with_gradient(_sigmoid_bce_forward, "target", _sigmoid_bce_target_gradient_bfloat16_sigmoid),
            "float32", "grad_target"),

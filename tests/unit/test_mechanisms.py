@@ -134,18 +134,21 @@ def test_torchs_sigmoid_may_be_off_by_a_few_roundings_and_lose_a_subnormal_value
 
 
 def test_sigmoid_bce_gradient_where_sigmoid_rounds_to_one() -> None:
-    # float16, x = 12, y = 0.5: sigmoid(12) = 0.9999939 may be any float16 from 1 - 4 * 2^-11 (the first above
-    # sigmoid(12) (1 - 4 * 2^-11)) to 1.  Below 1 the chain rule gives p - y, up to 0.5 - 2^-11 at the largest
-    # float16 below 1; at p = 1,
-    # BCE's (p - y) / max(0, eps) is inf (eps = 0, or 5e11 stored in float16), times sigmoid's 0: NaN; a fused
-    # kernel with float32's eps keeps 5e11 and gives 0.
+    # float16, x = 12, y = 0.5: sigmoid(12) = 0.9999939.  Eager's float16 sigmoid may be 1, where BCE's
+    # (p - y) / max(0, eps) is inf (eps = 0, or 5e11 stored in float16), times sigmoid's 0: NaN; a fused kernel
+    # with float32's eps keeps 5e11 and gives 0.  Below 1 the chain rule gives p - y, largest for a fused
+    # kernel's float32 sigmoid: the largest float32 at most sigmoid(12) (1 + 4 * 2^-24), minus 0.5.
+    with mpmath.workprec(200):
+        top = float(mpmath.sigmoid(12) * (1 + 4 * mpmath.mpf(2) ** -24))
+    largest = np.float32(top)
+    largest = largest if float(largest) <= top else np.nextafter(largest, np.float32(0))
     inputs = {"input": np.array([12.0, 12.0, 12.0]), "target": np.full(3, 0.5)}
     low, high, nan = mechanisms.outcomes("sigmoid_bce_grad", inputs, (3,), F16, 1)
-    assert (float(low[0]), float(high[0]), bool(nan[0])) == (0.0, 0.5 - 2**-11, True)
+    assert (float(low[0]), float(high[0]), bool(nan[0])) == (0.0, float(largest) - 0.5, True)
     distance = mechanisms.distance_ulps("sigmoid_bce_grad", inputs, np.array([math.nan, 0.25, 1.0]), 1, F16)
-    # 1.0 is 0.5 + 2^-11 beyond the top, in float16 ULPs there (2^-12, numpy's spacing)
-    assert float(np.spacing(np.float16(0.5 - 2**-11))) == 2**-12
-    assert distance.tolist() == [0.0, 0.0, (0.5 + 2**-11) * 2**12]
+    # 1.0 is 1.5 - largest beyond the top, in float16 ULPs there (2^-12, numpy's spacing just below 0.5)
+    assert float(np.spacing(np.float16(0.5 - 2**-12))) == 2**-12
+    assert distance.tolist() == [0.0, 0.0, (1.5 - float(largest)) * 2**12]
 
 
 def test_sigmoid_bce_gradient_of_a_mean_may_overflow_before_the_division() -> None:

@@ -48,6 +48,20 @@ def test_new_label_region_is_a_regression_and_named() -> None:
     assert "nan" in d.changes[0].text
 
 
+def test_a_region_no_longer_explained_is_a_regression_and_the_reverse_is_not() -> None:
+    explained = report()
+    explained["findings"][0]["attribution"] = "known: bce-log-clamp-100"
+    unexplained = report()  # the same region, with no entry explaining it (an entry bounded more tightly)
+    d = diff.compare(explained, unexplained)
+    assert d.regressed and [(c.kind, c.key) for c in d.changes] == [("attribution", KEY)]
+    assert "no longer explained" in d.changes[0].text and "known: bce-log-clamp-100" in d.changes[0].text
+    back = diff.compare(unexplained, explained)
+    assert not back.regressed and [(c.kind, c.key) for c in back.changes] == [("attribution", KEY)]
+    assert "now explained" in back.changes[0].text
+    # an unexplained region next to an unexplained one of A is nothing new
+    assert diff.compare(report(), report()).changes == []
+
+
 def test_fixed_finding_and_smaller_error_are_not_regressions() -> None:
     b = report()
     b["findings"] = []
