@@ -12,8 +12,9 @@ the entry's region.  Flags point at what to tighten:
 - ``ulps slack``: its ``max_ulps`` is more than 4 times the largest error that it alone explains.
 
 "alone" counts the elements no other entry explains: what the entry is needed for.  For an entry with an error
-scale, "alone max bounded" is the largest of those errors in the units its ``max_scaled_error`` bounds; for one
-with a mechanism, the largest distance in ULPs from the mechanism's value, which its ``mechanism_ulps`` bounds.
+scale, "alone max bounded" is the largest of those errors in the units its ``max_scaled_error`` bounds (``u``); for
+one with a mechanism, the largest distance from the mechanism's values, which its ``mechanism_ulps`` bounds
+(``ULPs``).
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ class Usage:
     spans: dict[str, tuple[float, float]] = field(default_factory=dict)
     sole_count: int = 0  # explained by this entry and no other
     sole_max_ulps: float = 0.0
-    # entries with an error scale or a mechanism: the largest error it alone explains, in the units of that bound
-    sole_max_bounded: float = 0.0
+    # entries with an error scale: the largest error it alone explains, in the units of that scale; with a
+    # mechanism: the largest distance from it, in ULPs
+    sole_max_scaled: float = 0.0
+    sole_max_mechanism: float = 0.0
 
     def add(self, mask: np.ndarray, sole: np.ndarray, labels: np.ndarray, ulps: np.ndarray,
             inputs: dict[str, np.ndarray]) -> None:
@@ -91,10 +94,10 @@ def usage(d: Deviation, result: CaseResult) -> Usage:
             out.add(mask, mask & ~others, labels, ulps, result.inputs if q.got.ndim else {})
             if d.error_scale is not None:
                 scaled = np.broadcast_to(judge.scaled_error(d, result, q), mask.shape)
-                out.sole_max_bounded = max(out.sole_max_bounded, _largest(scaled[mask & ~others]))
+                out.sole_max_scaled = max(out.sole_max_scaled, _largest(scaled[mask & ~others]))
             if d.mechanism is not None and q.got.ndim:
                 distance = judge.mechanism_distance(d, result, q)
-                out.sole_max_bounded = max(out.sole_max_bounded, _largest(distance[mask & ~others]))
+                out.sole_max_mechanism = max(out.sole_max_mechanism, _largest(distance[mask & ~others]))
     return out
 
 
@@ -124,6 +127,14 @@ def _infinite_exact_only(d: Deviation) -> bool:
     regions = [d.region, *d.dtype_regions.values()]
     return all(all(math.isinf(low) and low == high for low, high in r.get(deviations.EXACT_KEY, [(0.0, 1.0)]))
                for r in regions)
+
+
+def _bounded_text(d: Deviation, seen: Usage) -> str:
+    """The largest error the entry alone explains, in its error scale's units and in ULPs from its mechanism."""
+    if not seen.sole_count:
+        return ""
+    parts = [f"{seen.sole_max_scaled:.3g} u"] if d.error_scale else []
+    return ", ".join(parts + ([f"{seen.sole_max_mechanism:.3g} ULPs"] if d.mechanism else []))
 
 
 def _bound_text(d: Deviation) -> str:
@@ -174,7 +185,7 @@ def rows(entries: Iterable[Deviation], device: str, quick: bool, workers: int) -
                 d.id, case_name, dtype, str(seen.count), str(seen.sole_count), ", ".join(sorted(seen.labels)),
                 f"{seen.max_ulps:.4g}" if seen.count else "", f"{seen.sole_max_ulps:.4g}" if seen.sole_count else "",
                 _bound_text(d),
-                f"{seen.sole_max_bounded:.3g}" if (d.error_scale or d.mechanism) and seen.sole_count else "",
+                _bounded_text(d, seen),
                 _region_text(d, dtype), spans,
                 ", ".join(flags(d, seen))]
     order = {(n, c, t): i for i, (c, t, _, n, _) in enumerate(tasks)}

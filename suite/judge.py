@@ -166,7 +166,7 @@ def explains(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> 
         ok &= d.within_error_scale(q.metrics.absolute_error, result.inputs, shape, _divisor(q, shape), q.fmt,
                                    result.fmt)
     if d.mechanism is not None and q.got.ndim:
-        ok &= d.within_mechanism(q.got, result.inputs, _divisor(q, shape), q.fmt)
+        ok &= d.within_mechanism(q.got, result.inputs, _divisor(q, shape), q.fmt, result.fmt)
     return ok
 
 
@@ -176,7 +176,7 @@ def mechanism_distance(d: deviations.Deviation, result: CaseResult, q: QuantityR
     if d.mechanism is None or not q.got.ndim:
         raise ValueError(f"{d.id} has no mechanism for {q.reduction} {q.quantity}")
     return mechanisms.distance_ulps(d.mechanism, result.inputs, q.got, _divisor(q, result.truth.values.shape),
-                                    q.fmt)
+                                    q.fmt, result.fmt)
 
 
 def scaled_error(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> np.ndarray:

@@ -43,9 +43,10 @@ SIGMOID_ROUNDINGS = 4
 
 FloatArray = npt.NDArray[np.float64]
 WorkArray = npt.NDArray[Any]
-#: A mechanism: the batch's inputs (in :data:`WORKING`, broadcast to its shape), the result's format and the
-#: reduction's divisor -> the values torch's formula may give at each element (NaN where one of them is NaN).
-Mechanism = Callable[[Mapping[str, WorkArray], FloatFormat, int], list[WorkArray]]
+#: A mechanism: the batch's inputs (in :data:`WORKING`, broadcast to its shape), the result's format, the inputs'
+#: format (CPU autocast computes BCE in float32 from a 16-bit sigmoid) and the reduction's divisor -> the values
+#: torch's formula may give at each element (NaN where one of them is NaN).
+Mechanism = Callable[[Mapping[str, WorkArray], FloatFormat, FloatFormat, int], list[WorkArray]]
 
 
 def evaluation_ulps(fmt: FloatFormat) -> float:
@@ -97,23 +98,30 @@ def _clamped_quotient(numerator: WorkArray, product: WorkArray, eps: float, divi
     return numerator / (divisor * np.maximum(product, _w(eps)))
 
 
-def bce_log_clamp(t: Mapping[str, WorkArray], fmt: FloatFormat, divisor: int) -> list[WorkArray]:
+def _clamped_bce(p: WorkArray, y: WorkArray) -> WorkArray:
+    """``y min(-log p, 100) + (1 - y) min(-log(1 - p), 100)``: BCE with each log clamped at -100."""
+    cap = _w(-LOG_CLAMP)
+    return _times(y, np.minimum(-np.log(p), cap)) + _times(1 - y, np.minimum(-np.log1p(-p), cap))
+
+
+def bce_log_clamp(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
+                  divisor: int) -> list[WorkArray]:
     """BCE's loss with each log clamped at -100, as torch's forward computes it:
     ``w (y min(-log p, 100) + (1 - y) min(-log(1 - p), 100))``."""
     p, y, w = t["input"], t["target"], t.get("weight", _w(1.0))
-    cap = _w(-LOG_CLAMP)
-    value = _times(w, _times(y, np.minimum(-np.log(p), cap)) + _times(1 - y, np.minimum(-np.log1p(-p), cap)))
-    return [value / divisor]
+    return [_times(w, _clamped_bce(p, y)) / divisor]
 
 
-def bce_grad_epsilon(t: Mapping[str, WorkArray], fmt: FloatFormat, divisor: int) -> list[WorkArray]:
+def bce_grad_epsilon(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
+                     divisor: int) -> list[WorkArray]:
     """BCE's input gradient with its denominator clamped, as torch's backward computes it:
     ``w (p - y) / max(p (1 - p), eps)`` for each value of ``eps`` (:func:`grad_epsilons`)."""
     p, y, w = t["input"], t["target"], t.get("weight", _w(1.0))
     return [_times(w, _clamped_quotient(p - y, p * (1 - p), eps, divisor)) for eps in grad_epsilons(fmt)]
 
 
-def sigmoid_underflow_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, divisor: int) -> list[WorkArray]:
+def sigmoid_underflow_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
+                           divisor: int) -> list[WorkArray]:
     """BCE-with-logits' input gradient ``w ((pw y + 1 - y) s - pw y)`` (``pw = 1`` without ``pos_weight``:
     ``w (s - y)``), with torch's sigmoid ``s`` anywhere in :func:`torch_sigmoid_range` (from 0 where it is
     subnormal)."""
@@ -123,33 +131,51 @@ def sigmoid_underflow_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, divisor
     return [_times(w, _times(pw_y + 1 - y, s) - pw_y) / divisor for s in torch_sigmoid_range(x, fmt)]
 
 
-def sigmoid_bce_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, divisor: int) -> list[WorkArray]:
+def _sigmoid_values(x: WorkArray, input_fmt: FloatFormat,
+                    turns: list[WorkArray]) -> list[tuple[FloatFormat, WorkArray]]:
+    """Values of torch's sigmoid of ``x`` where a function of it that is monotone between ``turns`` takes its
+    extremes: for each format of :func:`computing_formats` of the inputs' (eager's sigmoid is a tensor of
+    theirs; a fused kernel keeps float32's), the first and last values of :func:`torch_sigmoid_range` in it and
+    the values next to each turn, clipped into the range, each with the format it is a value of."""
+    out = []
+    for held in computing_formats(input_fmt):
+        low, high = torch_sigmoid_range(x, held)
+        first, last = _values_around(low, held)[1], _values_around(high, held)[0]
+        sides = [side for point in turns for side in _values_around(point, held)]
+        out += [(held, np.clip(p, first, last)) for p in (first, last, *sides)]
+    return out
+
+
+def sigmoid_bce_loss(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
+                     divisor: int) -> list[WorkArray]:
+    """sigmoid then BCE: BCE's clamped loss (:func:`bce_log_clamp`) of torch's sigmoid ``p``
+    (:func:`_sigmoid_values`), monotone between ``p = y`` and the clamp's edges."""
+    x, y = t["input"], t["target"]
+    edge = _w(np.exp(_w(LOG_CLAMP)))
+    return [_clamped_bce(p, y) / divisor for _, p in _sigmoid_values(x, input_fmt, [y, edge, 1 - edge])]
+
+
+def sigmoid_bce_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
+                     divisor: int) -> list[WorkArray]:
     """sigmoid then BCE: the logit gradient ``g p (1 - p)`` of torch's chain rule, BCE's gradient
     ``g = (p - y) / (N max(p (1 - p), eps))`` times sigmoid's ``p (1 - p)``, for each ``eps``
-    (:func:`grad_epsilons`) and each value ``p`` in :func:`torch_sigmoid_range` of a format of
-    :func:`computing_formats` (eager's sigmoid is a tensor of ``fmt``; a fused kernel keeps float32's).  With
-    eager's sigmoid ``g`` may be stored in ``fmt`` (inf where ``(p - y) / max(p (1 - p), eps)``, before torch
-    divides it by N, is beyond its range, then inf times ``p (1 - p)``, NaN where that is 0); a fused kernel keeps
-    it.  The
-    gradient is monotone in ``p`` between the range's ends, ``p = y`` and the clamp's edges ``p (1 - p) = eps``,
-    so it is evaluated at the values of the format next to each of them."""
+    (:func:`grad_epsilons`) and torch's sigmoid ``p`` (:func:`_sigmoid_values`), monotone between ``p = y`` and
+    the clamp's edges ``p (1 - p) = eps``.  With eager's sigmoid, a tensor of the inputs' format, ``g`` may be
+    stored in ``fmt`` (inf where ``(p - y) / max(p (1 - p), eps)``, before torch divides it by N, is beyond its
+    range, then inf times ``p (1 - p)``, NaN where that is 0); a fused kernel keeps it."""
     x, y = t["input"], t["target"]
     overflow = _w(np.ldexp(2.0 - 2.0 ** -fmt.precision, fmt.emax))  # rounds to inf in fmt from here on
+    epsilons = grad_epsilons(fmt)
+    small_roots = [_w(2 * eps) / (1 + np.sqrt(_w(1 - 4 * eps))) for eps in epsilons]  # p (1 - p) = eps
     values = []
-    for held in computing_formats(fmt):
-        low, high = torch_sigmoid_range(x, held)
-        first, last = _values_around(low, held)[1], _values_around(high, held)[0]  # the range's values
-        for eps in grad_epsilons(fmt):
-            small_root = _w(2 * eps) / (1 + np.sqrt(_w(1 - 4 * eps)))  # p (1 - p) = eps, without cancellation
-            turns = [side for point in (y, small_root, 1 - small_root) for side in _values_around(point, held)]
-            for p in (first, last, *turns):
-                p = np.clip(p, first, last)
-                product = p * (1 - p)
-                quotient = _clamped_quotient(p - y, product, eps, 1)
-                values.append(quotient / divisor * product)
-                if held is fmt:  # stored in fmt: eager, whose sigmoid is a tensor of fmt
-                    stored = np.where(np.abs(quotient) >= overflow, np.copysign(_w(np.inf), quotient), quotient)
-                    values.append(stored / divisor * product)
+    for held, p in _sigmoid_values(x, input_fmt, [y, *small_roots, *(1 - r for r in small_roots)]):
+        product = p * (1 - p)
+        for eps in epsilons:
+            quotient = _clamped_quotient(p - y, product, eps, 1)
+            values.append(quotient / divisor * product)
+            if held is input_fmt:  # eager's sigmoid tensor
+                stored = np.where(np.abs(quotient) >= overflow, np.copysign(_w(np.inf), quotient), quotient)
+                values.append(stored / divisor * product)
     return values
 
 
@@ -166,30 +192,32 @@ MECHANISMS: dict[str, Mechanism] = {
     "bce_log_clamp": bce_log_clamp,
     "bce_grad_epsilon": bce_grad_epsilon,
     "sigmoid_underflow_grad": sigmoid_underflow_grad,
+    "sigmoid_bce_loss": sigmoid_bce_loss,
     "sigmoid_bce_grad": sigmoid_bce_grad,
 }
 
 
 def outcomes(name: str, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...], fmt: FloatFormat,
-             divisor: int) -> tuple[WorkArray, WorkArray, npt.NDArray[np.bool_]]:
-    """Mechanism ``name`` on a batch of ``shape``: per element the interval ``(low, high)`` of the values it
-    gives that are not NaN (NaN ends where it gives none), and whether it may give NaN."""
+             divisor: int, input_fmt: FloatFormat | None = None) -> tuple[WorkArray, WorkArray, npt.NDArray[np.bool_]]:
+    """Mechanism ``name`` on a batch of ``shape`` with a result in ``fmt`` from inputs in ``input_fmt`` (default
+    ``fmt``): per element the interval ``(low, high)`` of the values it gives that are not NaN (NaN ends where
+    it gives none), and whether it may give NaN."""
     exact = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), shape).astype(WORKING) + _w(0.0)
              for k, v in inputs.items()}  # + 0 turns -0 into 0
     with np.errstate(all="ignore"):
-        values = np.stack(np.broadcast_arrays(*MECHANISMS[name](exact, fmt, divisor)))
+        values = np.stack(np.broadcast_arrays(*MECHANISMS[name](exact, fmt, input_fmt or fmt, divisor)))
     nan = np.isnan(values)
     return np.fmin.reduce(values, axis=0), np.fmax.reduce(values, axis=0), nan.any(axis=0)
 
 
 def distance_ulps(name: str, inputs: Mapping[str, npt.ArrayLike], got: npt.ArrayLike, divisor: int,
-                  fmt: FloatFormat) -> FloatArray:
+                  fmt: FloatFormat, input_fmt: FloatFormat | None = None) -> FloatArray:
     """For each element of ``got`` (torch's values, in ``fmt``), how many ULPs of ``fmt`` it lies outside
     mechanism ``name``'s interval for its ``inputs`` (broadcast to ``got``'s shape): 0 inside, to the nearer end
     outside (an infinite end matches only itself); for a NaN value 0 where the mechanism may give NaN, else
-    ``inf``."""
+    ``inf``.  ``input_fmt`` is the inputs' format (default ``fmt``)."""
     values = np.asarray(got, dtype=np.float64)
-    low, high, nan = outcomes(name, inputs, values.shape, fmt, divisor)
+    low, high, nan = outcomes(name, inputs, values.shape, fmt, divisor, input_fmt)
     g = values.astype(WORKING)
     with np.errstate(invalid="ignore"):
         inside = (g >= low) & (g <= high)

@@ -27,7 +27,7 @@ def test_usage_counts_spans_and_errors_of_what_an_entry_explains() -> None:
         expected = float(mpmath.sigmoid(-95) / mpmath.mpf(2) ** -149)
     assert abs(seen.max_ulps - expected) < 1e-9 * expected
     # torch's 0 is the low end of the entry's mechanism (the sigmoid lost whole): 0 ULPs from it
-    assert seen.sole_max_bounded == 0.0
+    assert seen.sole_max_mechanism == 0.0
     assert audit.flags(entry, seen) == ["labels unseen: flushed"]
     # without its mechanism nothing would bound the error the entry excuses
     loose = dataclasses.replace(entry, mechanism=None, mechanism_ulps=None)
@@ -60,6 +60,6 @@ def test_scaled_error_is_the_error_in_units_of_the_formulas_roundings() -> None:
     assert expected > 0.1  # a real cancellation error, not a rounding of the result
     assert abs(float(judge.scaled_error(entry, result, q)[0]) - expected) < 1e-6 * expected
     seen = audit.usage(entry, result)
-    assert seen.sole_count == 1 and abs(seen.sole_max_bounded - expected) < 1e-6 * expected
+    assert seen.sole_count == 1 and abs(seen.sole_max_scaled - expected) < 1e-6 * expected
     assert entry.max_scaled_error is not None and expected <= entry.max_scaled_error  # torch's rounding: explained
 

@@ -157,3 +157,19 @@ def test_sigmoid_bce_gradient_of_a_mean_may_overflow_before_the_division() -> No
     inputs = {"input": np.array([-17.25]), "target": np.array([0.89990234375])}
     low, high, _ = mechanisms.outcomes("sigmoid_bce_grad", inputs, (1,), F16, 2**17)
     assert low[0] == -np.inf and high[0] == 0
+
+
+def test_sigmoid_bce_loss_where_the_clamp_decides() -> None:
+    # x = 20, y = 0.9 (float32's 0.89999998): sigmoid(20) = 1 - 2.1e-9 rounds to 1 in float32, where BCE's clamp
+    # gives (1 - y) 100 = 10.0000024;
+    # a fused kernel's float32 sigmoid just below 1 gives less (-0.1 log(1 - p) of at most 16.6 for p = 1 - 2^-24)
+    inputs = {"input": np.array([20.0, 20.0, 20.0]), "target": np.full(3, np.float32(0.9), dtype=np.float64)}
+    low, high, nan = mechanisms.outcomes("sigmoid_bce_loss", inputs, (3,), F32, 1)
+    clamped = 100 * (1 - float(np.float32(0.9)))
+    assert abs(float(high[0]) - clamped) < 1e-12 and float(low[0]) < 2 and not nan[0]
+    distance = mechanisms.distance_ulps("sigmoid_bce_loss", inputs, np.array([clamped, 100.0, 0.0]), 1, F32)
+    assert distance[0] < 1 and distance[1] > 1e6 and distance[2] > 1e6
+    # CPU autocast: a float16 sigmoid (1 from x = 12 on) and a float32 loss
+    inputs = {"input": np.array([12.0]), "target": np.array([0.5])}
+    assert mechanisms.outcomes("sigmoid_bce_loss", inputs, (1,), F32, 1, F16)[1][0] == 50
+    assert mechanisms.outcomes("sigmoid_bce_loss", inputs, (1,), F32, 1)[1][0] < 10
