@@ -189,7 +189,6 @@ def scaled_error(d: deviations.Deviation, result: CaseResult, q: QuantityResult)
         return np.asarray(q.metrics.absolute_error / unit)
 
 
-
 def _divisor(q: QuantityResult, shape: tuple[int, ...]) -> int:
     """The reduction's divisor of the batch (1 for none and sum), which scales torch's gradients."""
     divisor_of = REDUCTION_DIVISORS[q.reduction]

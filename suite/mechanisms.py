@@ -14,10 +14,11 @@ it changes a product, a quotient or a sum of terms of one sign.
 A mechanism is the formula's mathematics on the exact (already rounded) inputs, with torch's constants (the -100
 log clamp, the 1e-12 gradient epsilon, as :mod:`suite.inputs.thresholds` records them), divided by the
 reduction's divisor (a mean's ``1/N`` scales torch's gradients).  It is evaluated on the whole batch at once in
-``numpy.longdouble``: the x87 extended format on x86-64 (64 significand bits, exponents to 2^+-16382, so no
-float64 value or product of two overflows or underflows), whose own roundings are :func:`evaluation_ulps` of the
-result, added to ``k``.  (Element by element in mpmath this took 100 us an element: minutes on a float16 grid.)
-Inputs are taken as the numbers they are: ``-0`` is 0.
+``numpy.longdouble`` (mpmath, element by element, is too slow for the float16 grids): on x86-64 the x87 extended
+format, 64 significand bits and exponents to 2^+-16382, so that no float64 value or product of two overflows or
+underflows.  Its own roundings, :func:`evaluation_ulps` of the result, are added to ``k``: a small fraction of an
+ULP there, and 16 ULPs of a float64 result where ``longdouble`` is float64 (some ARM platforms).  Inputs are
+taken as the numbers they are: ``-0`` is 0.
 """
 
 from __future__ import annotations
