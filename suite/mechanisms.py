@@ -132,6 +132,12 @@ def sigmoid_underflow_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_f
     return [_times(w, _times(pw_y + 1 - y, s) - pw_y) / divisor for s in torch_sigmoid_range(x, fmt)]
 
 
+def mean_divisor_overflow(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
+                          divisor: int) -> list[WorkArray]:
+    """A mean's gradient ``g / N`` whose ``N`` overflowed ``fmt`` (inf beyond its range, so ``1 / N = 0``): 0."""
+    return [np.zeros(np.broadcast_shapes(*(v.shape for v in t.values())), dtype=WORKING)]
+
+
 def _sigmoid_values(x: WorkArray, input_fmt: FloatFormat,
                     turns: list[WorkArray]) -> list[tuple[FloatFormat, WorkArray]]:
     """Values of torch's sigmoid of ``x`` where a function of it that is monotone between ``turns`` takes its
@@ -193,6 +199,7 @@ MECHANISMS: dict[str, Mechanism] = {
     "bce_log_clamp": bce_log_clamp,
     "bce_grad_epsilon": bce_grad_epsilon,
     "sigmoid_underflow_grad": sigmoid_underflow_grad,
+    "mean_divisor_overflow": mean_divisor_overflow,
     "sigmoid_bce_loss": sigmoid_bce_loss,
     "sigmoid_bce_grad": sigmoid_bce_grad,
 }

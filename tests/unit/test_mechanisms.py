@@ -173,3 +173,10 @@ def test_sigmoid_bce_loss_where_the_clamp_decides() -> None:
     inputs = {"input": np.array([12.0]), "target": np.array([0.5])}
     assert mechanisms.outcomes("sigmoid_bce_loss", inputs, (1,), F32, 1, F16)[1][0] == 50
     assert mechanisms.outcomes("sigmoid_bce_loss", inputs, (1,), F32, 1)[1][0] < 10
+
+
+def test_a_mean_whose_divisor_overflowed_has_a_zero_gradient() -> None:
+    # float16 holds no N above 65504: 1 / inf = 0, so every g / N is 0; a 6e-8 (the smallest subnormal) is not
+    inputs = {"input": np.array([1.0, 1.0]), "target": np.zeros(2)}
+    distance = mechanisms.distance_ulps("mean_divisor_overflow", inputs, np.array([-0.0, 2.0**-24]), 70000, F16)
+    assert distance.tolist() == [0.0, 1.0]
