@@ -5,11 +5,12 @@ A label and a region say *where* torch is wrong, not *how*: inside BCE's clamp r
 whole loss at 100, or ignores the target there, is as far from the exact (infinite or huge) loss as torch's
 per-log clamp, carries the same label, and a region alone would excuse it.  An entry with ``mechanism = NAME``
 and ``mechanism_ulps = k`` explains an element only where torch's value is within ``k`` ULPs of the result's
-format of the interval that the mechanism gives for the element's inputs (a NaN only where the mechanism gives
-NaN): a single value for a clamp, a range where torch's formula may take one of several values (an epsilon that
-is a float32 or a float64 constant, a sigmoid that underflows to 0 or to a subnormal number, a sigmoid that is
-not correctly rounded).  ``k`` counts the roundings of torch's formula, each at most one ULP of the result where
-it changes a product, a quotient or a sum of terms of one sign.
+format of an interval that the mechanism gives for the element's inputs (a NaN only where the mechanism gives
+NaN): a single value for a clamp, a range where torch's formula may take any value between two (a sigmoid that
+underflows to 0 or to a subnormal number, a sigmoid that is not correctly rounded), and one interval for each of
+its branches where it takes one of a few (an epsilon that is a float32 or a float64 constant).  ``k`` counts the
+roundings of torch's formula, each at most one ULP of the result where it changes a product, a quotient or a sum
+of terms of one sign.
 
 A mechanism is the formula's mathematics on the exact (already rounded) inputs, with torch's constants (the -100
 log clamp, the 1e-12 gradient epsilon, as :mod:`suite.inputs.thresholds` records them), divided by the
@@ -44,10 +45,13 @@ SIGMOID_ROUNDINGS = 4
 
 FloatArray = npt.NDArray[np.float64]
 WorkArray = npt.NDArray[Any]
+#: One way torch's formula may go: values of it at each element, any value between whose least and greatest it
+#: may take (a NaN among them: it may give NaN).
+Branch = list[WorkArray]
 #: A mechanism: the batch's inputs (in :data:`WORKING`, broadcast to its shape), the result's format, the inputs'
-#: format (CPU autocast computes BCE in float32 from a 16-bit sigmoid) and the reduction's divisor -> the values
-#: torch's formula may give at each element (NaN where one of them is NaN).
-Mechanism = Callable[[Mapping[str, WorkArray], FloatFormat, FloatFormat, int], list[WorkArray]]
+#: format (CPU autocast computes BCE in float32 from a 16-bit sigmoid) and the reduction's divisor -> its
+#: branches (a constant that is a float32 or a float64 number: one branch each, not anything between).
+Mechanism = Callable[[Mapping[str, WorkArray], FloatFormat, FloatFormat, int], list[Branch]]
 
 
 def evaluation_ulps(fmt: FloatFormat) -> float:
@@ -106,36 +110,36 @@ def _clamped_bce(p: WorkArray, y: WorkArray) -> WorkArray:
 
 
 def bce_log_clamp(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
-                  divisor: int) -> list[WorkArray]:
+                  divisor: int) -> list[Branch]:
     """BCE's loss with each log clamped at -100, as torch's forward computes it:
     ``w (y min(-log p, 100) + (1 - y) min(-log(1 - p), 100))``."""
     p, y, w = t["input"], t["target"], t.get("weight", _w(1.0))
-    return [_times(w, _clamped_bce(p, y)) / divisor]
+    return [[_times(w, _clamped_bce(p, y)) / divisor]]
 
 
 def bce_grad_epsilon(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
-                     divisor: int) -> list[WorkArray]:
+                     divisor: int) -> list[Branch]:
     """BCE's input gradient with its denominator clamped, as torch's backward computes it:
     ``w (p - y) / max(p (1 - p), eps)`` for each value of ``eps`` (:func:`grad_epsilons`)."""
     p, y, w = t["input"], t["target"], t.get("weight", _w(1.0))
-    return [_times(w, _clamped_quotient(p - y, p * (1 - p), eps, divisor)) for eps in grad_epsilons(fmt)]
+    return [[_times(w, _clamped_quotient(p - y, p * (1 - p), eps, divisor))] for eps in grad_epsilons(fmt)]
 
 
 def sigmoid_underflow_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
-                           divisor: int) -> list[WorkArray]:
+                           divisor: int) -> list[Branch]:
     """BCE-with-logits' input gradient ``w ((pw y + 1 - y) s - pw y)`` (``pw = 1`` without ``pos_weight``:
     ``w (s - y)``), with torch's sigmoid ``s`` anywhere in :func:`torch_sigmoid_range` (from 0 where it is
     subnormal)."""
     x, y = t["input"], t["target"]
     w, pw = t.get("weight", _w(1.0)), t.get("pos_weight", _w(1.0))
     pw_y = _times(pw, y)
-    return [_times(w, _times(pw_y + 1 - y, s) - pw_y) / divisor for s in torch_sigmoid_range(x, fmt)]
+    return [[_times(w, _times(pw_y + 1 - y, s) - pw_y) / divisor for s in torch_sigmoid_range(x, fmt)]]
 
 
 def mean_divisor_overflow(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
-                          divisor: int) -> list[WorkArray]:
+                          divisor: int) -> list[Branch]:
     """A mean's gradient ``g / N`` whose ``N`` overflowed ``fmt`` (inf beyond its range, so ``1 / N = 0``): 0."""
-    return [np.zeros(np.broadcast_shapes(*(v.shape for v in t.values())), dtype=WORKING)]
+    return [[np.zeros(np.broadcast_shapes(*(v.shape for v in t.values())), dtype=WORKING)]]
 
 
 def _sigmoid_values(x: WorkArray, input_fmt: FloatFormat,
@@ -154,16 +158,16 @@ def _sigmoid_values(x: WorkArray, input_fmt: FloatFormat,
 
 
 def sigmoid_bce_loss(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
-                     divisor: int) -> list[WorkArray]:
+                     divisor: int) -> list[Branch]:
     """sigmoid then BCE: BCE's clamped loss (:func:`bce_log_clamp`) of torch's sigmoid ``p``
     (:func:`_sigmoid_values`), monotone between ``p = y`` and the clamp's edges."""
     x, y = t["input"], t["target"]
     edge = _w(np.exp(_w(LOG_CLAMP)))
-    return [_clamped_bce(p, y) / divisor for _, p in _sigmoid_values(x, input_fmt, [y, edge, 1 - edge])]
+    return [[_clamped_bce(p, y) / divisor for _, p in _sigmoid_values(x, input_fmt, [y, edge, 1 - edge])]]
 
 
 def sigmoid_bce_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
-                     divisor: int) -> list[WorkArray]:
+                     divisor: int) -> list[Branch]:
     """sigmoid then BCE: the logit gradient ``g p (1 - p)`` of torch's chain rule, BCE's gradient
     ``g = (p - y) / (N max(p (1 - p), eps))`` times sigmoid's ``p (1 - p)``, for each ``eps``
     (:func:`grad_epsilons`) and torch's sigmoid ``p`` (:func:`_sigmoid_values`), monotone between ``p = y`` and
@@ -174,16 +178,16 @@ def sigmoid_bce_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Fl
     overflow = _w(np.ldexp(2.0 - 2.0 ** -fmt.precision, fmt.emax))  # rounds to inf in fmt from here on
     epsilons = grad_epsilons(fmt)
     small_roots = [_w(2 * eps) / (1 + np.sqrt(_w(1 - 4 * eps))) for eps in epsilons]  # p (1 - p) = eps
-    values = []
+    branches: list[Branch] = [[] for _ in epsilons]
     for held, p in _sigmoid_values(x, input_fmt, [y, *small_roots, *(1 - r for r in small_roots)]):
         product = p * (1 - p)
-        for eps in epsilons:
+        for eps, values in zip(epsilons, branches, strict=True):
             quotient = _clamped_quotient(p - y, product, eps, 1)
             values.append(quotient / divisor * product)
             if held is input_fmt:  # eager's sigmoid tensor
                 stored = np.where(np.abs(quotient) >= overflow, np.copysign(_w(np.inf), quotient), quotient)
                 values.append(stored / divisor * product)
-    return values
+    return branches
 
 
 def _values_around(v: WorkArray, fmt: FloatFormat) -> tuple[WorkArray, WorkArray]:
@@ -208,29 +212,33 @@ MECHANISMS: dict[str, Mechanism] = {
 def outcomes(name: str, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...], fmt: FloatFormat,
              divisor: int, input_fmt: FloatFormat | None = None) -> tuple[WorkArray, WorkArray, npt.NDArray[np.bool_]]:
     """Mechanism ``name`` on a batch of ``shape`` with a result in ``fmt`` from inputs in ``input_fmt`` (default
-    ``fmt``): per element the interval ``(low, high)`` of the values it gives that are not NaN (NaN ends where
-    it gives none), and whether it may give NaN."""
+    ``fmt``): for each branch (the first axis) and element, the interval ``(low, high)`` of the values it gives
+    that are not NaN (NaN ends where it gives none); and per element whether it may give NaN."""
     exact = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), shape).astype(WORKING) + _w(0.0)
              for k, v in inputs.items()}  # + 0 turns -0 into 0
+    lows, highs, nan = [], [], np.zeros(shape, dtype=bool)
     with np.errstate(all="ignore"):
-        values = np.stack(np.broadcast_arrays(*MECHANISMS[name](exact, fmt, input_fmt or fmt, divisor)))
-    nan = np.isnan(values)
-    return np.fmin.reduce(values, axis=0), np.fmax.reduce(values, axis=0), nan.any(axis=0)
+        for branch in MECHANISMS[name](exact, fmt, input_fmt or fmt, divisor):
+            values = np.stack([np.broadcast_to(v, shape) for v in branch])
+            lows.append(np.fmin.reduce(values, axis=0))
+            highs.append(np.fmax.reduce(values, axis=0))
+            nan |= np.isnan(values).any(axis=0)
+    return np.stack(lows), np.stack(highs), nan
 
 
 def distance_ulps(name: str, inputs: Mapping[str, npt.ArrayLike], got: npt.ArrayLike, divisor: int,
                   fmt: FloatFormat, input_fmt: FloatFormat | None = None) -> FloatArray:
-    """For each element of ``got`` (torch's values, in ``fmt``), how many ULPs of ``fmt`` it lies outside
-    mechanism ``name``'s interval for its ``inputs`` (broadcast to ``got``'s shape): 0 inside, to the nearer end
-    outside (an infinite end matches only itself); for a NaN value 0 where the mechanism may give NaN, else
-    ``inf``.  ``input_fmt`` is the inputs' format (default ``fmt``)."""
+    """For each element of ``got`` (torch's values, in ``fmt``), how many ULPs of ``fmt`` it lies outside the
+    nearest interval of mechanism ``name``'s branches for its ``inputs`` (broadcast to ``got``'s shape): 0
+    inside, to the nearer end outside (an infinite end matches only itself); for a NaN value 0 where the
+    mechanism may give NaN, else ``inf``.  ``input_fmt`` is the inputs' format (default ``fmt``)."""
     values = np.asarray(got, dtype=np.float64)
     low, high, nan = outcomes(name, inputs, values.shape, fmt, divisor, input_fmt)
     g = values.astype(WORKING)
     with np.errstate(invalid="ignore"):
         inside = (g >= low) & (g <= high)
     nearest = np.fmin(_ulps_from(g, low, fmt), _ulps_from(g, high, fmt))
-    result = np.where(inside, 0.0, nearest)
+    result = np.min(np.where(inside, 0.0, nearest), axis=0)
     result = np.where(np.isnan(g), np.where(nan, 0.0, np.inf), result)
     return np.asarray(result, dtype=np.float64)
 

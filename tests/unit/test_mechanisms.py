@@ -18,9 +18,16 @@ from suite.metrics import Label
 F64, F32, F16, BF16 = dtypes.FLOAT64, dtypes.FLOAT32, dtypes.FLOAT16, dtypes.BFLOAT16
 
 
+def _hull(name: str, inputs: dict[str, np.ndarray], shape: tuple[int, ...], fmt: dtypes.FloatFormat,
+          divisor: int = 1, input_fmt: dtypes.FloatFormat | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The least and greatest value of the mechanism's branches at each element, and whether it may give NaN."""
+    low, high, nan = mechanisms.outcomes(name, inputs, shape, fmt, divisor, input_fmt)
+    return np.fmin.reduce(low, axis=0), np.fmax.reduce(high, axis=0), nan
+
+
 def _interval(name: str, fmt: dtypes.FloatFormat, divisor: int = 1, **inputs: float) -> tuple[float, float]:
-    """The mechanism's interval for one element, its ends as float64 numbers."""
-    low, high, _ = mechanisms.outcomes(name, {k: np.array([v]) for k, v in inputs.items()}, (1,), fmt, divisor)
+    """The mechanism's hull for one element, its ends as float64 numbers."""
+    low, high, _ = _hull(name, {k: np.array([v]) for k, v in inputs.items()}, (1,), fmt, divisor)
     return float(low[0]), float(high[0])
 
 
@@ -50,6 +57,11 @@ def test_the_gradient_epsilon_interval_holds_every_epsilon() -> None:
     eps = mechanisms.grad_epsilons(F64)
     low, high = _interval("bce_grad_epsilon", F64, input=0.0, target=0.5)
     assert (low, high) == (min(-0.5 / e for e in eps), max(-0.5 / e for e in eps))
+    # each epsilon is a branch of its own: torch's float32 constant or a float64 one, nothing between
+    between = (low + high) / 2
+    distance = mechanisms.distance_ulps("bce_grad_epsilon", {"input": np.zeros(3), "target": np.full(3, 0.5)},
+                                        np.array([low, high, between]), 1, F64)
+    assert distance[0] == distance[1] == 0 and distance[2] > 1e6
     # a mean over 4 elements divides by 4, exactly
     assert _interval("bce_grad_epsilon", F64, 4, input=0.0, target=0.5) == (low / 4, high / 4)
     # float16: eps = 0 gives -inf, float32's 1e-12 gives -0.5e12: both are torch's formula
@@ -70,7 +82,7 @@ def test_the_lost_sigmoid_spans_zero_to_the_rounded_up_sigmoid() -> None:
     # float64, x = -800: sigmoid is 3.7e-348, far below half the smallest subnormal (2^-1075), the top end; a
     # sigmoid rounded up to the smallest subnormal 2^-1074 is half an ULP beyond it, 0 is inside
     inputs = {"input": np.array([-800.0, -800.0]), "target": np.zeros(2)}
-    ends = mechanisms.outcomes("sigmoid_underflow_grad", inputs, (2,), F64, 1)
+    ends = _hull("sigmoid_underflow_grad", inputs, (2,), F64)
     assert ends[0][0] == 0 and ends[1][0] == np.ldexp(np.longdouble(1), -1075)
     assert mechanisms.distance_ulps("sigmoid_underflow_grad", inputs, np.array([0.0, 5e-324]), 1, F64).tolist() == [
         0.0, 0.5]
@@ -143,7 +155,7 @@ def test_sigmoid_bce_gradient_where_sigmoid_rounds_to_one() -> None:
     largest = np.float32(top)
     largest = largest if float(largest) <= top else np.nextafter(largest, np.float32(0))
     inputs = {"input": np.array([12.0, 12.0, 12.0]), "target": np.full(3, 0.5)}
-    low, high, nan = mechanisms.outcomes("sigmoid_bce_grad", inputs, (3,), F16, 1)
+    low, high, nan = _hull("sigmoid_bce_grad", inputs, (3,), F16)
     assert (float(low[0]), float(high[0]), bool(nan[0])) == (0.0, float(largest) - 0.5, True)
     distance = mechanisms.distance_ulps("sigmoid_bce_grad", inputs, np.array([math.nan, 0.25, 1.0]), 1, F16)
     # 1.0 is 1.5 - largest beyond the top, in float16 ULPs there (2^-12, numpy's spacing just below 0.5)
@@ -155,7 +167,7 @@ def test_sigmoid_bce_gradient_of_a_mean_may_overflow_before_the_division() -> No
     # float16, x = -17.25 (sigmoid 3.2e-8, rounding to 2^-24 or 0), y = 0.9, mean over 2^17 elements: BCE's
     # (p - y) / (p (1 - p)) = -1.5e7 overflows float16 before torch divides it by N, so -inf is its value
     inputs = {"input": np.array([-17.25]), "target": np.array([0.89990234375])}
-    low, high, _ = mechanisms.outcomes("sigmoid_bce_grad", inputs, (1,), F16, 2**17)
+    low, high, _ = _hull("sigmoid_bce_grad", inputs, (1,), F16, 2**17)
     assert low[0] == -np.inf and high[0] == 0
 
 
@@ -164,15 +176,15 @@ def test_sigmoid_bce_loss_where_the_clamp_decides() -> None:
     # gives (1 - y) 100 = 10.0000024;
     # a fused kernel's float32 sigmoid just below 1 gives less (-0.1 log(1 - p) of at most 16.6 for p = 1 - 2^-24)
     inputs = {"input": np.array([20.0, 20.0, 20.0]), "target": np.full(3, np.float32(0.9), dtype=np.float64)}
-    low, high, nan = mechanisms.outcomes("sigmoid_bce_loss", inputs, (3,), F32, 1)
+    low, high, nan = _hull("sigmoid_bce_loss", inputs, (3,), F32)
     clamped = 100 * (1 - float(np.float32(0.9)))
     assert abs(float(high[0]) - clamped) < 1e-12 and float(low[0]) < 2 and not nan[0]
     distance = mechanisms.distance_ulps("sigmoid_bce_loss", inputs, np.array([clamped, 100.0, 0.0]), 1, F32)
     assert distance[0] < 1 and distance[1] > 1e6 and distance[2] > 1e6
     # CPU autocast: a float16 sigmoid (1 from x = 12 on) and a float32 loss
     inputs = {"input": np.array([12.0]), "target": np.array([0.5])}
-    assert mechanisms.outcomes("sigmoid_bce_loss", inputs, (1,), F32, 1, F16)[1][0] == 50
-    assert mechanisms.outcomes("sigmoid_bce_loss", inputs, (1,), F32, 1)[1][0] < 10
+    assert _hull("sigmoid_bce_loss", inputs, (1,), F32, 1, F16)[1][0] == 50
+    assert _hull("sigmoid_bce_loss", inputs, (1,), F32)[1][0] < 10
 
 
 def test_a_mean_whose_divisor_overflowed_has_a_zero_gradient() -> None:
