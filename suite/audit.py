@@ -124,9 +124,9 @@ def flags(d: Deviation, seen: Usage) -> list[str]:
 def _infinite_exact_only(d: Deviation) -> bool:
     """Whether every region of ``d`` holds only infinite exact values: ``inaccurate`` is then the infinity of the
     wrong sign (:mod:`suite.metrics`), one value, which needs no bound."""
-    regions = [d.region, *d.dtype_regions.values()]
-    return all(all(math.isinf(low) and low == high for low, high in r.get(deviations.EXACT_KEY, [(0.0, 1.0)]))
-               for r in regions)
+    exact = [r.get(deviations.EXACT_KEY) for r in (d.region, *d.dtype_regions.values())]
+    return all(intervals is not None and all(math.isinf(low) and low == high for low, high in intervals)
+               for intervals in exact)
 
 
 def _bounded_text(d: Deviation, seen: Usage) -> str:

@@ -5,10 +5,10 @@ deviations explained and B's do not, more failing elements on an equal grid, a l
 its budget, a narrower safe range, or handles a bad input or a mixed-dtype call worse.
 
 Grid findings are matched by their result key and label, and their regions by overlap along the main input (a
-region of B that meets none of A's is new; one of A that meets none of B's is fixed; one that meets only
-explained regions of A and is unexplained in B is no longer explained).  A finding of the
-targeted search (attribution ``"new (search)"``, one point that depends on the search's path) is new, and a
-regression, when A has no unexplained finding (grid or search) of the same key and label.
+region of B that meets none of A's is new; one of A that meets none of B's is fixed; one unexplained in B that
+meets only explained regions of A is no longer explained).  A finding of the targeted search (attribution
+``"new (search)"``, one point that depends on the search's path) is new, and a regression, when A has no
+unexplained finding (grid or search) of the same key and label.
 """
 
 from __future__ import annotations

@@ -63,3 +63,12 @@ def test_scaled_error_is_the_error_in_units_of_the_formulas_roundings() -> None:
     assert seen.sole_count == 1 and abs(seen.sole_max_scaled - expected) < 1e-6 * expected
     assert entry.max_scaled_error is not None and expected <= entry.max_scaled_error  # torch's rounding: explained
 
+
+
+def test_an_entry_whose_exact_value_is_infinite_needs_no_bound() -> None:
+    # at p = -0 the exact float16 BCE gradient is -inf: "inaccurate" there is +inf, one value
+    entry = deviations.get("bce-grad-half-negative-zero-sign")
+    seen = audit.Usage(count=1, labels={"inaccurate"})
+    assert audit.flags(entry, seen) == []
+    finite = dataclasses.replace(entry, region={k: v for k, v in entry.region.items() if k != deviations.EXACT_KEY})
+    assert audit.flags(finite, seen) == ["unbounded"]
