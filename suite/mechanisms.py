@@ -109,20 +109,29 @@ def _clamped_bce(p: WorkArray, y: WorkArray) -> WorkArray:
     return _times(y, np.minimum(-np.log(p), cap)) + _times(1 - y, np.minimum(-np.log1p(-p), cap))
 
 
+def _weighted(w: WorkArray, value: WorkArray, fmt: FloatFormat, divisor: int) -> Branch:
+    """``w value / divisor`` where torch rounds ``value`` to ``fmt`` before it multiplies by the weight: a value in
+    the subnormal range is then off by up to half the smallest subnormal, which the weight scales (float64 BCE's
+    gradient ``2^-1074 / 1e-12``, times 1000, is 500 ULPs off), so both ends."""
+    eta = _w(fmt.smallest_subnormal) / 2
+    return [_times(w, value - eta) / divisor, _times(w, value + eta) / divisor]
+
+
 def bce_log_clamp(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
                   divisor: int) -> list[Branch]:
     """BCE's loss with each log clamped at -100, as torch's forward computes it:
-    ``w (y min(-log p, 100) + (1 - y) min(-log(1 - p), 100))``."""
-    p, y, w = t["input"], t["target"], t.get("weight", _w(1.0))
-    return [[_times(w, _clamped_bce(p, y)) / divisor]]
+    ``w (y min(-log p, 100) + (1 - y) min(-log(1 - p), 100))``, the weight applied last (:func:`_weighted`)."""
+    p, y = t["input"], t["target"]
+    return [_weighted(t.get("weight", _w(1.0)), _clamped_bce(p, y), fmt, divisor)]
 
 
 def bce_grad_epsilon(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
                      divisor: int) -> list[Branch]:
     """BCE's input gradient with its denominator clamped, as torch's backward computes it:
-    ``w (p - y) / max(p (1 - p), eps)`` for each value of ``eps`` (:func:`grad_epsilons`)."""
+    ``w (p - y) / max(p (1 - p), eps)`` for each value of ``eps`` (:func:`grad_epsilons`), the weight applied
+    last (:func:`_weighted`)."""
     p, y, w = t["input"], t["target"], t.get("weight", _w(1.0))
-    return [[_times(w, _clamped_quotient(p - y, p * (1 - p), eps, divisor))] for eps in grad_epsilons(fmt)]
+    return [_weighted(w, _clamped_quotient(p - y, p * (1 - p), eps, 1), fmt, divisor) for eps in grad_epsilons(fmt)]
 
 
 def sigmoid_underflow_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
@@ -133,7 +142,8 @@ def sigmoid_underflow_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_f
     x, y = t["input"], t["target"]
     w, pw = t.get("weight", _w(1.0)), t.get("pos_weight", _w(1.0))
     pw_y = _times(pw, y)
-    return [[_times(w, _times(pw_y + 1 - y, s) - pw_y) / divisor for s in torch_sigmoid_range(x, fmt)]]
+    return [[end for s in torch_sigmoid_range(x, fmt) for end in _weighted(w, _times(pw_y + 1 - y, s) - pw_y, fmt,
+                                                                            divisor)]]
 
 
 def mean_divisor_overflow(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,

@@ -66,8 +66,17 @@ def test_the_gradient_epsilon_interval_holds_every_epsilon() -> None:
     assert _interval("bce_grad_epsilon", F64, 4, input=0.0, target=0.5) == (low / 4, high / 4)
     # float16: eps = 0 gives -inf, float32's 1e-12 gives -0.5e12: both are torch's formula
     assert _interval("bce_grad_epsilon", F16, input=0.0, target=0.5)[0] == -math.inf
-    # p = y = 0: 0 / 0 is no value for eps = 0, and 0 for float32's
-    assert _interval("bce_grad_epsilon", F16, input=0.0, target=0.0) == (0.0, 0.0)
+    # p = y = 0: 0 / 0 is no value for eps = 0, and 0 for float32's, give or take the rounding of a subnormal
+    # before the weight (half of float16's 2^-24)
+    assert _interval("bce_grad_epsilon", F16, input=0.0, target=0.0) == (-(2.0**-25), 2.0**-25)
+    # float64, p = 2^-1074, y = 0, w = 1000: (p - y) / 9.99999996e-13 = 4.94e-312 is subnormal, rounded to a
+    # multiple of 2^-1074 before the weight multiplies it, so 1000 times half of 2^-1074 either way
+    weighted = {"input": np.array([5e-324]), "target": np.zeros(1), "weight": np.array([1000.0])}
+    lows, highs, _ = mechanisms.outcomes("bce_grad_epsilon", weighted, (1,), F64, 1)
+    branch = mechanisms.grad_epsilons(F64).index(float(np.float32(1e-12)))  # eager's: torch's float32 constant
+    quotient = np.longdouble(5e-324) / np.longdouble(float(np.float32(1e-12)))
+    bottom, top = lows[branch, 0], highs[branch, 0]
+    assert float(top - bottom) == 1000 * 5e-324 and bottom < 1000 * quotient < top
     # an unclamped p: the exact gradient (p - y) / (p (1 - p)) = -1 / (1 - p) at y = 1
     assert _interval("bce_grad_epsilon", F64, input=0.5, target=1.0) == (-2.0, -2.0)
 
@@ -79,13 +88,14 @@ def test_the_lost_sigmoid_spans_zero_to_the_rounded_up_sigmoid() -> None:
         expected_high = float((3 * mpmath.mpf(0.5) + 1 - mpmath.mpf(0.5)) * top - 3 * mpmath.mpf(0.5))
     low, high = _interval("sigmoid_underflow_grad", F32, input=-100.0, target=0.5, pos_weight=3.0)
     assert (low, high) == (-1.5, expected_high)
-    # float64, x = -800: sigmoid is 3.7e-348, far below half the smallest subnormal (2^-1075), the top end; a
-    # sigmoid rounded up to the smallest subnormal 2^-1074 is half an ULP beyond it, 0 is inside
-    inputs = {"input": np.array([-800.0, -800.0]), "target": np.zeros(2)}
-    ends = _hull("sigmoid_underflow_grad", inputs, (2,), F64)
-    assert ends[0][0] == 0 and ends[1][0] == np.ldexp(np.longdouble(1), -1075)
-    assert mechanisms.distance_ulps("sigmoid_underflow_grad", inputs, np.array([0.0, 5e-324]), 1, F64).tolist() == [
-        0.0, 0.5]
+    # float64, x = -800: sigmoid is 3.7e-348, far below half the smallest subnormal (2^-1075), the top of
+    # torch's sigmoid; the gradient's own rounding before the weight adds 2^-1075 either way: from -2^-1075 to
+    # 2^-1074, so 0 and a sigmoid rounded up to 2^-1074 are inside, 2^-1073 is half an ULP beyond
+    inputs = {"input": np.array([-800.0, -800.0, -800.0]), "target": np.zeros(3)}
+    ends = _hull("sigmoid_underflow_grad", inputs, (3,), F64)
+    assert ends[0][0] == -np.ldexp(np.longdouble(1), -1075) and ends[1][0] == np.ldexp(np.longdouble(1), -1074)
+    assert mechanisms.distance_ulps("sigmoid_underflow_grad", inputs, np.array([0.0, 5e-324, 1e-323]), 1,
+                                    F64).tolist() == [0.0, 0.0, 1.0]
 
 
 def test_distance_in_ulps_to_the_interval() -> None:
