@@ -98,9 +98,9 @@ def grad_epsilons(fmt: FloatFormat) -> tuple[float, ...]:
     return tuple(sorted({float(v) for f in computing_formats(fmt) for v in dtypes.round_array(constants, f)}))
 
 
-def _clamped_quotient(numerator: WorkArray, product: WorkArray, eps: float, divisor: int) -> WorkArray:
-    """``numerator / (divisor max(product, eps))`` in IEEE arithmetic: ``x / 0 = +-inf``, ``0 / 0 = nan``."""
-    return numerator / (divisor * np.maximum(product, _w(eps)))
+def _clamped_quotient(numerator: WorkArray, product: WorkArray, eps: float) -> WorkArray:
+    """``numerator / max(product, eps)`` in IEEE arithmetic: ``x / 0 = +-inf``, ``0 / 0 = nan``."""
+    return numerator / np.maximum(product, _w(eps))
 
 
 def _clamped_bce(p: WorkArray, y: WorkArray) -> WorkArray:
@@ -131,7 +131,7 @@ def bce_grad_epsilon(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Fl
     ``w (p - y) / max(p (1 - p), eps)`` for each value of ``eps`` (:func:`grad_epsilons`), the weight applied
     last (:func:`_weighted`)."""
     p, y, w = t["input"], t["target"], t.get("weight", _w(1.0))
-    return [_weighted(w, _clamped_quotient(p - y, p * (1 - p), eps, 1), fmt, divisor) for eps in grad_epsilons(fmt)]
+    return [_weighted(w, _clamped_quotient(p - y, p * (1 - p), eps), fmt, divisor) for eps in grad_epsilons(fmt)]
 
 
 def sigmoid_underflow_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
@@ -192,7 +192,7 @@ def sigmoid_bce_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Fl
     for held, p in _sigmoid_values(x, input_fmt, [y, *small_roots, *(1 - r for r in small_roots)]):
         product = p * (1 - p)
         for eps, values in zip(epsilons, branches, strict=True):
-            quotient = _clamped_quotient(p - y, product, eps, 1)
+            quotient = _clamped_quotient(p - y, product, eps)
             values.append(quotient / divisor * product)
             if held is input_fmt:  # eager's sigmoid tensor
                 stored = np.where(np.abs(quotient) >= overflow, np.copysign(_w(np.inf), quotient), quotient)
