@@ -9,7 +9,8 @@ the entry's region.  Flags point at what to tighten:
 - ``labels unseen``: labels the entry allows that the grid never shows;
 - ``unbounded``: it excuses ``inaccurate`` anywhere, with no ``max_ulps`` (``max_ulps_per_element``, error scale,
   mechanism), and not only where the exact value is infinite (there it is the infinity of the wrong sign);
-- ``ulps slack``: its ``max_ulps`` is more than 4 times the largest error that it alone explains.
+- ``ulps slack``: its ``max_ulps`` is more than 4 times the largest error that it alone explains (not for an entry
+  with a mechanism, which holds torch's values to its ``mechanism_ulps``: ``max_ulps`` is then only a cap).
 
 "alone" counts the elements no other entry explains: what the entry is needed for.  For an entry with an error
 scale, "alone max bounded" is the largest of those errors in the units its ``max_scaled_error`` bounds (``u``); for
@@ -116,7 +117,8 @@ def flags(d: Deviation, seen: Usage) -> list[str]:
     if ("inaccurate" in d.labels and d.ulp_bound() is None and d.error_scale is None and d.mechanism is None
             and not _infinite_exact_only(d)):
         out.append("unbounded")
-    elif d.max_ulps is not None and seen.sole_max_ulps and d.max_ulps > SLACK * seen.sole_max_ulps:
+    elif (d.max_ulps is not None and d.mechanism is None and seen.sole_max_ulps
+          and d.max_ulps > SLACK * seen.sole_max_ulps):
         out.append("ulps slack")
     return out
 

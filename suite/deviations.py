@@ -169,14 +169,16 @@ class Deviation:
             return np.asarray(error <= self.max_scaled_error * unit)
 
     def within_mechanism(self, got: npt.ArrayLike, inputs: Mapping[str, npt.ArrayLike], divisor: int,
-                         fmt: FloatFormat, input_fmt: FloatFormat | None = None) -> npt.NDArray[np.bool_]:
-        """Where torch's elementwise values ``got`` (in ``fmt``, from inputs in ``input_fmt``, default ``fmt``)
-        are within ``mechanism_ulps`` of the entry's mechanism (:func:`suite.mechanisms.distance_ulps`), and of
-        the mechanism's own evaluation error (everywhere when the entry has no mechanism)."""
+                         fmt: FloatFormat, input_fmt: FloatFormat | None = None,
+                         formula: tuple[str, str] = ("", "")) -> npt.NDArray[np.bool_]:
+        """Where torch's elementwise values ``got`` (in ``fmt``, from inputs in ``input_fmt``, default ``fmt``, of
+        ``formula``: the registry's case and the quantity) are within ``mechanism_ulps`` of the entry's
+        mechanism (:func:`suite.mechanisms.distance_ulps`), and of the mechanism's own evaluation error
+        (everywhere when the entry has no mechanism)."""
         values = np.asarray(got, dtype=np.float64)
         if self.mechanism is None or self.mechanism_ulps is None:
             return np.ones(values.shape, dtype=bool)
-        distance = mechanisms.distance_ulps(self.mechanism, inputs, values, divisor, fmt, input_fmt)
+        distance = mechanisms.distance_ulps(self.mechanism, inputs, values, divisor, fmt, input_fmt, formula)
         return np.asarray(distance <= self.mechanism_ulps + mechanisms.evaluation_ulps(fmt))
 
     def ulp_bound(self, elements: int = 1) -> float | None:

@@ -148,26 +148,48 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
         elif scalar:
             hit = inherited[d.id]
         else:
-            hit = fails & inside & explains(d, result, q)
+            hit = fails & inside & explains(d, result, q, fails & inside)
         if hit.any():
             verdict.known[d.id] = np.asarray(hit)
             verdict.outcomes[d.id] = outcome
     return verdict
 
 
-def explains(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> BoolArray:
+def explains(d: deviations.Deviation, result: CaseResult, q: QuantityResult,
+             among: BoolArray | None = None) -> BoolArray:
     """Elements of ``q`` whose outcome ``d`` records: its labels, within its ULP bound for the batch's element
     count, within its error scale (:meth:`deviations.Deviation.within_error_scale`) where it has one, and, for
     an elementwise quantity, within its mechanism (:meth:`deviations.Deviation.within_mechanism`) where it has
-    one (a reduced value inherits that from its elements)."""
+    one (a reduced value inherits that from its elements).  ``among``: the only elements the caller asks about
+    (the others may be reported False), so that a mechanism is evaluated on those alone."""
     shape = result.truth.values.shape
     ok = d.explains(q.metrics.labels, q.metrics.algorithmic_ulp, math.prod(shape))
     if d.error_scale is not None:
         ok &= d.within_error_scale(q.metrics.absolute_error, result.inputs, shape, _divisor(q, shape), q.fmt,
                                    result.fmt)
     if d.mechanism is not None and q.got.ndim:
-        ok &= d.within_mechanism(q.got, result.inputs, _divisor(q, shape), q.fmt, result.fmt)
+        ok &= _within_mechanism(d, result, q, ok if among is None else ok & among)
     return ok
+
+
+def _within_mechanism(d: deviations.Deviation, result: CaseResult, q: QuantityResult,
+                      candidates: BoolArray) -> BoolArray:
+    """:meth:`deviations.Deviation.within_mechanism` of the ``candidates`` alone (False elsewhere), each with its
+    whole row in a rows case (an element's log-softmax needs its row): a mechanism costs a few dozen array
+    operations per element, and few elements of a batch fail."""
+    out = np.zeros(q.got.shape, dtype=bool)
+    pick = np.asarray(candidates, dtype=bool)
+    if not pick.any():
+        return out
+    if result.case.rows:
+        pick = np.broadcast_to(pick.any(axis=-1, keepdims=True), pick.shape)
+    width = q.got.shape[-1] if result.case.rows else 1
+    chosen = {k: np.broadcast_to(np.asarray(v), q.got.shape)[pick].reshape(-1, width)
+              for k, v in result.inputs.items()}
+    within = d.within_mechanism(q.got[pick].reshape(-1, width), chosen, _divisor(q, result.truth.values.shape),
+                                q.fmt, result.fmt, (result.case.registry_name, q.quantity))
+    out[pick] = within.ravel()
+    return out
 
 
 def mechanism_distance(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> np.ndarray:
@@ -176,7 +198,7 @@ def mechanism_distance(d: deviations.Deviation, result: CaseResult, q: QuantityR
     if d.mechanism is None or not q.got.ndim:
         raise ValueError(f"{d.id} has no mechanism for {q.reduction} {q.quantity}")
     return mechanisms.distance_ulps(d.mechanism, result.inputs, q.got, _divisor(q, result.truth.values.shape),
-                                    q.fmt, result.fmt)
+                                    q.fmt, result.fmt, (result.case.registry_name, q.quantity))
 
 
 def scaled_error(d: deviations.Deviation, result: CaseResult, q: QuantityResult) -> np.ndarray:
@@ -202,9 +224,11 @@ def _inherited(result: CaseResult, q: QuantityResult, d: deviations.Deviation, i
     element's own label (then any label here: the root cause's error may change its kind through the
     reduction, a NaN element making the sum NaN, an inf one inf)."""
     root = result.quantities.get(("none", LOSS))
-    root_cause = (root is not None and "none" in d.reductions
-                  and bool((d.in_region(with_exact(result.inputs, root), root.got.shape, result.fmt.name)
-                            & failing(root) & explains(d, result, root)).any()))
+    if root is not None and "none" in d.reductions:
+        candidates = d.in_region(with_exact(result.inputs, root), root.got.shape, result.fmt.name) & failing(root)
+        root_cause = bool((candidates & explains(d, result, root, candidates)).any())
+    else:
+        root_cause = False
     hit: BoolArray = fails & explains(d, result, q) & bool(inside.any() or root_cause)
     if not hit.any() and root_cause:
         hit = fails.copy()

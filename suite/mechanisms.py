@@ -25,14 +25,16 @@ taken as the numbers they are: ``-0`` is 0.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from suite import dtypes
+from suite import dtypes, kernel_replays
 from suite.dtypes import FLOAT32, FloatFormat
 from suite.inputs.thresholds import GRAD_EPSILON, LOG_CLAMP
+from suite.kernel_arithmetic import Kernel, Span
 
 #: The working format of the mechanisms.
 WORKING = np.longdouble
@@ -200,6 +202,24 @@ def sigmoid_bce_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Fl
     return branches
 
 
+def kernel_replay(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat, divisor: int, *,
+                  case: str, quantity: str) -> list[Branch]:
+    """torch's own formula of ``case``'s ``quantity``, operation by operation (:mod:`suite.kernel_replays`): one
+    branch with each operation stored in ``fmt`` (torch's CPU kernels for 16-bit types, and composite losses
+    everywhere), one computed in float32 and stored in ``fmt`` at the end (a fused or CUDA kernel).  No branch
+    where the suite has no replay of the case."""
+    replay = kernel_replays.REPLAYS.get(case, {}).get(quantity)
+    if replay is None:
+        return []
+    spans = {name: Span.of(np.asarray(v, dtype=np.float64)) for name, v in t.items()}
+    kernels = [Kernel(fmt)] + ([Kernel(FLOAT32)] if fmt.precision < FLOAT32.precision else [])
+    branches = []
+    for kernel in kernels:
+        span = Kernel(fmt).stored(replay(kernel, spans, divisor))
+        branches.append([_w(span.low), _w(span.high), _w(np.where(span.nan, np.nan, span.low))])
+    return branches
+
+
 def _values_around(v: WorkArray, fmt: FloatFormat) -> tuple[WorkArray, WorkArray]:
     """The largest value of ``fmt`` at most ``v``, and the smallest at least ``v``."""
     nearest = dtypes.round_array(v.astype(np.float64), fmt)
@@ -216,34 +236,51 @@ MECHANISMS: dict[str, Mechanism] = {
     "mean_divisor_overflow": mean_divisor_overflow,
     "sigmoid_bce_loss": sigmoid_bce_loss,
     "sigmoid_bce_grad": sigmoid_bce_grad,
+    "kernel_replay": kernel_replay,  # type: ignore[dict-item]  # takes the case and quantity too
 }
+#: Mechanisms that depend on the case and quantity, not on the inputs alone: called with ``case`` and
+#: ``quantity``.
+OF_A_FORMULA = frozenset({"kernel_replay"})
 
 
 def outcomes(name: str, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...], fmt: FloatFormat,
-             divisor: int, input_fmt: FloatFormat | None = None) -> tuple[WorkArray, WorkArray, npt.NDArray[np.bool_]]:
+             divisor: int, input_fmt: FloatFormat | None = None, formula: tuple[str, str] = ("", "")
+             ) -> tuple[WorkArray, WorkArray, npt.NDArray[np.bool_]]:
     """Mechanism ``name`` on a batch of ``shape`` with a result in ``fmt`` from inputs in ``input_fmt`` (default
     ``fmt``): for each branch (the first axis) and element, the interval ``(low, high)`` of the values it gives
-    that are not NaN (NaN ends where it gives none); and per element whether it may give NaN."""
+    that are not NaN (NaN ends where it gives none); and per element whether it may give NaN.  ``formula`` is
+    the registry's case and the quantity, for the mechanisms of :data:`OF_A_FORMULA` (none of them: no branch,
+    an empty first axis)."""
     exact = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), shape).astype(WORKING) + _w(0.0)
              for k, v in inputs.items()}  # + 0 turns -0 into 0
     lows, highs, nan = [], [], np.zeros(shape, dtype=bool)
+    mechanism: Callable[..., list[Branch]] = MECHANISMS[name]
+    if name in OF_A_FORMULA:
+        mechanism = partial(mechanism, case=formula[0], quantity=formula[1])
     with np.errstate(all="ignore"):
-        for branch in MECHANISMS[name](exact, fmt, input_fmt or fmt, divisor):
+        for branch in mechanism(exact, fmt, input_fmt or fmt, divisor):
             values = np.stack([np.broadcast_to(v, shape) for v in branch])
             lows.append(np.fmin.reduce(values, axis=0))
             highs.append(np.fmax.reduce(values, axis=0))
             nan |= np.isnan(values).any(axis=0)
+    if not lows:
+        empty = np.empty((0, *shape), dtype=WORKING)
+        return empty, empty, nan
     return np.stack(lows), np.stack(highs), nan
 
 
 def distance_ulps(name: str, inputs: Mapping[str, npt.ArrayLike], got: npt.ArrayLike, divisor: int,
-                  fmt: FloatFormat, input_fmt: FloatFormat | None = None) -> FloatArray:
+                  fmt: FloatFormat, input_fmt: FloatFormat | None = None,
+                  formula: tuple[str, str] = ("", "")) -> FloatArray:
     """For each element of ``got`` (torch's values, in ``fmt``), how many ULPs of ``fmt`` it lies outside the
     nearest interval of mechanism ``name``'s branches for its ``inputs`` (broadcast to ``got``'s shape): 0
     inside, to the nearer end outside (an infinite end matches only itself); for a NaN value 0 where the
-    mechanism may give NaN, else ``inf``.  ``input_fmt`` is the inputs' format (default ``fmt``)."""
+    mechanism may give NaN, else ``inf`` (everywhere ``inf`` where it has no branch).  ``input_fmt`` is the
+    inputs' format (default ``fmt``), ``formula`` as for :func:`outcomes`."""
     values = np.asarray(got, dtype=np.float64)
-    low, high, nan = outcomes(name, inputs, values.shape, fmt, divisor, input_fmt)
+    low, high, nan = outcomes(name, inputs, values.shape, fmt, divisor, input_fmt, formula)
+    if not len(low):
+        return np.full(values.shape, np.inf)
     g = values.astype(WORKING)
     with np.errstate(invalid="ignore"):
         inside = (g >= low) & (g <= high)

@@ -132,6 +132,15 @@ def sigmoid_bce_through_tanh(t: Tensors, reduction: str) -> torch.Tensor:
     return F.binary_cross_entropy(p, y, reduction=reduction)
 
 
+def bce_stored_through_bfloat16(t: Tensors, reduction: str) -> torch.Tensor:
+    """float16 BCE computed in float32 but stored through bfloat16, 3 bits fewer: within 4 ULPs of the exact loss,
+    as torch's own 16-bit rounding is, so only a replay of torch's kernel (half-arithmetic-loss's mechanism)
+    tells it apart."""
+    p, y = t["input"], t["target"]
+    loss = F.binary_cross_entropy(p.float(), y.float(), reduction="none")
+    return reduce(loss.to(torch.bfloat16).to(p.dtype), reduction)
+
+
 def bce_with_logits_overflowing_softplus(t: Tensors, reduction: str) -> torch.Tensor:
     """BCE-with-logits with ``softplus(x) = log(1 + exp(x))``, which overflows above ~88 in float32."""
     x, y = t["input"], t["target"]
@@ -231,6 +240,11 @@ def _one_minus_sigmoid_of_minus_x(t: Tensors) -> torch.Tensor:
     return 1 - torch.sigmoid(-t["input"]) - t["target"]
 
 
+def _bfloat16_sigmoid_minus_target(t: Tensors) -> torch.Tensor:
+    """BCE-with-logits input gradient ``sigmoid(x) - y`` computed in float32 and stored through bfloat16."""
+    return (torch.sigmoid(t["input"].float()) - t["target"].float()).to(torch.bfloat16)
+
+
 def _zero_target_gradient(t: Tensors) -> torch.Tensor:
     """BCE-with-logits target gradient forgotten (returned as 0)."""
     return torch.zeros_like(t["target"])
@@ -305,6 +319,7 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("bce_clamp_27", "bce", bce_clamp_27, "float32"),
     Mutant("bce_log_one_minus", "bce", bce_log_one_minus, "float32"),
     Mutant("bce_clamps_the_loss", "bce", bce_clamps_the_loss, "float32"),
+    Mutant("bce_stored_through_bfloat16", "bce", bce_stored_through_bfloat16, "float16"),
     Mutant("bce_with_logits_in_half", "bce_with_logits", bce_with_logits_in_half, "float32"),
     Mutant("bce_with_logits_bfloat16_tail", "bce_with_logits", bce_with_logits_bfloat16_tail, "float32"),
     Mutant("sigmoid_bce_through_tanh", "sigmoid_bce", sigmoid_bce_through_tanh, "float32"),
@@ -327,6 +342,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("bce_with_logits_gradient_one_minus_sigmoid", "bce_with_logits",
            with_gradient(_bce_with_logits_forward, "input", _one_minus_sigmoid_of_minus_x), "float32",
            "grad_input"),
+    Mutant("bce_with_logits_gradient_through_bfloat16", "bce_with_logits",
+           with_gradient(_bce_with_logits_forward, "input", _bfloat16_sigmoid_minus_target), "float16", "grad_input"),
     Mutant("bce_with_logits_target_gradient_dropped", "bce_with_logits",
            with_gradient(_bce_with_logits_forward, "target", _zero_target_gradient), "float32", "grad_target"),
     Mutant("bce_two_term_gradient", "bce", with_gradient(_bce_forward, "input", _two_term_bce_gradient),

@@ -72,3 +72,13 @@ def test_an_entry_whose_exact_value_is_infinite_needs_no_bound() -> None:
     assert audit.flags(entry, seen) == []
     finite = dataclasses.replace(entry, region={k: v for k, v in entry.region.items() if k != deviations.EXACT_KEY})
     assert audit.flags(finite, seen) == ["unbounded"]
+
+
+def test_max_ulps_is_only_a_cap_beside_a_mechanism() -> None:
+    # half-arithmetic-loss caps the error at 8 ULPs, but its kernel replay holds torch's values to 1 ULP: an
+    # entry that alone explains 1.4 ULPs has no slack to report; the same cap without the replay has
+    entry = deviations.get("half-arithmetic-loss")
+    seen = audit.Usage(count=10, sole_count=10, labels={"inaccurate", "flushed"}, sole_max_ulps=1.4)
+    assert audit.flags(entry, seen) == []
+    capped = dataclasses.replace(entry, mechanism=None, mechanism_ulps=None)
+    assert audit.flags(capped, seen) == ["ulps slack"]

@@ -202,3 +202,26 @@ def test_a_mean_whose_divisor_overflowed_has_a_zero_gradient() -> None:
     inputs = {"input": np.array([1.0, 1.0]), "target": np.zeros(2)}
     distance = mechanisms.distance_ulps("mean_divisor_overflow", inputs, np.array([-0.0, 2.0**-24]), 70000, F16)
     assert distance.tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize(("case_name", "inputs", "far"), [
+    ("bce", {"input": np.array([1e-4, 0.3, 0.7, 0.999]), "target": np.array([0.0, 0.9, 0.9, 1.0])}, 2),
+    # rows of width 3: an element's replay needs its whole row (log_softmax), so the subset keeps whole rows; the
+    # replay of a row's 16-bit sum is an interval, which t (log t - log_softmax(x)) may stretch over several ULPs
+    ("log_softmax_kl_div", {"input": np.array([[-3.4, 0.0, 2.0], [7.0, -1.0, 0.5]]),
+                            "target": np.array([[0.625, 0.25, 0.125], [0.5, 0.5, 0.0]])}, 16),
+])
+def test_a_mechanism_on_some_elements_is_the_mechanism_on_all_there(case_name: str, inputs: dict, far: int) -> None:
+    result = run.evaluate(cases.get(case_name), inputs, "float16", reductions=("none",))
+    entry = deviations.get("half-arithmetic-loss")
+    q = result.get("none", "loss")
+    # torch's value, and one ``far`` ULPs of float16 away: the replay holds the first, not the second
+    moved = dataclasses.replace(q, got=q.got + far * dtypes.ulp(q.got, F16))
+    for quantity in (q, moved):
+        everywhere = judge.explains(entry, result, quantity)
+        among = np.zeros(q.got.shape, dtype=bool)
+        among.flat[::2] = True
+        assert np.array_equal(judge.explains(entry, result, quantity, among)[among], everywhere[among])
+    within = entry.within_mechanism(q.got, result.inputs, 1, F16, F16, (case_name, "loss"))
+    assert within.all()
+    assert not entry.within_mechanism(moved.got, result.inputs, 1, F16, F16, (case_name, "loss")).any()

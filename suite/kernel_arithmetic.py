@@ -1,0 +1,143 @@
+"""Torch's kernels replayed operation by operation, to know the value a 16-bit kernel gives, not only its error.
+
+torch's CPU kernels for float16 and bfloat16 compute each operation in float32 and store its result in the
+tensor's format: ``a * b`` of two halves is ``half(float(a) * float(b))``, and a composite loss (BCE-with-logits,
+kl_div) stores every intermediate tensor.  Every one of those roundings is part of torch's formula, so the
+exact value of the loss says little about what a correct 16-bit kernel returns, while a replay of its
+operations says exactly: a kernel that keeps fewer bits (an intermediate in bfloat16 for a float16 loss) or
+reorders its formula is then told apart from torch's, although both are within a few ULPs of the exact loss.
+
+A value is a :class:`Span`: the least and the greatest value torch may hold at that point, and whether it may
+be NaN.  The four operations and ``max`` are correctly rounded, so their spans stay points; a function of the
+C library (``log``, ``exp``...) is taken within :data:`LIBM_ULPS` ULPs of float32 of the exact function before
+it is stored, which widens a span by at most one value of the 16-bit format.  Arithmetic on spans is interval
+arithmetic on the spans' ends, each end rounded like torch's value (rounding is monotone).
+
+Values are float64 arrays.  A float32 operation on float32 operands computed in float64 and rounded to float32
+is the float32 operation's result (53 >= 2 * 24 + 2 bits), so the replay's only approximation is the libm one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from suite import dtypes
+from suite.dtypes import FLOAT32, FLOAT64, FloatFormat
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+#: ULPs of float32 by which a C library function (``logf``, ``expf``, ``log1pf``, vectorised or not) may miss
+#: the exact function's value: the libraries torch uses promise 1 (SLEEF's u10 functions, glibc's).
+LIBM_ULPS = 1.0
+
+
+@dataclass(frozen=True)
+class Span:
+    """The values torch may hold at one point of a kernel, element by element: any from ``low`` to ``high``
+    (NaN ends where it can only be NaN), and ``nan`` where it may be NaN."""
+
+    low: FloatArray
+    high: FloatArray
+    nan: BoolArray
+
+    @staticmethod
+    def of(values: npt.ArrayLike) -> Span:
+        """The span of values known exactly (a kernel's inputs)."""
+        v = np.asarray(values, dtype=np.float64)
+        return Span(v, v, np.isnan(v))
+
+
+class Kernel:
+    """Arithmetic of a kernel that computes each operation in ``compute`` (float32, or float64 for float64)
+    and stores each result in ``store``: ``Kernel(FLOAT16)`` is torch's float16 CPU kernel;
+    ``Kernel(FLOAT32)`` a fused kernel that keeps a 16-bit loss in float32 until its last store."""
+
+    def __init__(self, store: FloatFormat) -> None:
+        self.store = store
+        self.compute = FLOAT64 if store.precision > FLOAT32.precision else FLOAT32
+
+    def _rounded(self, values: npt.ArrayLike) -> FloatArray:
+        """A value of ``compute`` stored in ``store``: both roundings, as torch makes them."""
+        with np.errstate(all="ignore"):
+            return dtypes.round_array(dtypes.round_array(np.asarray(values, dtype=np.float64), self.compute),
+                                      self.store)
+
+    def stored(self, s: Span) -> Span:
+        """``s`` stored in this kernel's format (the last store of a fused kernel)."""
+        return Span(self._rounded(s.low), self._rounded(s.high), s.nan)
+
+    def constant(self, value: float) -> Span:
+        """``scalar_t(value)``: a constant of torch's code in the stored format (1e-12 is 0 in float16)."""
+        return Span.of(self._rounded(np.float64(value)))
+
+    def _combine(self, op: Callable[[FloatArray, FloatArray], FloatArray], a: Span, b: Span) -> Span:
+        """``op`` on every pair of ends, rounded: the span of a correctly rounded operation that is monotone in
+        each operand on the spans (``+``, ``-``, ``*``, and ``/`` by a span of one sign)."""
+        with np.errstate(all="ignore"):
+            ends = np.stack(np.broadcast_arrays(op(a.low, b.low), op(a.low, b.high), op(a.high, b.low),
+                                                op(a.high, b.high)))
+        nan = a.nan | b.nan | np.isnan(ends).any(axis=0)
+        with np.errstate(all="ignore"):
+            return Span(self._rounded(np.fmin.reduce(ends, axis=0)), self._rounded(np.fmax.reduce(ends, axis=0)),
+                        np.asarray(nan))
+
+    def add(self, a: Span, b: Span) -> Span:
+        return self._combine(np.add, a, b)
+
+    def sub(self, a: Span, b: Span) -> Span:
+        return self._combine(np.subtract, a, b)
+
+    def mul(self, a: Span, b: Span) -> Span:
+        return self._combine(np.multiply, a, b)
+
+    def div(self, a: Span, b: Span) -> Span:
+        return self._combine(np.divide, a, b)
+
+    def neg(self, a: Span) -> Span:
+        return Span(-a.high, -a.low, a.nan)
+
+    def maximum(self, a: Span, b: Span) -> Span:
+        """``std::max(a, b)`` of C++: ``a`` where ``a`` is NaN (``a < b`` is false), as torch's kernels write
+        it with the variable first."""
+        return Span(np.where(np.isnan(a.low), a.low, np.fmax(a.low, b.low)),
+                    np.where(np.isnan(a.high), a.high, np.fmax(a.high, b.high)), a.nan)
+
+    def where(self, condition: BoolArray, a: Span, b: Span) -> Span:
+        """``a`` where ``condition`` holds, else ``b`` (a kernel's branch on its exact inputs)."""
+        return Span(np.where(condition, a.low, b.low), np.where(condition, a.high, b.high),
+                    np.where(condition, a.nan, b.nan))
+
+    def approximately(self, exact: npt.ArrayLike, error: npt.ArrayLike) -> Span:
+        """A value that a kernel computes within ``error`` of ``exact`` (both in float64), then stores: a
+        reduction over a row, whose order of operations the replay does not follow."""
+        with np.errstate(all="ignore"):
+            v, e = np.asarray(exact, dtype=np.float64), np.asarray(error, dtype=np.float64)
+            return Span(self._rounded(v - e), self._rounded(v + e), np.isnan(v) | np.isnan(e))
+
+    def either(self, *spans: Span) -> Span:
+        """Any value of any of ``spans``: a kernel that torch's versions and dtypes implement in more than one
+        way (float16's sigmoid backward stores each operation, bfloat16's computes in float32)."""
+        return Span(np.fmin.reduce([s.low for s in spans]), np.fmax.reduce([s.high for s in spans]),
+                    np.logical_or.reduce([s.nan for s in spans]))
+
+    def function(self, f: Callable[[Any], Any], a: Span, ulps: float = LIBM_ULPS) -> Span:
+        """A non-decreasing function of the C library on ``a``: its exact value (in ``numpy.longdouble``) at the
+        ends, within ``ulps`` ULPs of ``compute``, then stored."""
+        with np.errstate(all="ignore"):
+            low = np.asarray(f(np.asarray(a.low, dtype=np.longdouble)), dtype=np.float64)
+            high = np.asarray(f(np.asarray(a.high, dtype=np.longdouble)), dtype=np.float64)
+            low = np.where(np.isfinite(low), low - ulps * dtypes.ulp(low, self.compute), low)
+            high = np.where(np.isfinite(high), high + ulps * dtypes.ulp(high, self.compute), high)
+        nan = a.nan | np.isnan(low) | np.isnan(high)
+        return Span(self._rounded(low), self._rounded(high), np.asarray(nan))
+
+    def fused(self, body: Callable[[Kernel], Span]) -> Span:
+        """``body`` computed in ``compute`` throughout and stored once: one kernel's own formula (torch's
+        xlogy, logit, sigmoid backward for 16-bit types)."""
+        return self.stored(body(Kernel(self.compute)))
