@@ -152,8 +152,8 @@ class Deviation:
         if self.error_scale is None:
             raise ValueError(f"{self.id} has no error scale")
         size = error_scales.scale(self.error_scale, inputs, batch_shape, fmt, input_fmt)
-        total = np.sum(size) if scalar else size
-        with np.errstate(invalid="ignore", over="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):  # a batch of huge terms: the sum's scale is inf
+            total = np.sum(size) if scalar else size
             return np.asarray((fmt.unit_roundoff * total + fmt.smallest_subnormal / 2) / divisor)
 
     def within_error_scale(self, absolute_error: npt.ArrayLike, inputs: Mapping[str, npt.ArrayLike],

@@ -138,6 +138,6 @@ class Kernel:
         return Span(self._rounded(low), self._rounded(high), np.asarray(nan))
 
     def fused(self, body: Callable[[Kernel], Span]) -> Span:
-        """``body`` computed in ``compute`` throughout and stored once: one kernel's own formula (torch's
-        xlogy, logit, sigmoid backward for 16-bit types)."""
+        """``body`` computed in ``compute`` throughout and stored once: one kernel's own formula (torch's float16
+        xlogy, its bfloat16 sigmoid backward, any fused kernel)."""
         return self.stored(body(Kernel(self.compute)))
