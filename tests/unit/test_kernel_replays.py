@@ -1,8 +1,9 @@
 """The replays of torch's formulas (:mod:`suite.kernel_replays`) hold the installed torch's float16 and bfloat16
-CPU values, on every case's quick grid, in every reduction and quantity, within the ``mechanism_ulps`` of the
-half-arithmetic entries that use them: the test fails exactly where the judge would stop excusing torch's
-16-bit rounding, and a value outside is a new finding of the report.  And a kernel that keeps fewer bits than
-torch's is outside: the replay tells them apart, where the exact loss alone does not."""
+values on CPU (and CUDA, where there is one), on every case's quick grid, in every reduction and quantity,
+within the ``mechanism_ulps`` of the half-arithmetic entries that use them: the test fails exactly where the
+judge would stop excusing torch's 16-bit rounding, and a value outside is a new finding of the report.  And a
+kernel that keeps fewer bits than torch's is outside: the replay tells them apart, where the exact loss alone
+does not."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from suite import cases, deviations, dtypes, mechanisms
 from suite.cases.base import REDUCTION_DIVISORS
 from suite.inputs import grids
 from suite.kernel_replays import REPLAYS
+from tests.conftest import DEVICES
 
 HALF_ENTRIES = ("half-arithmetic-loss", "half-arithmetic-grad-input", "half-arithmetic-grad-target")
 
@@ -27,18 +29,19 @@ def _bound(quantity: str) -> float:
     return bound
 
 
-def _torch_values(case: cases.Case, inputs: dict[str, np.ndarray], fmt: dtypes.FloatFormat,
-                  reduction: str) -> dict[str, np.ndarray]:
-    """torch's elementwise quantities of ``case`` on CPU, as the suite measures them (backward of ones)."""
+def _torch_values(case: cases.Case, inputs: dict[str, np.ndarray], fmt: dtypes.FloatFormat, reduction: str,
+                  device: str) -> dict[str, np.ndarray]:
+    """torch's elementwise quantities of ``case`` on ``device``, as the suite measures them (backward of ones)."""
     wanted = {spec.name for spec in case.inputs if spec.differentiable}
-    t = {k: torch.tensor(v, dtype=fmt.torch_dtype, requires_grad=k in wanted) for k, v in inputs.items()}
+    t = {k: torch.tensor(v, dtype=fmt.torch_dtype, device=device, requires_grad=k in wanted)
+         for k, v in inputs.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # kl_div's 'mean' warns
         out = case.forward(t, reduction)
     out.backward(torch.ones_like(out))
-    values = {f"grad_{k}": grad.double().numpy() for k in wanted if (grad := t[k].grad) is not None}
+    values = {f"grad_{k}": grad.double().cpu().numpy() for k in wanted if (grad := t[k].grad) is not None}
     if reduction == "none":
-        values["loss"] = out.detach().double().numpy()
+        values["loss"] = out.detach().double().cpu().numpy()
     return values
 
 
@@ -50,9 +53,10 @@ def test_every_case_of_the_half_arithmetic_entries_has_a_replay() -> None:
             assert set(entry.quantities) <= set(REPLAYS[case]), (entry_id, case)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("case_name", sorted(REPLAYS))
-def test_the_replay_holds_torchs_cpu_values(case_name: str, dtype: str) -> None:
+def test_the_replay_holds_torchs_values(case_name: str, dtype: str, device: str) -> None:
     case, fmt = cases.get(case_name), dtypes.get(dtype)
     inputs = grids.case_grid(case, fmt, quick=True)
     # the replay takes -0 as 0 (torch's sign of a zero is bce-grad-half-negative-zero-sign's)
@@ -62,7 +66,7 @@ def test_the_replay_holds_torchs_cpu_values(case_name: str, dtype: str) -> None:
     for reduction in case.reductions:
         divisor_of = REDUCTION_DIVISORS[reduction]
         divisor = 1 if divisor_of is None else divisor_of(signed_zero.shape)
-        for quantity, got in _torch_values(case, inputs, fmt, reduction).items():
+        for quantity, got in _torch_values(case, inputs, fmt, reduction, device).items():
             distance = mechanisms.distance_ulps("kernel_replay", inputs, got, divisor, fmt,
                                                 formula=(case_name, quantity))
             outside = (distance > _bound(quantity)) & ~signed_zero
