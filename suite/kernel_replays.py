@@ -56,9 +56,12 @@ def _bce_grad_of(k: Kernel, p: Span, y: Span) -> Span:
 
 
 def _logit(k: Kernel, p: Span) -> Span:
-    """``log(p / (1 - p))`` of torch's logit kernel, each operation stored (``1 - p`` is 1 in float16 for
-    ``p < 2^-12``)."""
-    return k.function(np.log, k.div(p, k.sub(k.constant(1.0), p)))
+    """``log(p / (1 - p))`` of torch's logit kernel: each operation stored on CPU (``1 - p`` is 1 in float16 for
+    ``p < 2^-12``), in float32 and stored once by CUDA's (its ``acc_type``)."""
+
+    def logit(c: Kernel) -> Span:
+        return c.function(np.log, c.div(p, c.sub(c.constant(1.0), p)))
+    return k.either(logit(k), k.fused(logit))
 
 
 def bce_loss(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
