@@ -205,8 +205,8 @@ def sigmoid_bce_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Fl
 def kernel_replay(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat, divisor: int, *,
                   case: str, quantity: str) -> list[Branch]:
     """torch's own formula of ``case``'s ``quantity``, operation by operation (:mod:`suite.kernel_replays`): one
-    branch with each operation stored in ``fmt`` (torch's CPU kernels for 16-bit types, and composite losses
-    everywhere), one computed in float32 and stored in ``fmt`` at the end (a fused or CUDA kernel).  No branch
+    branch with each operation stored in ``fmt`` (torch's 16-bit kernels as written, and composite losses
+    everywhere), one computed in float32 and stored in ``fmt`` at the end (a compiled, fused kernel).  No branch
     where the suite has no replay of the case."""
     replay = kernel_replays.REPLAYS.get(case, {}).get(quantity)
     if replay is None:
