@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import numpy.typing as npt
 
+from suite.array_math import sigmoid
 from suite.dtypes import FLOAT32, FLOAT64, FloatFormat
 
 FloatArray = npt.NDArray[np.float64]
@@ -44,11 +45,6 @@ def _times(a: FloatArray, b: FloatArray) -> FloatArray:
         return np.where((a == 0) | (b == 0), 0.0, a * b)
 
 
-def _sigmoid(x: FloatArray) -> FloatArray:
-    """``1 / (1 + exp(-x))`` as ``exp(-softplus(-x))``, without overflow."""
-    return np.asarray(np.exp(-np.logaddexp(0.0, -x)))
-
-
 def pos_weight_grad_input(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
                           input_fmt: FloatFormat) -> FloatArray:
     """BCEWithLogits with ``pos_weight``: torch's input gradient is ``w ((pw y + 1 - y) sigmoid(x) - pw y)``
@@ -56,7 +52,7 @@ def pos_weight_grad_input(inputs: Mapping[str, FloatArray], shape: tuple[int, ..
     x, y = _get(inputs, "input", shape), _get(inputs, "target", shape)
     pw_y = np.abs(_times(_get(inputs, "pos_weight", shape), y))
     with np.errstate(over="ignore", invalid="ignore"):
-        terms = _times(pw_y + 1.0 + np.abs(y), _sigmoid(x)) + pw_y
+        terms = _times(pw_y + 1.0 + np.abs(y), sigmoid(x)) + pw_y
     return np.abs(_times(_get(inputs, "weight", shape), terms))
 
 
@@ -102,10 +98,10 @@ def sigmoid_bce_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, 
     absolute error of about 1 (``1 + eta / (u p)`` where ``p`` is subnormal, ``eta`` half the smallest
     subnormal), and ``log(1 - p)`` into one of ``p / (1 - p) = exp(x)``."""
     x = _get(inputs, "input", shape)
-    p = _sigmoid(x)
+    p = sigmoid(x)
     underflow = fmt.smallest_subnormal / 2 / fmt.unit_roundoff
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        terms = np.abs(np.log(p)) + np.abs(np.log(_sigmoid(-x))) + 2.0 + 2.0 * np.exp(x) + underflow / p
+        terms = np.abs(np.log(p)) + np.abs(np.log(sigmoid(-x))) + 2.0 + 2.0 * np.exp(x) + underflow / p
     return np.abs(_times(_get(inputs, "weight", shape), terms))
 
 
@@ -175,7 +171,7 @@ def sigmoid_bce_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], f
     of the log at -100 decides, which the entry's region, not its scale, confines), in input unit roundoffs; the
     loss's own formula adds terms ``|y log p|`` and ``|(1 - y) log(1 - p)|``."""
     x, y = _get(inputs, "input", shape), _get(inputs, "target", shape)
-    p, q = _sigmoid(x), _sigmoid(-x)  # q = 1 - p without cancellation
+    p, q = sigmoid(x), sigmoid(-x)  # q = 1 - p without cancellation
     delta = np.where(_sigmoid_vanishes(x, input_fmt), p, input_fmt.unit_roundoff * p + input_fmt.smallest_subnormal / 2)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         weights = np.abs(y), np.abs(1.0 - y)

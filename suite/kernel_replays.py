@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from suite import array_math
 from suite.inputs.thresholds import GRAD_EPSILON, LOG_CLAMP
 from suite.kernel_arithmetic import Kernel, Span
 
@@ -80,14 +81,6 @@ def bce_grad_target(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
 # ------------------------------------------------------------------------------------------------ BCE-with-logits
 
 
-def _log_sigmoid(x: np.ndarray) -> np.ndarray:
-    return -np.logaddexp(np.zeros_like(x), -x)
-
-
-def _exact_sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.exp(_log_sigmoid(x))
-
-
 #: ULPs of float32 by which torch's sigmoid ``1 / (1 + exp(-x))`` may miss the exact one: exp's, the sum's and
 #: the quotient's.
 SIGMOID_ULPS = 3.0
@@ -96,7 +89,7 @@ SIGMOID_ULPS = 3.0
 def _sigmoid(k: Kernel, x: Span) -> Span:
     """torch's sigmoid kernel, ``1 / (1 + exp(-x))`` in float32: within :data:`SIGMOID_ULPS`, and 0 where
     ``exp(-x)`` overflows (a sigmoid that bfloat16 holds as a subnormal number is lost)."""
-    s = k.function(_exact_sigmoid, x, SIGMOID_ULPS)
+    s = k.function(array_math.sigmoid, x, SIGMOID_ULPS)
     overflows = -x.low > np.log(k.compute.max_finite)
     return Span(np.where(overflows, 0.0, s.low), s.high, s.nan)
 
@@ -109,7 +102,7 @@ def _pos_weighted(k: Kernel, t: Mapping[str, Span]) -> Span | None:
 def bce_with_logits_loss(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
     """``(1 - y) x - log_sigmoid(x) ((pw - 1) y + 1)`` (torch's composite forward), times the weight."""
     x, y, one = t["input"], t["target"], k.constant(1.0)
-    log_sigmoid = k.function(_log_sigmoid, x)
+    log_sigmoid = k.function(array_math.log_sigmoid, x)
     if "pos_weight" in t:
         log_sigmoid = k.mul(log_sigmoid, k.add(k.mul(k.sub(t["pos_weight"], one), y), one))
     return _weighted(k, k.sub(k.mul(k.sub(one, y), x), log_sigmoid), t)
@@ -129,7 +122,8 @@ def bce_with_logits_grad_target(k: Kernel, t: Mapping[str, Span], divisor: int) 
     (``binary_cross_entropy_with_logits_target_backward``)."""
     x = t["input"]
     if "pos_weight" in t:
-        grad = k.sub(k.function(_log_sigmoid, k.neg(x)), k.mul(k.function(_log_sigmoid, x), t["pos_weight"]))
+        negative, positive = (k.function(array_math.log_sigmoid, v) for v in (k.neg(x), x))
+        grad = k.sub(negative, k.mul(positive, t["pos_weight"]))
     else:
         grad = k.neg(x)
     return _divided(k, _weighted(k, k.mul(grad, k.constant(1.0)), t), divisor)

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from suite import dtypes, kernel_replays
+from suite.array_math import sigmoid
 from suite.dtypes import FLOAT32, FloatFormat
 from suite.inputs.thresholds import GRAD_EPSILON, LOG_CLAMP
 from suite.kernel_arithmetic import Kernel, Span
@@ -71,16 +72,11 @@ def _times(coefficient: WorkArray, value: WorkArray) -> WorkArray:
     return np.where(coefficient == 0, _w(0.0), coefficient * value)
 
 
-def _sigmoid(x: WorkArray) -> WorkArray:
-    """``1 / (1 + exp(-x))`` as ``exp(-softplus(-x))``, without overflow."""
-    return np.exp(-np.logaddexp(_w(0.0), -x))
-
-
 def torch_sigmoid_range(x: WorkArray, fmt: FloatFormat) -> tuple[WorkArray, WorkArray]:
     """Where torch's sigmoid of ``x`` in ``fmt`` may lie: within :data:`SIGMOID_ROUNDINGS` unit roundoffs of
     sigmoid(x), and half the smallest subnormal, inside [0, 1]; from 0 where sigmoid(x) is subnormal, where
     ``1 / (1 + exp(-x))`` loses it (``exp(-x)`` overflows float32 and float64 there)."""
-    s = _sigmoid(x)
+    s = sigmoid(x)
     relative, eta = _w(SIGMOID_ROUNDINGS * fmt.unit_roundoff), _w(fmt.smallest_subnormal) / 2  # float64: not 0
     low = np.where(s < _w(fmt.smallest_normal), _w(0.0), np.maximum(s * (1 - relative) - eta, _w(0.0)))
     return low, np.minimum(s * (1 + relative) + eta, _w(1.0))
