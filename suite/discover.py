@@ -120,13 +120,14 @@ def merge(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """A value as TOML: strings quoted, inf and NaN as strings, lists element by element."""
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, float):
         return f'"{value}"' if not np.isfinite(value) else repr(value)
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return str(value)
 
 
@@ -137,9 +138,9 @@ def to_toml(entries: list[dict[str, Any]]) -> str:
         lines += ["[[deviation]]", f'id = "proposed-{n}"', 'description = "TODO: describe"',
                   'reason = "TODO: why torch does this"']
         for key in ("torch", "cases", "dtypes", "devices", "quantity", "label"):
-            lines.append(f"{key} = {_toml_value(e[key])}")
-        lines.append("region = {" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in e["region"].items()) + "}")
-        lines.append("seen = {" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in e["seen"].items()) + "}")
+            lines.append(f"{key} = {toml_value(e[key])}")
+        lines.append("region = {" + ", ".join(f"{k} = {toml_value(v)}" for k, v in e["region"].items()) + "}")
+        lines.append("seen = {" + ", ".join(f"{k} = {toml_value(v)}" for k, v in e["seen"].items()) + "}")
         lines.append("")
     return "\n".join(lines)
 

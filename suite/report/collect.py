@@ -115,6 +115,13 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_capability() -> str | None:
+    """The vector instruction set torch's CPU kernels were dispatched to (``AVX2``, ``AVX512``, ``DEFAULT``...):
+    it picks the kernel, so the rounding of the same loss can differ between two CPUs."""
+    get = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    return str(get()) if get is not None else None
+
+
 def environment() -> dict[str, Any]:
     """Versions and hardware of this run."""
     import mpmath
@@ -122,7 +129,8 @@ def environment() -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     return {"torch": torch.__version__, "cuda": torch.version.cuda,
             "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-            "cpu": _cpu(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "cpu": _cpu(), "cpu_capability": _cpu_capability(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
             "platform": platform.platform(), "numpy": np.__version__, "mpmath": mpmath.__version__,
             "suite": suite.__version__, "suite_commit": _git_commit()}
 

@@ -7,7 +7,8 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
       "schema": "loss-stability-suite/accuracy",
       "schema_version": 1,
       "created": "2026-...Z",                      # UTC time of the run
-      "environment": {"torch": ..., "cuda": ... | null, "gpus": [...], "cpu": ..., "python": ...,
+      "environment": {"torch": ..., "cuda": ... | null, "gpus": [...], "cpu": ...,
+                      "cpu_capability": "AVX2" | ... | null (torch's CPU kernel dispatch), "python": ...,
                       "platform": ..., "numpy": ..., "mpmath": ..., "suite": ..., "suite_commit": ... | null},
       "options": {"cases": [...], "dtypes": [...], "devices": [...], "modes": [...], "quick": bool,
                   "plugins": [...], "grid": "quick" | "full" | "custom",

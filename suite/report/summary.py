@@ -75,7 +75,9 @@ def environment_lines(payload: dict[str, Any]) -> list[str]:
     env, options = payload["environment"], payload["options"]
     gpus = ", ".join(env.get("gpus") or []) or "none"
     return [f"torch {env['torch']} (CUDA {env.get('cuda') or 'none'}; GPUs: {gpus})",
-            f"CPU: {env.get('cpu')}; Python {env.get('python')}; {env.get('platform')}",
+            f"CPU: {env.get('cpu')}"
+            + (f" (torch kernels: {env['cpu_capability']})" if env.get("cpu_capability") else "")
+            + f"; Python {env.get('python')}; {env.get('platform')}",
             f"suite {env.get('suite')} at commit {env.get('suite_commit') or 'unknown'}; created {payload['created']}",
             f"grid: {options.get('grid')}; {_search_line(options.get('search'))}",
             f"dtypes {', '.join(options['dtypes'])}; devices {', '.join(options['devices'])}; "
