@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from suite import fp_environment
 from suite.errors import UsageError
 
 #: command name -> (module, one-line help)
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "_missing", None):
             raise UsageError(f"command {args.command!r} is not available in this installation")
+        fp_environment.require_ieee()
         status: int = importlib.import_module(args._module).main(args)
         return status
     except UsageError as exc:

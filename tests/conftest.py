@@ -1,12 +1,16 @@
-"""Shared test configuration: Hypothesis profiles and the device parameter."""
+"""Shared test configuration: Hypothesis profiles, the device parameter, and the IEEE arithmetic every test
+needs (:mod:`suite.fp_environment`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, settings
+
+from suite import fp_environment
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -23,3 +27,22 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"
 
 #: Devices to parametrise over: CPU always, CUDA where present (skipped cleanly otherwise).
 DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=[CUDA, pytest.mark.cuda])]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop before the first test when this process does not compute floats the IEEE way: every exact error
+    the tests compare would be wrong (exit status 2, one line)."""
+    problems = fp_environment.ieee_problems()
+    if problems:
+        pytest.exit(f"floating-point arithmetic is not IEEE 754's default: {'; '.join(problems)}", returncode=2)
+
+
+@pytest.fixture(autouse=True)
+def _ieee_arithmetic_after_each_test() -> Iterator[None]:
+    """Fail the test that leaves flush-to-zero or a rounding mode set (and restore IEEE subnormals), rather
+    than let every later test measure errors with wrong arithmetic."""
+    yield
+    problems = fp_environment.ieee_problems()
+    if problems:
+        torch.set_flush_denormal(False)
+        pytest.fail(f"the test left this thread's arithmetic non-IEEE: {'; '.join(problems)}")

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 
 import suite
-from suite import cases, compare, dtypes, judge, modes, run, truth_cache
+from suite import cases, compare, dtypes, fp_environment, judge, modes, run, truth_cache
 from suite.cases.base import Case
 from suite.dtypes import FloatArray, FloatFormat
 from suite.metrics import Label
@@ -130,6 +130,7 @@ def environment() -> dict[str, Any]:
     return {"torch": torch.__version__, "cuda": torch.version.cuda,
             "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
             "cpu": _cpu(), "cpu_capability": _cpu_capability(), "cpu_count": os.cpu_count(),
+            "subnormals": {device: fp_environment.torch_subnormals(device) for device in ["cpu"] + ["cuda"] * cuda},
             "python": platform.python_version(),
             "platform": platform.platform(), "numpy": np.__version__, "mpmath": mpmath.__version__,
             "suite": suite.__version__, "suite_commit": _git_commit()}

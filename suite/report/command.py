@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from suite import atomic, cases, dtypes, modes
+from suite import atomic, cases, dtypes, fp_environment, modes
 from suite.errors import UsageError
 from suite.report import baselines, checkpoint, collect, diff, html, markdown, plots, schema, summary
 from suite.report.progress import Progress
@@ -129,6 +129,7 @@ def load_plugins(modules: list[str]) -> dict[str, str]:
             added = cases.load_plugin(module)
         except ImportError as exc:
             raise UsageError(f"cannot import plugin {module!r}: {exc}") from None
+        fp_environment.require_ieee(f"after importing plugin {module!r}")
         owners.update({c.name: module for c in added})
     return owners
 

@@ -8,7 +8,10 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
       "schema_version": 1,
       "created": "2026-...Z",                      # UTC time of the run
       "environment": {"torch": ..., "cuda": ... | null, "gpus": [...], "cpu": ...,
-                      "cpu_capability": "AVX2" | ... | null (torch's CPU kernel dispatch), "python": ...,
+                      "cpu_capability": "AVX2" | ... | null (torch's CPU kernel dispatch),
+                      "subnormals": {"cpu" (, "cuda"): {dtype: "kept" | "flushed" | "flushed in part (k of n)"}},
+                      # what torch's kernels did with subnormals in this process (suite.fp_environment)
+                      "python": ...,
                       "platform": ..., "numpy": ..., "mpmath": ..., "suite": ..., "suite_commit": ... | null},
       "options": {"cases": [...], "dtypes": [...], "devices": [...], "modes": [...], "quick": bool,
                   "plugins": [...], "grid": "quick" | "full" | "custom",

@@ -78,6 +78,7 @@ def environment_lines(payload: dict[str, Any]) -> list[str]:
             f"CPU: {env.get('cpu')}"
             + (f" (torch kernels: {env['cpu_capability']})" if env.get("cpu_capability") else "")
             + f"; Python {env.get('python')}; {env.get('platform')}",
+            *_subnormal_lines(env.get("subnormals")),
             f"suite {env.get('suite')} at commit {env.get('suite_commit') or 'unknown'}; created {payload['created']}",
             f"grid: {options.get('grid')}; {_search_line(options.get('search'))}",
             f"dtypes {', '.join(options['dtypes'])}; devices {', '.join(options['devices'])}; "
@@ -85,6 +86,18 @@ def environment_lines(payload: dict[str, Any]) -> list[str]:
             + (f"; plugins {', '.join(options['plugins'])}" if options.get("plugins") else ""),
             *([f"{options['resumed_jobs']} case/dtype jobs reused from an interrupted run (--resume); "
                f"{payload['seconds']} s is this run's time only"] if options.get("resumed_jobs") else [])]
+
+
+def _subnormal_lines(subnormals: dict[str, dict[str, str]] | None) -> list[str]:
+    """One line per device whose torch kernels did not keep every subnormal (flush-to-zero): those make
+    every result near zero differ from an IEEE run.  Nothing when all were kept, or not recorded."""
+    lines = []
+    for device, by_dtype in (subnormals or {}).items():
+        flushed = {dtype: what for dtype, what in by_dtype.items() if what != "kept"}
+        if flushed:
+            lines.append(f"{device}: torch's kernels flush subnormals to zero (FTZ/DAZ) in this run: "
+                         + ", ".join(f"{dtype} {what}" for dtype, what in flushed.items()))
+    return lines
 
 
 def incomplete_text(payload: dict[str, Any]) -> str | None:

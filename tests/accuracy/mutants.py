@@ -9,7 +9,8 @@ the tests check that the failure the suite reports is that one, not an accident 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -195,6 +196,32 @@ def kl_div_batchmean_over_numel(t: Tensors, reduction: str) -> torch.Tensor:
     return F.kl_div(t["input"], t["target"], reduction="mean" if reduction == "batchmean" else reduction)
 
 
+@contextlib.contextmanager
+def flushing_subnormals() -> Iterator[None]:
+    """This thread computing with flush-to-zero and denormals-are-zero (``torch.set_flush_denormal``), as in a
+    process where a library built with ``-ffast-math`` set them; IEEE arithmetic again on leaving."""
+    if not torch.set_flush_denormal(True):
+        raise RuntimeError("this CPU has no flush-to-zero mode for torch.set_flush_denormal to set")
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def bce_flushing_subnormals(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE run with flush-to-zero and denormals-are-zero: a subnormal probability reads as 0, so its log is
+    clamped to -100 where the exact one is about -103 (float32)."""
+    with flushing_subnormals():
+        return F.binary_cross_entropy(t["input"], t["target"], reduction=reduction)
+
+
+def kl_div_flushing_subnormals(t: Tensors, reduction: str) -> torch.Tensor:
+    """KL run with flush-to-zero and denormals-are-zero: a subnormal target reads as 0, and a subnormal
+    pointwise term becomes 0."""
+    with flushing_subnormals():
+        return F.kl_div(t["input"], t["target"], reduction=reduction)
+
+
 def sum_one_by_one(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     """``sum`` and ``mean`` adding the elements one at a time, each partial sum rounded to the loss's dtype
     (a 16-bit accumulator)."""
@@ -333,6 +360,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("kl_div_log_target_through_exp", "kl_div_log_target", kl_div_log_target_through_exp, "float32"),
     Mutant("log_softmax_kl_div_through_softmax", "log_softmax_kl_div", log_softmax_kl_div_through_softmax,
            "float32"),
+    Mutant("bce_flushing_subnormals", "bce", bce_flushing_subnormals, "float32"),
+    Mutant("kl_div_flushing_subnormals", "kl_div", kl_div_flushing_subnormals, "float32"),
     Mutant("kl_div_batchmean_over_numel", "kl_div", kl_div_batchmean_over_numel, "float32",
            reductions=("batchmean",)),
     Mutant("bce_with_logits_sum_in_half", "bce_with_logits", bce_with_logits_sum_in_half, "float16",

@@ -56,6 +56,12 @@ def test_plugin_case_is_recorded_with_its_module(report: Path) -> None:
     assert payload["search"] == [] and payload["options"]["search"]["examples"] == 0
 
 
+def test_report_records_that_torch_kept_subnormals(report: Path) -> None:
+    subnormals = schema.load(report)["environment"]["subnormals"]
+    assert subnormals["cpu"] == dict.fromkeys(("float64", "float32", "float16", "bfloat16"), "kept")
+    assert "flush subnormals" not in (report / "accuracy.md").read_text()
+
+
 def test_overflow_of_exp_is_a_new_spurious_inf_above_log_max(report: Path) -> None:
     infs = [f for f in _findings(report, BROKEN) if f["quantity"] == "loss" and f["reduction"] == "none"
             and f["label"] == "spurious_inf"]
