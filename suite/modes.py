@@ -1,7 +1,10 @@
 """Execution modes: the same case forward run eagerly, through ``torch.compile`` (``compile``: dynamo's
 default, which compiles for the first shape it sees and recompiles for symbolic shapes when another comes;
 ``compile_dynamic``: ``dynamic=True``, symbolic shapes from the start, as with a varying batch size), or
-under ``torch.autocast``.  Compiled functions are built once per (case, reduction, device, mode) and reused."""
+under ``torch.autocast``; or eagerly on inputs stored in another memory layout (``strided``: every other element of
+a buffer; ``transposed``: the last two dimensions swapped in memory), since torch picks its kernel loop by layout
+(vectorised for contiguous data, element by element for strided, reordered for transposed) and a reduction adds
+in another order.  Compiled functions are built once per (case, reduction, device, mode) and reused."""
 
 from __future__ import annotations
 
@@ -13,9 +16,11 @@ import torch
 
 from suite.cases.base import Case
 
-MODES = ("eager", "compile", "compile_dynamic", "autocast")
+MODES = ("eager", "compile", "compile_dynamic", "autocast", "strided", "transposed")
 #: The modes that run through torch.compile.
 COMPILE_MODES = ("compile", "compile_dynamic")
+#: The modes that run eagerly on inputs in another memory layout (:func:`lay_out`).
+LAYOUT_MODES = ("strided", "transposed")
 #: Recompilations allowed per code object under :func:`strict_compile`.
 RECOMPILE_LIMIT = 1024
 AUTOCAST_DTYPES = ("float16", "bfloat16")
@@ -39,6 +44,29 @@ def applies(mode: str, dtype: str) -> bool:
 def check(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+
+
+def lay_out(tensors: Mapping[str, torch.Tensor], mode: str) -> dict[str, torch.Tensor]:
+    """``tensors`` with the same values in ``mode``'s memory layout (unchanged outside :data:`LAYOUT_MODES`), each
+    a leaf that requires a gradient where its source did, so that ``.grad`` is read from it.  ``strided``: a view
+    of every other element of a buffer twice as long in the last dimension; ``transposed``: stored column-major in
+    the last two dimensions (a tensor of fewer than two dimensions is as it was).  A 0-d tensor has no layout."""
+    if mode not in LAYOUT_MODES:
+        return dict(tensors)
+    return {name: _laid_out(t, mode) for name, t in tensors.items()}
+
+
+def _laid_out(t: torch.Tensor, mode: str) -> torch.Tensor:
+    source = t.detach()
+    if source.ndim == 0 or (mode == "transposed" and source.ndim < 2):
+        out = source.clone()
+    elif mode == "strided":
+        buffer = torch.zeros((*source.shape[:-1], 2 * source.shape[-1]), dtype=source.dtype, device=source.device)
+        out = buffer[..., ::2]
+        out.copy_(source)
+    else:
+        out = source.mT.contiguous().mT
+    return out.requires_grad_(t.requires_grad)
 
 
 def forward_for(case: Case, reduction: str, mode: str, device: str) -> Forward:

@@ -305,9 +305,10 @@ def execute(task: Task) -> Outcome:
     """Run one probe in this process.  Exceptions are the observation, never propagated."""
     case = cases.get(task.case)
     fmt = dtypes.get(task.dtype)
-    tensors = builder(task.probe)(case, fmt.torch_dtype, task.device)
-    if tensors is None:
+    built = builder(task.probe)(case, fmt.torch_dtype, task.device)
+    if built is None:
         return Outcome(task, NOT_APPLICABLE, "probe does not apply to this case")
+    tensors = modes.lay_out(built, task.mode)
     for spec in case.inputs:
         t = tensors[spec.name]
         if spec.differentiable and t.is_floating_point():

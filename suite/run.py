@@ -162,7 +162,7 @@ def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, de
     fatal = None if screened is None else _screen_failure(screened.kind, screened.message)
     if fatal is not None:
         return failed(*fatal, differentiable)
-    tensors = {k: to_tensor(v, fmt, device, k in differentiable) for k, v in used.items()}
+    tensors = modes.lay_out({k: to_tensor(v, fmt, device, k in differentiable) for k, v in used.items()}, mode)
     forward = modes.forward_for(case, reduction, mode, device)
     try:
         with warnings.catch_warnings(), modes.context(mode, device, fmt.torch_dtype):

@@ -45,7 +45,7 @@ per case and dtype).  Bad options exit with status 2.
 examples:
   python -m suite report --quick --out /tmp/quick      # a fast look
   python -m suite report --cases bce_with_logits --dtypes float16,bfloat16
-  python -m suite report --devices cpu,cuda --modes eager,compile,compile_dynamic,autocast --bad-inputs  # all
+  python -m suite report --modes eager,compile,compile_dynamic,autocast,strided,transposed --bad-inputs  # all
   python -m suite report --modes eager,compile --jobs 4 --resume   # 4 jobs at a time, reusing finished ones
   python -m suite report --plugin my_losses --cases my_bce,bce_with_logits
   python -m suite diff reports/baselines reports/<torch>-cpu   # what changed since the baseline; exit 1: worse"""

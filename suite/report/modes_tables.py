@@ -27,7 +27,8 @@ def notes(devices: list[str], mode_names: list[str]) -> list[str]:
         out.append("No CUDA device was run (none available or not selected): the CPU-vs-CUDA comparison and "
                    "the CUDA autocast and device-side-assert probes are absent.")
     if mode_names == ["eager"]:
-        out.append("Only eager mode ran: --modes eager,compile,compile_dynamic,autocast adds the comparison of modes.")
+        out.append("Only eager mode ran: --modes eager,compile,compile_dynamic,autocast,strided,transposed adds the "
+                   "comparison of modes (strided and transposed: eager on inputs in another memory layout).")
     return out
 
 

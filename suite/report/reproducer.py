@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from suite.cases.base import Case
 
 _MODULES = ("F", "torch")
+#: How a snippet stores an input ``v`` in a layout mode's memory layout (:func:`suite.modes.lay_out`).
+_LAYOUTS = {"strided": "{v} = torch.stack([{v}.detach(), torch.zeros_like({v})], -1)[..., 0]"
+                       ".requires_grad_({v}.requires_grad)  # every other element of a buffer",
+            "transposed": "{v} = {v}.detach().mT.contiguous().mT.requires_grad_({v}.requires_grad)  # column-major"}
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,14 @@ def snippet(case: Case, point: Point, plugin: str | None = None) -> str:
     for spec, var in zip(case.inputs, variables, strict=True):
         rows = case.rows and spec.role == "data"
         shape = point.shape if spec.role == "data" else None
-        tensor = _tensor(point.inputs[spec.name], point.dtype, point.device, rows, shape, spec.name == grad_of)
+        values = list(point.inputs[spec.name])
+        if point.mode == "strided" and spec.role == "data" and shape is None and not rows and len(values) == 1:
+            values *= 2  # a one-element view is contiguous to torch, whatever its stride
+        tensor = _tensor(values, point.dtype, point.device, rows, shape, spec.name == grad_of)
         lines.append(f"{var} = {tensor}")
+        dims = len(shape) if shape is not None else 1 + rows
+        if point.mode in _LAYOUTS and (point.mode == "strided" or dims >= 2):
+            lines.append(_LAYOUTS[point.mode].format(v=var))
     device_type = point.device.split(":")[0]
     if point.mode == "autocast":
         lines.append(f"with torch.autocast({device_type!r}, dtype=torch.{point.dtype}):")

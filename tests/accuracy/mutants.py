@@ -26,7 +26,8 @@ Forward = Callable[[Tensors, str], torch.Tensor]
 @dataclass(frozen=True)
 class Mutant:
     """One broken implementation: the built-in case it imitates, its forward, the dtype and reductions to
-    judge it in, and the quantity (``loss``, ``grad_input``, ``grad_target``) it gets wrong."""
+    judge it in, the quantity (``loss``, ``grad_input``, ``grad_target``) it gets wrong, and the mode
+    (:mod:`suite.modes`) it is wrong in."""
 
     name: str
     base: str
@@ -34,6 +35,7 @@ class Mutant:
     dtype: str
     quantity: str = "loss"
     reductions: tuple[str, ...] = ("none",)
+    mode: str = "eager"
 
     def case(self) -> cases.Case:
         """The mutant as a case: the base case's inputs, reference and registered deviations (``known_as``),
@@ -222,6 +224,14 @@ def kl_div_flushing_subnormals(t: Tensors, reduction: str) -> torch.Tensor:
         return F.kl_div(t["input"], t["target"], reduction=reduction)
 
 
+def bce_with_logits_strided_loop_in_half(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits whose loop for non-contiguous inputs computes in float16 (its vectorised loop for
+    contiguous ones is torch's): right on every contiguous batch, wrong on a strided one."""
+    if all(v.is_contiguous() for v in t.values()):
+        return F.binary_cross_entropy_with_logits(t["input"], t["target"], reduction=reduction)
+    return bce_with_logits_in_half(t, reduction)
+
+
 def sum_one_by_one(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     """``sum`` and ``mean`` adding the elements one at a time, each partial sum rounded to the loss's dtype
     (a 16-bit accumulator)."""
@@ -348,6 +358,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("bce_clamps_the_loss", "bce", bce_clamps_the_loss, "float32"),
     Mutant("bce_stored_through_bfloat16", "bce", bce_stored_through_bfloat16, "float16"),
     Mutant("bce_with_logits_in_half", "bce_with_logits", bce_with_logits_in_half, "float32"),
+    Mutant("bce_with_logits_strided_loop_in_half", "bce_with_logits", bce_with_logits_strided_loop_in_half,
+           "float32", mode="strided"),
     Mutant("bce_with_logits_bfloat16_tail", "bce_with_logits", bce_with_logits_bfloat16_tail, "float32"),
     Mutant("sigmoid_bce_through_tanh", "sigmoid_bce", sigmoid_bce_through_tanh, "float32"),
     Mutant("bce_with_logits_overflowing_softplus", "bce_with_logits", bce_with_logits_overflowing_softplus,

@@ -37,7 +37,7 @@ def test_broken_implementation_is_caught(mutant: tuple[Mutant, cases.Case]) -> N
     @given(data=st.data())
     def property_holds(data: st.DataObject) -> None:
         inputs = data.draw(strategies.case_inputs(case, chosen.dtype), label="inputs")
-        result = evaluate(case, inputs, chosen.dtype, "cpu", chosen.reductions)
+        result = evaluate(case, inputs, chosen.dtype, "cpu", chosen.reductions, mode=chosen.mode)
         check(result, chosen.reductions, (chosen.quantity,))
 
     # the same draws whatever modules earlier tests imported (Hypothesis mixes their constants in otherwise)

@@ -83,3 +83,66 @@ def test_fresh_compiles_forgets_every_compiled_shape() -> None:
             tensors = {"input": torch.linspace(-3.0, 3.0, n), "target": torch.full((n,), 0.25)}
             assert torch.isfinite(forward(tensors))
     modes.fresh_compiles()
+
+
+def test_lay_out_keeps_values_and_gradients_in_another_layout() -> None:
+    x = torch.arange(12.0).reshape(3, 4).requires_grad_()
+    given = {"input": x, "scalar": torch.tensor(2.0), "row": torch.arange(3.0)}
+    assert modes.lay_out(given, "eager") == given
+    strided = modes.lay_out(given, "strided")
+    transposed = modes.lay_out(given, "transposed")
+    assert strided["input"].stride() == (8, 2) and strided["row"].stride() == (2,)
+    assert transposed["input"].stride() == (1, 3) and transposed["row"].stride() == (1,)
+    for laid in (strided, transposed):
+        assert all(torch.equal(laid[k].detach(), given[k].detach()) for k in given)
+        assert laid["input"].is_leaf and laid["input"].requires_grad and not laid["row"].requires_grad
+        (laid["input"] * 3).sum().backward()
+        assert torch.equal(laid["input"].grad, torch.full((3, 4), 3.0))
+
+
+@pytest.mark.parametrize("mode", ["eager", *modes.LAYOUT_MODES])
+def test_a_layout_mode_gives_the_loss_its_inputs_in_that_layout(mode: str) -> None:
+    """A case that records the strides its forward sees: the report's layout modes reach torch's kernels."""
+    from dataclasses import replace
+
+    seen: list[tuple[int, ...]] = []
+    base = cases.get("bce_with_logits")
+
+    def spy(t: dict[str, torch.Tensor], reduction: str) -> torch.Tensor:
+        seen.append(t["input"].stride())
+        return base.forward(t, reduction)
+
+    case = cases.register(replace(base, name="layout_spy", forward=spy, module_forward=None, known_as=base.name))
+    try:
+        result = run.evaluate(case, {"input": [[0.5, -1.0, 2.0]] * 2, "target": [[1.0, 0.0, 0.5]] * 2}, "float32",
+                              reductions=("none",), mode=mode)
+    finally:
+        cases.unregister(case.name)
+    assert seen == [{"eager": (3, 1), "strided": (6, 2), "transposed": (1, 2)}[mode]]
+    # exact logistic loss at 0.5 with y = 1, log(1 + e^-0.5), and its gradient sigmoid(0.5) - 1
+    assert result.get().got[0, 0] == pytest.approx(math.log1p(math.exp(-0.5)), rel=2**-22)
+    assert result.get("none", "grad_input").got[0, 0] == pytest.approx(-1 / (1 + math.exp(0.5)), rel=2**-22)
+
+
+@pytest.mark.parametrize("mode", modes.LAYOUT_MODES)
+def test_a_layout_reproducer_stores_its_inputs_in_that_layout(mode: str) -> None:
+    """The snippet of a point measured in a layout mode runs torch on tensors in that layout (two elements at
+    least: torch treats a one-element view as contiguous) and prints what the run measured."""
+    import contextlib
+    import io
+
+    from suite.report.reproducer import Point, snippet
+
+    p, y = 5.25895088e-18, 0.0
+    result = run.evaluate(cases.get("bce"), {"input": [[p, p]] * 2, "target": [[y, y]] * 2}, "float32",
+                          reductions=("sum",), mode=mode)
+    got = float(result.get("sum", "grad_target").got[0, 0])
+    point = Point({"input": [p, p], "target": [y, y]}, "float32", "cpu", mode, "sum", "grad_target", 0, 0.0, got,
+                  torch.__version__, shape=(2, 2))
+    namespace: dict[str, object] = {}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(snippet(cases.get("bce"), point), "<reproducer>", "exec"), namespace)
+    assert float(printed.getvalue().split()[-1]) == got
+    laid = namespace["y"]
+    assert isinstance(laid, torch.Tensor) and not laid.is_contiguous()
