@@ -130,6 +130,7 @@ def environment() -> dict[str, Any]:
     return {"torch": torch.__version__, "cuda": torch.version.cuda,
             "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
             "cpu": _cpu(), "cpu_capability": _cpu_capability(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "subnormals": {device: fp_environment.torch_subnormals(device) for device in ["cpu"] + ["cuda"] * cuda},
             "python": platform.python_version(),
             "platform": platform.platform(), "numpy": np.__version__, "mpmath": mpmath.__version__,
@@ -354,7 +355,8 @@ def _gpu_models() -> list[str]:
 
 def checkpoint_store(options: Options) -> checkpoint.Store | None:
     """Where finished jobs are saved (None: nowhere), keyed by everything their numbers depend on: the
-    suite (in :class:`checkpoint.Store`), torch and the machine, the settings, the plugins."""
+    suite (in :class:`checkpoint.Store`), torch and the machine (its CPU kernels too: ``ATEN_CPU_CAPABILITY``
+    picks another set on the same CPU), the settings, the plugins."""
     if options.checkpoint_dir is None:
         return None
     import hypothesis
@@ -363,7 +365,8 @@ def checkpoint_store(options: Options) -> checkpoint.Store | None:
     cuda = any(torch.device(d).type == "cuda" for d in options.devices)
     return checkpoint.Store(Path(options.checkpoint_dir), [
         f"torch {torch.__version__} threads {torch.get_num_threads()} numpy {np.__version__} "
-        f"hypothesis {hypothesis.__version__}", f"cpu {_cpu()}", f"gpus {_gpu_models() if cuda else []}",
+        f"hypothesis {hypothesis.__version__}", f"cpu {_cpu()} kernels {_cpu_capability()}",
+        f"gpus {_gpu_models() if cuda else []}",
         ",".join(options.devices), ",".join(options.modes), f"search {options.search} seed {options.search_seed}",
         *(f"{m}\n{checkpoint.module_source(m)}" for m in plugins)])
 

@@ -9,6 +9,7 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
       "created": "2026-...Z",                      # UTC time of the run
       "environment": {"torch": ..., "cuda": ... | null, "gpus": [...], "cpu": ...,
                       "cpu_capability": "AVX2" | ... | null (torch's CPU kernel dispatch),
+                      "torch_threads": int (torch's intra-op threads: how a CPU sum is split),
                       "subnormals": {"cpu" (, "cuda"): {dtype: "kept" | "flushed" | "flushed in part (k of n)"}},
                       # what torch's kernels did with subnormals in this process (suite.fp_environment)
                       "python": ...,

@@ -77,6 +77,7 @@ def environment_lines(payload: dict[str, Any]) -> list[str]:
     return [f"torch {env['torch']} (CUDA {env.get('cuda') or 'none'}; GPUs: {gpus})",
             f"CPU: {env.get('cpu')}"
             + (f" (torch kernels: {env['cpu_capability']})" if env.get("cpu_capability") else "")
+            + (f"; {env['torch_threads']} torch threads" if env.get("torch_threads") else "")
             + f"; Python {env.get('python')}; {env.get('platform')}",
             *_subnormal_lines(env.get("subnormals")),
             f"suite {env.get('suite')} at commit {env.get('suite_commit') or 'unknown'}; created {payload['created']}",

@@ -218,7 +218,7 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_the_old_handler_comes_back() -> Non
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_saved_jobs_are_not_reused_by_another_torch_or_suite(
+def test_saved_jobs_are_not_reused_by_another_torch_suite_or_kernel_set(
         plugin: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     saved = tmp_path / "jobs"
     _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved)))
@@ -233,6 +233,11 @@ def test_saved_jobs_are_not_reused_by_another_torch_or_suite(
         other_suite = _Recorder(patched)
         _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved), resume=True))
     assert other_suite.ran == everything
+    with monkeypatch.context() as patched:  # ATEN_CPU_CAPABILITY=default: another kernel set on the same CPU
+        patched.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "another kernel set")
+        other_kernels = _Recorder(patched)
+        _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved), resume=True))
+    assert other_kernels.ran == everything
     same = _Recorder(monkeypatch)
     _payload(_options(plugin, tmp_path, checkpoint_dir=str(saved), resume=True))
     assert same.ran == []
