@@ -77,7 +77,7 @@ def torch_subnormals(device: str = "cpu") -> dict[str, str]:
     operand (the smallest subnormal times 1) and a subnormal result (the smallest normal halved) are probed, on
     tensors large enough to be split among torch's threads; they are read back as bits, never compared as
     floats (a comparison on a flushing thread would read a subnormal as 0)."""
-    n = _CHUNK * 2 * max(1, torch.get_num_threads())
+    n = _CHUNK * 2 * min(max(1, torch.get_num_threads()), 64)  # at most 4 Mi elements (32 MiB in float64)
     out = {}
     for dtype, (integer, mantissa_bits) in _LAYOUTS.items():
         operand = _from_bits(1, n, dtype, device) * 1
