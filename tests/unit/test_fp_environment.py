@@ -67,9 +67,9 @@ def test_torch_flushes_on_the_calling_thread(flushing: None) -> None:
         found = fp_environment.torch_subnormals()
     finally:
         torch.set_num_threads(threads)
-    # 2^-1074, 2^-149 and bfloat16's 2^-133 are float32/float64 subnormals where torch computes them
-    assert {k: found[k] for k in ("float64", "float32", "bfloat16")} == dict.fromkeys(
-        ("float64", "float32", "bfloat16"), "flushed")
+    # 2^-1074, 2^-149 and bfloat16's 2^-133 are float64/float32 subnormals where torch computes them; float16's
+    # 2^-24 is a float32 normal, and FTZ/DAZ do not touch float16 (pytorch/pytorch#150007, maintainers' answer)
+    assert found == {"float64": "flushed", "float32": "flushed", "float16": "kept", "bfloat16": "flushed"}
 
 
 def test_worker_threads_keep_their_own_mode(flushing: None) -> None:
