@@ -2,7 +2,8 @@
 and max-ULP changes, budget changes, safe-range changes, and changes in the bad-input and mixed-dtype tables
 (:mod:`suite.report.diff_behaviour`).  B *regressed* when it has a finding A lacks, or one that A's known
 deviations explained and B's do not, more failing elements on an equal grid, a larger max ULP that is beyond
-its budget, a narrower safe range, or handles a bad input or a mixed-dtype call worse.
+its budget, a narrower safe range, or handles a bad input or a mixed-dtype call worse; or when a result only B
+measured (a mode or device A did not run) has a finding no known deviation explains.
 
 Grid findings are matched by their result key and label, and their regions by overlap along the main input (a
 region of B that meets none of A's is new; one of A that meets none of B's is fixed; one unexplained in B that
@@ -101,9 +102,15 @@ def _regions(items: Iterable[dict[str, Any]]) -> str:
 
 
 def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None) -> Diff:
-    """Everything that changed from ``a`` to ``b`` (only ``cases`` when given)."""
+    """Everything that changed from ``a`` to ``b`` (only ``cases`` when given).  A result only one of them
+    measured (another mode, device or dtype) is one ``added`` or ``missing`` change, not a list of its findings:
+    there is nothing to compare them with, and an added result regresses only where no known deviation explains
+    one of its findings."""
     diff = Diff()
-    fa, fb = _findings(a, cases), _findings(b, cases)
+    ra, rb = _results(a, cases), _results(b, cases)
+    both = ra.keys() & rb.keys()
+    fa = {k: v for k, v in _findings(a, cases).items() if k[0] in both}
+    fb = {k: v for k, v in _findings(b, cases).items() if k[0] in both}
     for key in sorted(fb.keys() - fa.keys()):
         diff.add("new_finding", key[0], f"new {key[1]}: {_regions(fb[key])}", regression=True)
     for key in sorted(fa.keys() - fb.keys()):
@@ -117,12 +124,15 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
             diff.add("fixed_finding", key[0], f"fixed {key[1]} region: {_regions(gone)}")
         _compare_attribution(diff, key, fa[key], fb[key])
     _compare_search(diff, a, b, cases)
-    ra, rb = _results(a, cases), _results(b, cases)
+    unexplained_b = {key for key, _ in _unexplained(b)}
     for name in sorted(ra.keys() - rb.keys()):
         diff.add("missing", name, "measured in A only (not compared)")
     for name in sorted(rb.keys() - ra.keys()):
-        diff.add("added", name, "measured in B only", regression=rb[name].get("failing", 0) > 0)
-    for name in sorted(ra.keys() & rb.keys()):
+        failing, new = int(rb[name].get("failing", 0)), name in unexplained_b
+        what = ("no failing element" if not failing else f"{failing} failing elements, "
+                + ("some that no known deviation explains" if new else "each explained by a known deviation"))
+        diff.add("added", name, f"measured in B only: {what}", regression=new)
+    for name in sorted(both):
         _compare_result(diff, name, ra[name], rb[name])
     sa = {(s["case"], s["dtype"], s["device"], s.get("mode", "eager")): s for s in a["safe_ranges"]}
     for s in b["safe_ranges"]:

@@ -192,3 +192,19 @@ def test_mixed_dtype_rows_regress_on_more_failing_elements_or_a_new_error() -> N
     assert d.regressed and d.changes[0].text == "a value -> RuntimeError: no"
     d = diff.compare(b, a)  # an error that became a value is progress
     assert not d.regressed and d.changes[0].text == "RuntimeError: no -> a value"
+
+
+def test_a_result_only_b_measured_is_one_change_that_regresses_only_when_unexplained() -> None:
+    strided_key = KEY.replace("/eager/", "/strided/")
+    b = report()
+    b["results"].append({**b["results"][0], "key": strided_key, "mode": "strided"})
+    b["findings"].append({**finding(0.0, 1e-30), "key": strided_key, "mode": "strided",
+                          "attribution": "known: bce-log-clamp-100"})
+    d = diff.compare(report(), b)
+    assert [(c.kind, c.key) for c in d.changes] == [("added", strided_key)] and not d.regressed
+    assert "3 failing elements, each explained" in d.changes[0].text
+    b["findings"][-1]["attribution"] = "new"
+    d = diff.compare(report(), b)
+    assert [(c.kind, c.key) for c in d.changes] == [("added", strided_key)] and d.regressed
+    back = diff.compare(b, report())
+    assert [(c.kind, c.key) for c in back.changes] == [("missing", strided_key)] and not back.regressed
