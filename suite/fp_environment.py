@@ -13,6 +13,9 @@ thread's share of it (:func:`torch_subnormals` measures that).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -57,6 +60,20 @@ def require_ieee(where: str = "") -> None:
                          f" ({'; '.join(problems)}), so the suite's exact errors would be wrong; "
                          "something set flush-to-zero or a rounding mode (torch.set_flush_denormal(True), or a "
                          "library built with -ffast-math): run without it")
+
+
+@contextlib.contextmanager
+def flushing_subnormals() -> Iterator[None]:
+    """Run a block with this thread's flush-to-zero and denormals-are-zero on (``torch.set_flush_denormal``),
+    as in a process where a library built with ``-ffast-math`` set them, and IEEE arithmetic again after it: for
+    the tests of these checks and the mutants that imitate such a process.  RuntimeError where the CPU has no
+    such mode."""
+    if not torch.set_flush_denormal(True):
+        raise RuntimeError("this CPU has no flush-to-zero mode for torch.set_flush_denormal to set")
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 #: torch float dtype -> (the integer type of its width, its number of stored mantissa bits)

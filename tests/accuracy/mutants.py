@@ -9,15 +9,14 @@ the tests check that the failure the suite reports is that one, not an accident 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from suite import cases
+from suite import cases, fp_environment
 
 Tensors = Mapping[str, torch.Tensor]
 Forward = Callable[[Tensors, str], torch.Tensor]
@@ -198,29 +197,17 @@ def kl_div_batchmean_over_numel(t: Tensors, reduction: str) -> torch.Tensor:
     return F.kl_div(t["input"], t["target"], reduction="mean" if reduction == "batchmean" else reduction)
 
 
-@contextlib.contextmanager
-def flushing_subnormals() -> Iterator[None]:
-    """This thread computing with flush-to-zero and denormals-are-zero (``torch.set_flush_denormal``), as in a
-    process where a library built with ``-ffast-math`` set them; IEEE arithmetic again on leaving."""
-    if not torch.set_flush_denormal(True):
-        raise RuntimeError("this CPU has no flush-to-zero mode for torch.set_flush_denormal to set")
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
 def bce_flushing_subnormals(t: Tensors, reduction: str) -> torch.Tensor:
     """BCE run with flush-to-zero and denormals-are-zero: a subnormal probability reads as 0, so its log is
     clamped to -100 where the exact one is about -103 (float32)."""
-    with flushing_subnormals():
+    with fp_environment.flushing_subnormals():
         return F.binary_cross_entropy(t["input"], t["target"], reduction=reduction)
 
 
 def kl_div_flushing_subnormals(t: Tensors, reduction: str) -> torch.Tensor:
     """KL run with flush-to-zero and denormals-are-zero: a subnormal target reads as 0, and a subnormal
     pointwise term becomes 0."""
-    with flushing_subnormals():
+    with fp_environment.flushing_subnormals():
         return F.kl_div(t["input"], t["target"], reduction=reduction)
 
 

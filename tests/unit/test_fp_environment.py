@@ -22,12 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def flushing() -> Iterator[None]:
     """This thread with flush-to-zero and denormals-are-zero on, IEEE again afterwards."""
-    if not torch.set_flush_denormal(True):
+    if not torch.set_flush_denormal(False):
         pytest.skip("this CPU has no flush-to-zero mode (torch.set_flush_denormal returned False)")
-    try:
+    with fp_environment.flushing_subnormals():
         yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 def test_this_process_is_ieee_as_numpy_sees_it() -> None:
