@@ -77,14 +77,14 @@ def flushing_subnormals() -> Iterator[None]:
 
 
 #: torch float dtype -> (the integer type of its width, its number of stored mantissa bits)
-_LAYOUTS = {torch.float64: (torch.int64, 52), torch.float32: (torch.int32, 23), torch.float16: (torch.int16, 10),
-            torch.bfloat16: (torch.int16, 7)}
+_BIT_FORMATS = {torch.float64: (torch.int64, 52), torch.float32: (torch.int32, 23),
+                torch.float16: (torch.int16, 10), torch.bfloat16: (torch.int16, 7)}
 
 
 def _from_bits(bits: int, n: int, dtype: torch.dtype, device: str) -> torch.Tensor:
     """``n`` copies of the float whose bit pattern is ``bits``, made without float arithmetic (a fill value
     converted on a flushing thread would already be 0)."""
-    integer, _ = _LAYOUTS[dtype]
+    integer, _ = _BIT_FORMATS[dtype]
     return torch.full((n,), bits, dtype=integer, device=device).view(dtype)
 
 
@@ -96,7 +96,7 @@ def torch_subnormals(device: str = "cpu") -> dict[str, str]:
     floats (a comparison on a flushing thread would read a subnormal as 0)."""
     n = _CHUNK * 2 * min(max(1, torch.get_num_threads()), 64)  # at most 4 Mi elements (32 MiB in float64)
     out = {}
-    for dtype, (integer, mantissa_bits) in _LAYOUTS.items():
+    for dtype, (integer, mantissa_bits) in _BIT_FORMATS.items():
         operand = _from_bits(1, n, dtype, device) * 1
         result = _from_bits(1 << mantissa_bits, n, dtype, device) / 2
         zero = (operand.view(integer) == 0) | (result.view(integer) == 0)
