@@ -31,6 +31,7 @@ class Change:
     key: str
     text: str
     regression: bool
+    failing: int = 0  # of an added or missing result: its failing elements
 
 
 @dataclass
@@ -41,8 +42,8 @@ class Diff:
     def regressed(self) -> bool:
         return any(c.regression for c in self.changes)
 
-    def add(self, kind: str, key: str, text: str, regression: bool = False) -> None:
-        self.changes.append(Change(kind, key, text, regression))
+    def add(self, kind: str, key: str, text: str, regression: bool = False, failing: int = 0) -> None:
+        self.changes.append(Change(kind, key, text, regression, failing))
 
 
 def _findings(payload: dict[str, Any], cases: set[str] | None, search: bool = False,
@@ -126,12 +127,12 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
     _compare_search(diff, a, b, cases)
     unexplained_b = {key for key, _ in _unexplained(b)}
     for name in sorted(ra.keys() - rb.keys()):
-        diff.add("missing", name, "measured in A only (not compared)")
+        diff.add("missing", name, "measured in A only (not compared)", failing=int(ra[name].get("failing", 0)))
     for name in sorted(rb.keys() - ra.keys()):
         failing, new = int(rb[name].get("failing", 0)), name in unexplained_b
         what = ("no failing element" if not failing else f"{failing} failing elements, "
                 + ("some that no known deviation explains" if new else "each explained by a known deviation"))
-        diff.add("added", name, f"measured in B only: {what}", regression=new)
+        diff.add("added", name, f"measured in B only: {what}", regression=new, failing=failing)
     for name in sorted(both):
         _compare_result(diff, name, ra[name], rb[name])
     sa = {(s["case"], s["dtype"], s["device"], s.get("mode", "eager")): s for s in a["safe_ranges"]}
@@ -192,8 +193,31 @@ def render(diff: Diff, a_name: str, b_name: str) -> str:
     lines.append(f"{len(diff.changes)} changes; {verdict}.\n")
     for title, regression in (("Regressions", True), ("Other changes", False)):
         items = [c for c in diff.changes if c.regression == regression]
+        grouped = [] if regression else [c for c in items if c.kind in _ONE_SIDED]
         if items:
             lines.append(f"## {title}\n")
-            lines += [f"- `{c.key}` ({c.kind}): {c.text}" for c in items]
+            lines += [f"- `{c.key}` ({c.kind}): {c.text}" for c in items if c not in grouped]
+            lines += _one_sided_lines(grouped)
             lines.append("")
     return "\n".join(lines)
+
+
+_ONE_SIDED = ("added", "missing")
+
+
+def _one_sided_lines(changes: list[Change]) -> list[str]:
+    """One line per kind, device and mode for the results only one report measured and that do not regress:
+    a mode or device added to a run adds hundreds of results, each of which says only that it was not compared.
+    The regressing ones keep a line each, since those are the ones to read."""
+    groups: dict[tuple[str, str], list[Change]] = {}
+    for c in changes:
+        parts = c.key.split("/")
+        groups.setdefault((c.kind, "/".join(parts[2:4])), []).append(c)
+    lines = []
+    for (kind, where), items in sorted(groups.items()):
+        side = "B" if kind == "added" else "A"
+        failing = sum(c.failing > 0 for c in items)
+        detail = (f"; {failing} with failing elements, each explained by a known deviation" if kind == "added"
+                  else "")
+        lines.append(f"- `{where}` ({kind}): {len(items)} results measured in {side} only (not compared){detail}")
+    return lines

@@ -208,3 +208,18 @@ def test_a_result_only_b_measured_is_one_change_that_regresses_only_when_unexpla
     assert [(c.kind, c.key) for c in d.changes] == [("added", strided_key)] and d.regressed
     back = diff.compare(b, report())
     assert [(c.kind, c.key) for c in back.changes] == [("missing", strided_key)] and not back.regressed
+
+
+def test_results_only_one_report_measured_render_as_one_line_per_device_and_mode() -> None:
+    b = report()
+    for mode in ("strided", "transposed"):
+        for quantity in ("grad_input", "grad_target"):
+            key = KEY.replace("/eager/", f"/{mode}/").rsplit("/", 1)[0] + f"/{quantity}"
+            b["results"].append({**b["results"][0], "key": key, "mode": mode,
+                                 "failing": 3 if quantity == "grad_input" else 0})
+    text = diff.render(diff.compare(report(), b), "a", "b")
+    assert "4 changes; no regression." in text
+    assert "- `cpu/strided` (added): 2 results measured in B only (not compared); 1 with failing elements" in text
+    assert "- `cpu/transposed` (added): 2 results" in text and text.count("(added)") == 2
+    back = diff.render(diff.compare(b, report()), "b", "a")
+    assert "- `cpu/strided` (missing): 2 results measured in A only (not compared)\n" in back
