@@ -18,9 +18,25 @@ def _umask() -> int:
     return current
 
 
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path, or a UsageError when no file can be written there: checked before a long run, so
+    that a bad output path fails at once and not after the work (the write itself checks again)."""
+    target = Path(path)
+    if not target.name:
+        raise UsageError(f"output path {str(path)!r} names no file")
+    if target.is_dir():
+        raise UsageError(f"cannot write {target}: it is a folder")
+    folder = next((p for p in (target.parent, *target.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise UsageError(f"cannot write to {target.parent}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write to {target.parent}: {folder} is not writable")
+    return target
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (creating parent folders); bad folders are a UsageError."""
-    target = Path(path)
+    target = check_writable(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

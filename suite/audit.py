@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from suite import cases, deviations, dtypes, judge
+from suite import cases, deviations, dtypes, judge, selection
 from suite.deviations import Deviation
 from suite.discover import evaluate_grid
 from suite.errors import UsageError
@@ -202,7 +202,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         entries = [deviations.get(i) for i in args.ids] if args.ids else list(deviations.load())
     except KeyError as exc:
-        raise UsageError(str(exc).strip("'\"")) from None
+        raise UsageError(str(exc.args[0])) from None
+    selection.require_device(args.device)
     print(f"# Known-deviation audit (torch {torch.__version__}, {args.device}, "
           f"{'quick' if args.quick else 'full'} grids)\n")
     print("| " + " | ".join(HEADER) + " |")

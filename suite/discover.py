@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from suite import cases, dtypes, judge, run, truth_cache
+from suite import cases, dtypes, judge, run, selection, truth_cache
 from suite.cases.base import Case
 from suite.errors import UsageError
 from suite.inputs import grids
@@ -159,7 +159,11 @@ def main(args: argparse.Namespace) -> int:
         selected = [cases.get(n) for n in args.cases] if args.cases else cases.all_cases()
         formats = [dtypes.get(d) for d in args.dtypes]
     except (KeyError, ValueError) as exc:
-        raise UsageError(str(exc).strip("'\"")) from None
+        raise UsageError(str(exc.args[0])) from None
+    selection.require_device(args.device)
+    selection.require_mode(args.mode)
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
     proposals: list[dict[str, Any]] = []
     for case in selected:
         for fmt in formats:

@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from suite import atomic, cases, compare, dtypes, modes, probes, promotion
+from suite import atomic, cases, compare, dtypes, modes, probes, promotion, selection
 from suite.cases.base import Case
-from suite.errors import UsageError
+from suite.errors import OneLineParser, UsageError
 from suite.inputs import grids
 from suite.report import html as report_html
 from suite.report import markdown as report_markdown
@@ -42,10 +42,6 @@ QUICK_REDUCTIONS = ("none",)
 QUICK_PROBE_DTYPES = ("float32", "float16")
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
 SCHEMA = "modes-1"
-
-
-def default_devices() -> list[str]:
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _select(names: Sequence[str] | None, default: Sequence[str]) -> list[Case]:
@@ -91,17 +87,12 @@ def sections(devices: Sequence[str] | None = None, mode_names: Sequence[str] | N
     :data:`QUICK_MODE_DTYPES` for mode comparisons, every case for probes and promotion.  With
     ``run_unsaved`` False, only the probe groups ``memo`` holds are in the payload, and ``probe_groups_missing``
     names the others (``case device dtype``)."""
-    devices = list(devices or default_devices())
-    mode_names = list(mode_names or modes.MODES)
-    for m in mode_names:
-        if m not in modes.MODES:
-            raise UsageError(f"unknown mode {m!r}; choose from {', '.join(modes.MODES)}")
-    for name in dtype_names or ():
-        if name not in ALL_DTYPES:
-            raise UsageError(f"unknown dtype {name!r}; choose from {', '.join(ALL_DTYPES)}")
-    for d in devices:
-        if torch.device(d).type == "cuda" and not torch.cuda.is_available():
-            raise UsageError(f"device {d!r} requested but torch.cuda.is_available() is False")
+    devices = selection.devices(devices)
+    mode_names = selection.mode_names(mode_names, default=modes.MODES)
+    try:
+        dtype_names = [dtypes.get(name).name for name in dtype_names] if dtype_names else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     notes = modes_tables.notes(devices, mode_names)
     payload: dict[str, Any] = {"schema": SCHEMA, "settings": {
         "torch": torch.__version__, "devices": devices, "modes": mode_names, "quick": quick}, "notes": notes}
@@ -170,13 +161,17 @@ def _list(text: str | None) -> list[str] | None:
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     """Run and print; ``args`` from :mod:`suite.cli` or a list of strings (``python -m suite.modes_report``)."""
     if not isinstance(args, argparse.Namespace):
-        parser = argparse.ArgumentParser(prog="python -m suite.modes_report")
+        parser = OneLineParser(prog="python -m suite.modes_report")
         add_arguments(parser)
         args = parser.parse_args(args)
     parts = _list(args.parts) or []
     unknown = set(parts) - {"modes", "probes", "promotion"}
-    if unknown:
-        raise UsageError(f"unknown parts {sorted(unknown)}; choose from modes, probes, promotion")
+    if unknown or not parts:
+        raise UsageError(f"unknown parts {sorted(unknown)}; choose from modes, probes, promotion" if unknown
+                         else "--parts names no part; choose from modes, probes, promotion")
+    for path in (args.json, args.html):
+        if path:
+            atomic.check_writable(path)
     payload = sections(_list(args.devices), _list(args.modes), args.quick, case_names=_list(args.cases),
                        dtype_names=_list(args.dtypes), isolate=True if args.isolate_all else None, parts=parts)
     if args.json:

@@ -21,7 +21,7 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from suite import cases, deviations, dtypes, judge, modes, run, search
+from suite import cases, deviations, dtypes, judge, modes, run, search, selection
 from suite.cases.base import Case
 from suite.deviations import Deviation
 from suite.discover import toml_value
@@ -221,7 +221,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         entries = [deviations.get(i) for i in args.ids] if args.ids else list(deviations.load())
     except KeyError as exc:
-        raise UsageError(str(exc).strip("'\"")) from None
+        raise UsageError(str(exc.args[0])) from None
+    selection.require_device(args.device)
     if args.examples < 1:
         raise UsageError("--examples must be at least 1")
     status = 0

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from suite import atomic
 from suite.bench import runs
-from suite.errors import UsageError
+from suite.errors import OneLineParser, UsageError
 
 DEFAULT_THRESHOLD = 15.0
 #: The fraction compared: best call against best copy (least disturbed by other load), or the median's.
@@ -143,7 +143,7 @@ def regressions(found: Sequence[Change], threshold: float = DEFAULT_THRESHOLD) -
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m suite.bench.compare", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m suite.bench.compare", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="*", metavar="RUN.json",
                         help="the baseline, the current run, and any re-measurements of the current run")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
@@ -182,6 +182,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     if len(args.runs) < 2:
         raise UsageError("give a baseline and a current run (then any re-measurements), or --latest STORAGE")
+    if args.suspects:
+        atomic.check_writable(args.suspects)
     if not 0 <= args.threshold < 100:
         raise UsageError(f"--threshold must be a percentage in [0, 100), not {args.threshold}")
     baseline, *currents = [runs.load(path) for path in args.runs]

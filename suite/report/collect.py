@@ -89,10 +89,6 @@ class Collected:
     profiles: list[Profile]
 
 
-def default_devices() -> list[str]:
-    return ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
-
-
 def _git_commit() -> str | None:
     root = Path(suite.__file__).resolve().parent.parent
     try:

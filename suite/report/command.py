@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from suite import atomic, cases, dtypes, fp_environment, modes
+from suite import atomic, cases, dtypes, fp_environment, modes, selection
 from suite.errors import UsageError
 from suite.report import baselines, checkpoint, collect, diff, html, markdown, plots, schema, summary
 from suite.report.progress import Progress
@@ -51,13 +51,6 @@ examples:
   python -m suite diff reports/baselines reports/<torch>-cpu   # what changed since the baseline; exit 1: worse"""
 
 
-def _names(values: list[str] | None) -> list[str]:
-    """Comma-separated and repeated option values, in order, without duplicates."""
-    out: list[str] = []
-    for v in values or []:
-        out += [n.strip() for n in v.split(",") if n.strip() and n.strip() not in out]
-    return out
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
@@ -84,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: 0)")
     parser.add_argument("--out", metavar="DIR",
                         help=f"report folder, replaced when the run completes (default: "
-                             f"reports/<torch version>-<devices>, here {default_out(collect.default_devices())})")
+                             f"reports/<torch version>-<devices>, here {default_out(selection.default_devices())})")
     parser.add_argument("--plugin", action="append", metavar="MODULE", default=[],
                         help="import MODULE (importable from the current folder or PYTHONPATH), which "
                              "registers cases of its own with suite.cases.register; they run with the "
@@ -129,6 +122,8 @@ def load_plugins(modules: list[str]) -> dict[str, str]:
             added = cases.load_plugin(module)
         except ImportError as exc:
             raise UsageError(f"cannot import plugin {module!r}: {exc}") from None
+        except (Exception, SystemExit) as exc:  # the plugin's own code failed (or exited) while it was imported
+            raise UsageError(f"plugin {module!r} failed on import: {type(exc).__name__}: {exc}") from None
         fp_environment.require_ieee(f"after importing plugin {module!r}")
         owners.update({c.name: module for c in added})
     return owners
@@ -137,29 +132,17 @@ def load_plugins(modules: list[str]) -> dict[str, str]:
 def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.Case]]:
     """Validated options: unknown cases, dtypes, devices or modes are a UsageError."""
     plugins = load_plugins(args.plugin)
-    names = _names(args.cases) or cases.names()
+    names = selection.names(args.cases) or cases.names()
     try:
         selected = [cases.get(n) for n in names]
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     try:
-        dtype_names = [dtypes.get(d).name for d in _names(args.dtypes) or list(collect.DTYPES)]
+        dtype_names = [dtypes.get(d).name for d in selection.names(args.dtypes) or list(collect.DTYPES)]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    devices = _names(args.devices) or collect.default_devices()
-    for device in devices:
-        try:
-            kind = torch.device(device).type
-        except RuntimeError:
-            raise UsageError(f"unknown device {device!r}") from None
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise UsageError(f"device {device!r} requested but torch.cuda.is_available() is false")
-        if kind not in ("cpu", "cuda"):
-            raise UsageError(f"device {device!r}: only cpu and cuda are supported")
-    mode_names = _names(args.modes) or ["eager"]
-    for mode in mode_names:
-        if mode not in modes.MODES:
-            raise UsageError(f"unknown mode {mode!r}; choose from {', '.join(modes.MODES)}")
+    devices = selection.devices(args.devices)
+    mode_names = selection.mode_names(args.modes)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     if args.jobs < 1:
@@ -167,6 +150,9 @@ def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.
     if args.search < 0:
         raise UsageError("--search must be 0 (no search) or a number of examples")
     out = Path(args.out) if args.out else default_out(devices)
+    check_out(out)
+    if args.cache_dir is not None and Path(args.cache_dir).exists() and not Path(args.cache_dir).is_dir():
+        raise UsageError(f"--cache-dir {args.cache_dir} exists and is not a folder")
     return collect.Options(names, dtype_names, devices, mode_names, args.quick, plugins, args.workers,
                            args.cache_dir, args.search, args.search_seed, args.bad_inputs, args.jobs,
                            str(checkpoint.folder_for(out)), args.resume, args.saved_only), selected
@@ -174,6 +160,16 @@ def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.
 
 def default_out(devices: list[str]) -> Path:
     return Path("reports") / baselines.folder_name(torch.__version__, devices)
+
+
+def check_out(out: Path) -> None:
+    """Refuse, before the long run, an ``--out`` that the finished report cannot replace without loss: a file,
+    or a folder that holds something other than a report (the report replaces its whole folder)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and not (out / "accuracy.json").exists() and any(out.iterdir()):
+        raise UsageError(f"--out {out} is a folder that holds no report (no accuracy.json), and the report "
+                         "replaces its folder whole: choose an empty or new folder")
 
 
 def staging_dir(out: Path) -> Path:

@@ -82,10 +82,12 @@ SCHEMA_VERSION = 1
 #: Attribution of a failing worst input of the targeted search that no known deviation explains.
 SEARCH_ATTRIBUTION = "new (search)"
 
+_NUMBER: tuple[type, ...] = (int, float, str, type(None))  # an encode_float value
 _TOP_LEVEL = {"schema": str, "schema_version": int, "created": str, "environment": dict, "options": dict,
               "cases": dict, "results": list, "findings": list, "safe_ranges": list, "search": list}
-_RESULT = {"key": str, "case": str, "dtype": str, "device": str, "mode": str, "reduction": str, "quantity": str,
-           "elements": int, "labels": dict, "histogram": dict}
+_RESULT: dict[str, type | tuple[type, ...]] = {
+    "key": str, "case": str, "dtype": str, "device": str, "mode": str, "reduction": str, "quantity": str,
+    "elements": int, "labels": dict, "histogram": dict, "budget": (int, float), "max_ulp": _NUMBER}
 _FINDING = {"id": str, "key": str, "case": str, "dtype": str, "label": str, "kind": str, "count": int,
             "reproducer": str, "attribution": str, "description": str}
 _SAFE = {"case": str, "dtype": str, "device": str, "input": str, "status": str}
@@ -95,7 +97,6 @@ _SEARCH: dict[str, type | tuple[type, ...]] = {
     "index": list, "worst": dict, "reproducer": str}
 _COMPARISONS = {"notes": list, "modes": list, "devices": list, "autocast": list}
 _MISSING = {"jobs": list, "probe_groups": list}
-_NUMBER: tuple[type, ...] = (int, float, str, type(None))  # an encode_float value
 _SEARCH_NULLABLE: dict[str, type | tuple[type, ...]] = {"algorithmic_ulp": _NUMBER, "attribution": (str, type(None))}
 
 
@@ -112,8 +113,10 @@ def decode_float(value: Any) -> float:
     """Inverse of :func:`encode_float` (``null`` reads as NaN)."""
     if value is None:
         return math.nan
-    if isinstance(value, str):
-        return float(value)
+    if isinstance(value, str) and value not in ("inf", "-inf"):
+        raise UsageError(f"{value!r} is not a number, \"inf\", \"-inf\" or null")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UsageError(f"{value!r} is not a number, \"inf\", \"-inf\" or null")
     return float(value)
 
 
@@ -134,13 +137,19 @@ def _check_fields(item: Any, fields: Mapping[str, type | tuple[type, ...]], wher
             raise UsageError(f"{source}: {where} field {name!r} should be {_kind_name(kind)}")
 
 
+def _check_number(value: Any, where: str, source: str) -> None:
+    """An :func:`encode_float` value: a number, ``"inf"``, ``"-inf"`` or null."""
+    try:
+        decode_float(value)
+    except UsageError:
+        raise UsageError(f"{source}: {where} should be a number, \"inf\", \"-inf\" or null") from None
+
+
 def _check_search(record: Any, where: str, source: str) -> None:
     """A search record: its fields, an encoded float as ``algorithmic_ulp``, a known attribution."""
     _check_fields(record, _SEARCH, where, source)
     _check_fields(record, _SEARCH_NULLABLE, where, source)
-    ulp = record["algorithmic_ulp"]
-    if isinstance(ulp, str) and ulp not in ("inf", "-inf"):
-        raise UsageError(f"{source}: {where} field 'algorithmic_ulp' should be a number, \"inf\" or null")
+    _check_number(record["algorithmic_ulp"], f"{where} field 'algorithmic_ulp'", source)
     attribution = record["attribution"]
     if attribution is not None and not (attribution == SEARCH_ATTRIBUTION or attribution.startswith("known: ")):
         raise UsageError(f"{source}: {where} field 'attribution' should be null, \"known: <id>\" or "
@@ -158,8 +167,14 @@ def validate(payload: Any, source: str = "accuracy.json") -> dict[str, Any]:
     if version != SCHEMA_VERSION:
         raise UsageError(f"{source} has schema version {version!r}; this suite reads version {SCHEMA_VERSION}")
     _check_fields(payload, _TOP_LEVEL, "the report", source)
+    torch_version, devices = payload["environment"].get("torch", ""), payload["options"].get("devices", [])
+    if not isinstance(torch_version, str):
+        raise UsageError(f"{source}: environment field 'torch' should be str")
+    if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+        raise UsageError(f"{source}: options field 'devices' should be a list of device names")
     for i, result in enumerate(payload["results"]):
         _check_fields(result, _RESULT, f"results[{i}]", source)
+        _check_number(result["max_ulp"], f"results[{i}] field 'max_ulp'", source)
     for i, finding in enumerate(payload["findings"]):
         _check_fields(finding, _FINDING, f"findings[{i}]", source)
     for i, safe in enumerate(payload["safe_ranges"]):

@@ -1,0 +1,64 @@
+"""The device and mode names a person passes to any command, checked before anything runs: a name torch cannot
+run here (``gpu``, ``mps``, ``cuda`` without a GPU, a mode the suite does not have) is a
+:class:`~suite.errors.UsageError`, one line and exit status 2, rather than a torch traceback after the truth has
+been computed, or a silent empty table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from suite import modes
+from suite.errors import UsageError
+
+SUPPORTED_DEVICE_TYPES = ("cpu", "cuda")
+
+
+def names(values: Iterable[str] | str | None) -> list[str]:
+    """Comma-separated (and repeated) option values, in order, without blanks or duplicates."""
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    for value in values or []:
+        out += [n.strip() for n in value.split(",") if n.strip() and n.strip() not in out]
+    return out
+
+
+def default_devices() -> list[str]:
+    """CPU, and CUDA when torch sees a GPU."""
+    return ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+def require_device(name: str) -> str:
+    """``name`` when torch can run the suite on it here, else a UsageError that says why."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown device {name!r}; choose from {', '.join(SUPPORTED_DEVICE_TYPES)} "
+                         "(cuda:N for one GPU)") from None
+    if device.type not in SUPPORTED_DEVICE_TYPES:
+        raise UsageError(f"device {name!r}: only {' and '.join(SUPPORTED_DEVICE_TYPES)} are supported")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {name!r} requested but torch.cuda.is_available() is false")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"device {name!r}: torch sees {torch.cuda.device_count()} CUDA devices")
+    return name
+
+
+def require_mode(name: str) -> str:
+    """``name`` when it is one of :data:`suite.modes.MODES`, else a UsageError that lists them."""
+    if name not in modes.MODES:
+        raise UsageError(f"unknown mode {name!r}; choose from {', '.join(modes.MODES)}")
+    return name
+
+
+def devices(values: Iterable[str] | str | None) -> list[str]:
+    """The checked devices of an option, or :func:`default_devices` when it names none."""
+    return [require_device(d) for d in names(values)] or default_devices()
+
+
+def mode_names(values: Iterable[str] | str | None, default: Iterable[str] = ("eager",)) -> list[str]:
+    """The checked modes of an option, or ``default`` when it names none."""
+    return [require_mode(m) for m in names(values)] or list(default)
