@@ -151,8 +151,11 @@ def summarize(run_path: str | Path | None = None, out_dir: str | Path = runs.STO
     if not table:
         raise UsageError(f"{path} has no loss benchmark with a bandwidth fraction")
     out = Path(out_dir)
-    md = atomic.write_text(out / f"{path.stem}-summary.md", markdown(table, run, path.name))
-    png = atomic.write_bytes(out / f"{path.stem}-summary.png", plot_png(table))
+    md_path, png_path = out / f"{path.stem}-summary.md", out / f"{path.stem}-summary.png"
+    for target in (md_path, png_path):  # both checked first: a bad path must not leave half a pair
+        atomic.check_writable(target)
+    md = atomic.write_text(md_path, markdown(table, run, path.name))
+    png = atomic.write_bytes(png_path, plot_png(table))
     return Summary(table, md, png)
 
 

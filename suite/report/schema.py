@@ -172,9 +172,13 @@ def validate(payload: Any, source: str = "accuracy.json") -> dict[str, Any]:
         raise UsageError(f"{source}: environment field 'torch' should be str")
     if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
         raise UsageError(f"{source}: options field 'devices' should be a list of device names")
+    keys: set[str] = set()
     for i, result in enumerate(payload["results"]):
         _check_fields(result, _RESULT, f"results[{i}]", source)
         _check_number(result["max_ulp"], f"results[{i}] field 'max_ulp'", source)
+        if result["key"] in keys:  # a diff matches results by key: a second one would hide the first
+            raise UsageError(f"{source}: results[{i}] repeats the key {result['key']!r}")
+        keys.add(result["key"])
     for i, finding in enumerate(payload["findings"]):
         _check_fields(finding, _FINDING, f"findings[{i}]", source)
     for i, safe in enumerate(payload["safe_ranges"]):

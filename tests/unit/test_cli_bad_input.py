@@ -66,6 +66,14 @@ def test_diff_of_a_report_with_a_malformed_number_is_refused(tmp_path: Path, fie
     assert f"results[0] field '{field}'" in _one_line_exit_2(["diff", a, b], capsys)
 
 
+def test_diff_of_a_report_with_a_repeated_result_key_is_refused(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    bad = report()
+    bad["results"].append(dict(bad["results"][0]))
+    a, b = _write(tmp_path / "a.json", report()), _write(tmp_path / "b.json", bad)
+    assert "results[1] repeats the key" in _one_line_exit_2(["diff", a, b], capsys)
+
+
 @pytest.mark.parametrize("where, value, says", [
     ("environment", {"torch": 5}, "environment field 'torch'"),
     ("options", {"devices": None}, "options field 'devices'"),
@@ -89,6 +97,11 @@ def test_an_output_path_that_is_a_folder_is_refused_and_left_as_it_was(tmp_path:
     assert "it is a folder" in _one_line_exit_2(["modes", "--quick", "--parts", "promotion", "--json",
                                                  str(folder)], capsys)
     assert (folder / "kept.txt").read_text() == "earlier output"
+    run = tmp_path / "run.json"
+    shutil.copy("reports/baselines/benchmarks/cuda-h100-torch2.11.json", run)
+    (folder / "run-summary.png").mkdir()
+    assert "it is a folder" in _one_line_exit_2(["bench-report", str(run), "--out", str(folder)], capsys)
+    assert sorted(p.name for p in folder.iterdir()) == ["kept.txt", "run-summary.png"], "half a pair was written"
 
 
 def test_report_refuses_an_out_it_would_replace_with_loss_before_computing(tmp_path: Path,
