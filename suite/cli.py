@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m suite",
-                     description="Accuracy reports, diffs and benchmark summaries for PyTorch losses.")
+                           description="Accuracy reports, diffs and benchmark summaries for PyTorch losses.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name, (module, text) in COMMANDS.items():

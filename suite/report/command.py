@@ -51,7 +51,6 @@ examples:
   python -m suite diff reports/baselines reports/<torch>-cpu   # what changed since the baseline; exit 1: worse"""
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
