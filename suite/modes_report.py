@@ -78,13 +78,15 @@ def probe_tasks(selected: Sequence[Case], dtype_names: Sequence[str], devices: S
     return tasks
 
 
-def sections(devices: Sequence[str] | None = None, mode_names: Sequence[str] | None = None, quick: bool = True, *,
-             case_names: Sequence[str] | None = None, dtype_names: Sequence[str] | None = None,
+def sections(devices: Sequence[str] | str | None = None, mode_names: Sequence[str] | str | None = None,
+             quick: bool = True, *, case_names: Sequence[str] | None = None,
+             dtype_names: Sequence[str] | None = None,
              isolate: bool | None = None, parts: Sequence[str] = ("modes", "probes", "promotion"),
              jobs: int = 1, memo: probes.GroupMemo | None = None, run_unsaved: bool = True) -> dict[str, Any]:
-    """Run the selected parts and return the JSON-ready payload (see the module docstring).  Defaults:
-    devices CPU and CUDA when present, every mode, quick sets of :data:`QUICK_MODE_CASES` /
-    :data:`QUICK_MODE_DTYPES` for mode comparisons, every case for probes and promotion.  With
+    """Run the selected parts and return the JSON-ready payload (see the module docstring).  Devices and modes
+    are lists or comma-separated text, checked by :mod:`suite.selection`.  Defaults: devices CPU and CUDA when
+    present, every mode, quick sets of :data:`QUICK_MODE_CASES` / :data:`QUICK_MODE_DTYPES` for mode
+    comparisons, every case for probes and promotion.  With
     ``run_unsaved`` False, only the probe groups ``memo`` holds are in the payload, and ``probe_groups_missing``
     names the others (``case device dtype``)."""
     devices = selection.devices(devices)
@@ -154,17 +156,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--html", metavar="PATH", help="also write the HTML fragment")
 
 
-def _list(text: str | None) -> list[str] | None:
-    return [v.strip() for v in text.split(",") if v.strip()] if text else None
-
-
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     """Run and print; ``args`` from :mod:`suite.cli` or a list of strings (``python -m suite.modes_report``)."""
     if not isinstance(args, argparse.Namespace):
         parser = OneLineParser(prog="python -m suite.modes_report")
         add_arguments(parser)
         args = parser.parse_args(args)
-    parts = _list(args.parts) or []
+    parts = selection.names(args.parts)
     unknown = set(parts) - {"modes", "probes", "promotion"}
     if unknown or not parts:
         raise UsageError(f"unknown parts {sorted(unknown)}; choose from modes, probes, promotion" if unknown
@@ -172,8 +170,9 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     for path in (args.json, args.html):
         if path:
             atomic.check_writable(path)
-    payload = sections(_list(args.devices), _list(args.modes), args.quick, case_names=_list(args.cases),
-                       dtype_names=_list(args.dtypes), isolate=True if args.isolate_all else None, parts=parts)
+    payload = sections(args.devices, args.modes, args.quick, case_names=selection.names(args.cases),
+                       dtype_names=selection.names(args.dtypes), isolate=True if args.isolate_all else None,
+                       parts=parts)
     if args.json:
         atomic.write_json(args.json, payload)
     if args.html:

@@ -183,8 +183,7 @@ def staging_dir(out: Path) -> Path:
 
 def publish(staging: Path, out: Path) -> None:
     """Swap the finished ``staging`` folder in for ``out``; the previous report is removed only after."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} exists and is not a folder")
+    check_out(out)  # again: the folder may have changed during the run
     old = None
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))

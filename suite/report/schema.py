@@ -113,9 +113,7 @@ def decode_float(value: Any) -> float:
     """Inverse of :func:`encode_float` (``null`` reads as NaN)."""
     if value is None:
         return math.nan
-    if isinstance(value, str) and value not in ("inf", "-inf"):
-        raise UsageError(f"{value!r} is not a number, \"inf\", \"-inf\" or null")
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) or value in ("inf", "-inf")):
         raise UsageError(f"{value!r} is not a number, \"inf\", \"-inf\" or null")
     return float(value)
 
