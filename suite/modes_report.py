@@ -162,17 +162,16 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         parser = OneLineParser(prog="python -m suite.modes_report")
         add_arguments(parser)
         args = parser.parse_args(args)
-    parts = selection.names(args.parts)
+    parts = selection.names(args.parts, "--parts")
     unknown = set(parts) - {"modes", "probes", "promotion"}
-    if unknown or not parts:
-        raise UsageError(f"unknown parts {sorted(unknown)}; choose from modes, probes, promotion" if unknown
-                         else "--parts names no part; choose from modes, probes, promotion")
+    if unknown:
+        raise UsageError(f"unknown parts {sorted(unknown)}; choose from modes, probes, promotion")
     for path in (args.json, args.html):
         if path:
             atomic.check_writable(path)
-    payload = sections(args.devices, args.modes, args.quick, case_names=selection.names(args.cases),
-                       dtype_names=selection.names(args.dtypes), isolate=True if args.isolate_all else None,
-                       parts=parts)
+    payload = sections(args.devices, args.modes, args.quick, case_names=selection.names(args.cases, "--cases"),
+                       dtype_names=selection.names(args.dtypes, "--dtypes"),
+                       isolate=True if args.isolate_all else None, parts=parts)
     if args.json:
         atomic.write_json(args.json, payload)
     if args.html:

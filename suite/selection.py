@@ -15,13 +15,18 @@ from suite.errors import UsageError
 SUPPORTED_DEVICE_TYPES = ("cpu", "cuda")
 
 
-def names(values: Iterable[str] | str | None) -> list[str]:
-    """Comma-separated (and repeated) option values, in order, without blanks or duplicates."""
+def names(values: Iterable[str] | str | None, option: str) -> list[str]:
+    """Comma-separated (and repeated) values of ``option``, in order, without duplicates.  A blank item
+    (``--cases bce,,``, ``--modes ""``) is a UsageError: it is a typo or an empty variable, and dropping it
+    would run something other than what was asked."""
     if isinstance(values, str):
         values = [values]
     out: list[str] = []
     for value in values or []:
-        out += [n.strip() for n in value.split(",") if n.strip() and n.strip() not in out]
+        items = [n.strip() for n in value.split(",")]
+        if not all(items):
+            raise UsageError(f"{option} {value!r} has an empty name; separate names with single commas")
+        out += [n for n in dict.fromkeys(items) if n not in out]
     return out
 
 
@@ -54,11 +59,12 @@ def require_mode(name: str) -> str:
     return name
 
 
-def devices(values: Iterable[str] | str | None) -> list[str]:
-    """The checked devices of an option, or :func:`default_devices` when it names none."""
-    return [require_device(d) for d in names(values)] or default_devices()
+def devices(values: Iterable[str] | str | None, option: str = "--devices") -> list[str]:
+    """The checked devices of an option, or :func:`default_devices` when it is not given."""
+    return [require_device(d) for d in names(values, option)] or default_devices()
 
 
-def mode_names(values: Iterable[str] | str | None, default: Iterable[str] = ("eager",)) -> list[str]:
-    """The checked modes of an option, or ``default`` when it names none."""
-    return [require_mode(m) for m in names(values)] or list(default)
+def mode_names(values: Iterable[str] | str | None, default: Iterable[str] = ("eager",),
+               option: str = "--modes") -> list[str]:
+    """The checked modes of an option, or ``default`` when it is not given."""
+    return [require_mode(m) for m in names(values, option)] or list(default)

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
-from suite import cases, modes
+from suite import cases, modes, selection
 from suite.bench.bandwidth import Traffic, minimal_traffic, synchronize
 from suite.bench.matrix import Point
 from suite.cases.base import Case, InputSpec
+from suite.errors import UsageError
 
 INJECT_ENV = "SUITE_BENCH_INJECT_SLOWDOWN"
 LOGIT_SCALE = 3.0
@@ -38,12 +39,13 @@ _INPUTS: dict[tuple[str, tuple[int, ...], str, str], dict[str, torch.Tensor]] = 
 
 
 def injected_cases(value: str | None = None) -> frozenset[str]:
-    """Case names listed in ``SUITE_BENCH_INJECT_SLOWDOWN`` (or ``value``); unknown names are a ValueError."""
+    """Case names listed in ``SUITE_BENCH_INJECT_SLOWDOWN`` (or ``value``); unknown or blank names are a
+    UsageError."""
     text = os.environ.get(INJECT_ENV, "") if value is None else value
-    chosen = frozenset(name.strip() for name in text.split(",") if name.strip())
+    chosen = frozenset(selection.names(text, INJECT_ENV) if text else ())
     unknown = sorted(chosen - set(cases.names()))
     if unknown:
-        raise ValueError(f"{INJECT_ENV}: unknown cases {', '.join(unknown)}")
+        raise UsageError(f"{INJECT_ENV}: unknown cases {', '.join(unknown)}")
     return chosen
 
 

@@ -131,13 +131,14 @@ def load_plugins(modules: list[str]) -> dict[str, str]:
 def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.Case]]:
     """Validated options: unknown cases, dtypes, devices or modes are a UsageError."""
     plugins = load_plugins(args.plugin)
-    names = selection.names(args.cases) or cases.names()
+    names = selection.names(args.cases, "--cases") or cases.names()
     try:
         selected = [cases.get(n) for n in names]
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     try:
-        dtype_names = [dtypes.get(d).name for d in selection.names(args.dtypes) or list(collect.DTYPES)]
+        chosen = selection.names(args.dtypes, "--dtypes") or list(collect.DTYPES)
+        dtype_names = [dtypes.get(d).name for d in chosen]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     devices = selection.devices(args.devices)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from suite import atomic
+from suite import atomic, selection
 from suite.errors import UsageError
 from suite.report import baselines, diff, schema
 
@@ -38,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
                              "comparing, or what it lacks would count as gone")
     cases = None
     if args.cases:
-        cases = {n.strip() for n in args.cases.split(",") if n.strip()}
+        cases = set(selection.names(args.cases, "--cases"))
         known = set(a["cases"]) | set(b["cases"])
         unknown = sorted(cases - known)
         if unknown:

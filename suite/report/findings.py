@@ -23,7 +23,7 @@ from suite.inputs import grids
 from suite.metrics import Label
 from suite.report import reproducer
 from suite.report.safe_range import TYPICAL
-from suite.report.schema import SEARCH_ATTRIBUTION, encode_float
+from suite.report.schema import SEARCH_ATTRIBUTION, encode_float, key_of
 from suite.run import CaseResult, QuantityResult
 
 MAX_REGIONS = 4
@@ -130,15 +130,12 @@ def reproducer_for(result: CaseResult, q: QuantityResult, index: tuple[int, ...]
     return reproducer.snippet(result.case, p, plugin)
 
 
-#: Former private name, kept until tests/accuracy/harness.py calls :func:`reproducer_for`.
-
-
 def _finding_id(key: str, label: str, low: Any, high: Any) -> str:
     return hashlib.sha1(f"{key}|{label}|{low}|{high}".encode()).hexdigest()[:12]
 
 
 def result_key(result: CaseResult, q: QuantityResult) -> str:
-    return "/".join((result.case.name, result.fmt.name, result.device, result.mode, q.reduction, q.quantity))
+    return key_of(result.case.name, result.fmt.name, result.device, result.mode, q.reduction, q.quantity)
 
 
 def find(result: CaseResult, torch_version: str, plugin: str | None = None) -> list[dict[str, Any]]:

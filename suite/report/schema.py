@@ -98,6 +98,20 @@ _SEARCH: dict[str, type | tuple[type, ...]] = {
 _COMPARISONS = {"notes": list, "modes": list, "devices": list, "autocast": list}
 _MISSING = {"jobs": list, "probe_groups": list}
 _SEARCH_NULLABLE: dict[str, type | tuple[type, ...]] = {"algorithmic_ulp": _NUMBER, "attribution": (str, type(None))}
+#: The fields a result's (and a search record's) key joins, in order.
+KEY_FIELDS = ("case", "dtype", "device", "mode", "reduction", "quantity")
+
+
+def key_of(*fields: str) -> str:
+    """The key of a result: its :data:`KEY_FIELDS` joined by ``/``."""
+    return "/".join(fields)
+
+
+def _check_key(record: Mapping[str, Any], where: str, source: str) -> None:
+    """A key that names other fields than the record's would match the wrong result in a diff."""
+    expected = key_of(*(str(record[f]) for f in KEY_FIELDS))
+    if record["key"] != expected:
+        raise UsageError(f"{source}: {where} has key {record['key']!r} but its fields say {expected!r}")
 
 
 def encode_float(value: float | None) -> float | str | None:
@@ -147,6 +161,7 @@ def _check_search(record: Any, where: str, source: str) -> None:
     """A search record: its fields, an encoded float as ``algorithmic_ulp``, a known attribution."""
     _check_fields(record, _SEARCH, where, source)
     _check_fields(record, _SEARCH_NULLABLE, where, source)
+    _check_key(record, where, source)
     _check_number(record["algorithmic_ulp"], f"{where} field 'algorithmic_ulp'", source)
     attribution = record["attribution"]
     if attribution is not None and not (attribution == SEARCH_ATTRIBUTION or attribution.startswith("known: ")):
@@ -174,6 +189,7 @@ def validate(payload: Any, source: str = "accuracy.json") -> dict[str, Any]:
     for i, result in enumerate(payload["results"]):
         _check_fields(result, _RESULT, f"results[{i}]", source)
         _check_number(result["max_ulp"], f"results[{i}] field 'max_ulp'", source)
+        _check_key(result, f"results[{i}]", source)
         if result["key"] in keys:  # a diff matches results by key: a second one would hide the first
             raise UsageError(f"{source}: results[{i}] repeats the key {result['key']!r}")
         keys.add(result["key"])

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from suite.bench import bandwidth, matrix, workload
+from suite.errors import UsageError
 
 THREADS_ENV = "SUITE_BENCH_THREADS"
 
@@ -46,7 +47,7 @@ def injected() -> frozenset[str]:
     """Cases named in ``SUITE_BENCH_INJECT_SLOWDOWN`` (they do their work twice); a bad name stops the run."""
     try:
         return workload.injected_cases()
-    except ValueError as exc:
+    except UsageError as exc:
         pytest.exit(str(exc), returncode=2)
 
 

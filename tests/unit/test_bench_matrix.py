@@ -8,6 +8,7 @@ import torch
 from suite import cases
 from suite.bench import matrix, workload
 from suite.bench.matrix import Point
+from suite.errors import UsageError
 
 
 def test_ids_are_stable_and_unique() -> None:
@@ -71,8 +72,10 @@ def test_workload_traffic_and_injection() -> None:
 def test_injected_cases_are_checked() -> None:
     assert workload.injected_cases("bce, kl_div") == frozenset({"bce", "kl_div"})
     assert workload.injected_cases("") == frozenset()
-    with pytest.raises(ValueError, match="no_such_loss"):
+    with pytest.raises(UsageError, match="unknown cases no_such_loss"):
         workload.injected_cases("bce,no_such_loss")
+    with pytest.raises(UsageError, match="empty name"):
+        workload.injected_cases("bce,")
 
 
 def test_plan_loops_short_calls_and_bounds_rounds() -> None:

@@ -41,7 +41,11 @@ def _write(path: Path, payload: object) -> str:
     (["modes", "--quick", "--devices", "mps"], "only cpu and cuda are supported"),
     (["modes", "--quick", "--devices", "meta"], "only cpu and cuda are supported"),
     (["modes", "--quick", "--modes", "fast"], "unknown mode 'fast'"),
-    (["modes", "--quick", "--parts", ",,"], "--parts names no part"),
+    (["modes", "--quick", "--parts", ",,"], "--parts ',,' has an empty name"),
+    (["modes", "--quick", "--devices", "cpu,"], "--devices 'cpu,' has an empty name"),
+    (["report", "--quick", "--cases", "bce,,kl_div"], "--cases 'bce,,kl_div' has an empty name"),
+    (["report", "--quick", "--modes", ""], "--modes '' has an empty name"),
+    (["report", "--quick", "--dtypes", " , float32"], "--dtypes ' , float32' has an empty name"),
     (["modes", "--quick", "--dtypes", "float8"], "float8"),
     (["discover", "--quick", "--cases", "bce", "--dtypes", "float64", "--device", "gpu"], "unknown device"),
     (["discover", "--quick", "--cases", "bce", "--dtypes", "float64", "--mode", "fast"], "unknown mode 'fast'"),
@@ -72,6 +76,16 @@ def test_diff_of_a_report_with_a_repeated_result_key_is_refused(tmp_path: Path,
     bad["results"].append(dict(bad["results"][0]))
     a, b = _write(tmp_path / "a.json", report()), _write(tmp_path / "b.json", bad)
     assert "results[1] repeats the key" in _one_line_exit_2(["diff", a, b], capsys)
+
+
+@pytest.mark.parametrize("field, value", [("dtype", "float16"), ("mode", "compile"), ("quantity", "grad_input")])
+def test_diff_of_a_report_whose_key_disagrees_with_its_fields_is_refused(tmp_path: Path, field: str, value: str,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    bad = report()
+    bad["results"][0][field] = value  # the key still names the old value: a diff would match the wrong result
+    a, b = _write(tmp_path / "a.json", report()), _write(tmp_path / "b.json", bad)
+    assert "results[0] has key 'bce/float32/cpu/eager/none/loss' but its fields say" in _one_line_exit_2(
+        ["diff", a, b], capsys)
 
 
 @pytest.mark.parametrize("where, value, says", [
