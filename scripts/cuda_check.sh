@@ -19,7 +19,9 @@
 # packed into logs.tgz at the end.
 # Exact truths are computed on a cache miss; to spare the GPU machine that work, copy the cached truths of the
 # full grids here (`python scripts/carry_truths.py .cache/carry`, under 64 MiB), send .cache/carry with the
-# working tree and set SUITE_CACHE_DIR=.cache/carry there.
+# working tree and set SUITE_CACHE_DIR=.cache/carry there.  The packages the GPU image lacks (pytest-xdist and
+# execnet for -n, gmpy2 for fast truths) are installed from CUDA_CHECK_WHEELS, a folder of wheels, when it is set:
+# `bash scripts/prepare_device_run.sh` makes both folders.
 # Usage: bash scripts/cuda_check.sh OUTDIR [STEP_SECONDS [XDIST_WORKERS]]
 #   CUDA_CHECK_STEPS=tests,report bash scripts/cuda_check.sh OUTDIR     (default: every step)
 # OUTDIR gets steps.txt (each step's exit status and seconds), env.txt, bench-eager.json, bench-compile.json,
@@ -35,6 +37,13 @@ mkdir -p "$out"
 logs="$out/logs"
 mkdir -p "$logs"
 reports=$(mktemp -d)
+if [[ -n ${CUDA_CHECK_WHEELS:-} ]]; then  # into a folder of its own: the image's packages stay as they are
+    site=$(mktemp -d)
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" \
+        "$CUDA_CHECK_WHEELS"/*.whl ||
+        { echo "cannot install the wheels of $CUDA_CHECK_WHEELS" >&2; exit 2; }
+    export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+fi
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
 
