@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"{path} is an incomplete report (--saved-only): finish it with --resume before "
                              "comparing, or what it lacks would count as gone")
     cases = None
-    if args.cases:
+    if args.cases is not None:  # "--cases ''" is refused, not read as every case
         cases = set(selection.names(args.cases, "--cases"))
         known = set(a["cases"]) | set(b["cases"])
         unknown = sorted(cases - known)

@@ -70,6 +70,12 @@ def test_diff_of_a_report_with_a_malformed_number_is_refused(tmp_path: Path, fie
     assert f"results[0] field '{field}'" in _one_line_exit_2(["diff", a, b], capsys)
 
 
+def test_diff_refuses_an_empty_case_list_rather_than_comparing_every_case(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = _write(tmp_path / "a.json", report()), _write(tmp_path / "b.json", report())
+    assert "--cases '' has an empty name" in _one_line_exit_2(["diff", a, b, "--cases", ""], capsys)
+
+
 def test_diff_of_a_report_with_a_repeated_result_key_is_refused(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     bad = report()
