@@ -99,7 +99,8 @@ def evaluate(case: Case, inputs: Mapping[str, npt.ArrayLike], dtype: Any, device
     measure every quantity.  Under autocast, ``dtype`` is the autocast dtype and the inputs its values.
 
     ``reductions`` defaults to all of the case's; ``budget`` (ULPs of algorithmic error) to the budget
-    registry's value; ``truth_set`` may be passed when already computed for the same rounded inputs, else it
+    registry's value for the format each quantity is returned in (:func:`quantity_budget`); ``truth_set`` may
+    be passed when already computed for the same rounded inputs, else it
     is computed (with ``workers`` processes; read from and stored in the on-disk cache with ``cache``).
     ``screen``: first run the batch in a child process (:func:`needs_screening` decides when None).
     """
@@ -108,8 +109,6 @@ def evaluate(case: Case, inputs: Mapping[str, npt.ArrayLike], dtype: Any, device
     used = prepare_inputs(case, inputs, fmt)
     if truth_set is None:
         truth_set = truth_cache.cached_truth(case, used, workers=workers, cache=cache)
-    if budget is None:
-        budget = budgets.ulp_budget(case.name, fmt.name, device)
     result = CaseResult(case, fmt, device, mode, used, truth_set)
     shape = truth_set.values.shape
     wanted = tuple(reductions or case.reductions)
@@ -144,9 +143,16 @@ def _screen_failure(kind: str, message: str) -> tuple[Label, str] | None:
     return label, f"{kind} in a child process: {message}"
 
 
+def quantity_budget(case: Case, fmt: FloatFormat, device: str, budget: float | None = None) -> float:
+    """The ULP budget of a quantity returned in ``fmt``: ``budget`` when given, else the registry's for that
+    format, which is not the inputs' dtype under autocast (a float32 loss from float16 inputs is judged as the
+    float32 computation it is, as :func:`suite.judge.residual_budget` and :mod:`suite.promotion` judge it)."""
+    return budget if budget is not None else budgets.ulp_budget(case.name, fmt.name, device)
+
+
 def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, device: str, mode: str,
-                   reduction: str, gradients: bool, truth_set: truth.TruthSet, shape: tuple[int, ...], budget: float,
-                   screened: probes.Outcome | None = None) -> list[QuantityResult]:
+                   reduction: str, gradients: bool, truth_set: truth.TruthSet, shape: tuple[int, ...],
+                   budget: float | None, screened: probes.Outcome | None = None) -> list[QuantityResult]:
     """Every quantity of one reduction.  ``screened``: the outcome of the same run in a child process, when
     the batch needed screening; a device-side assert (or crash) there is recorded, never repeated here."""
     differentiable = [s.name for s in case.inputs if s.differentiable] if gradients else []
@@ -155,8 +161,9 @@ def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, de
     loss_truth, loss_condition = _reduced_truth(truth_set, divisor)
 
     def failed(label: Label, message: str, names: list[str], loss: bool = True) -> list[QuantityResult]:
-        out = [_failed(LOSS, reduction, loss_truth, fmt, budget, message, label)] if loss else []
-        return out + [_failed(grad_name(n), reduction, truth_set.grads[n].scaled(divisor or 1), fmt, budget, message,
+        own = quantity_budget(case, fmt, device, budget)
+        out = [_failed(LOSS, reduction, loss_truth, fmt, own, message, label)] if loss else []
+        return out + [_failed(grad_name(n), reduction, truth_set.grads[n].scaled(divisor or 1), fmt, own, message,
                               label) for n in names]
 
     fatal = None if screened is None else _screen_failure(screened.kind, screened.message)
@@ -173,20 +180,22 @@ def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, de
     out_fmt = dtypes.get(out.dtype)
     got = to_carrier(out).reshape(loss_truth.shape)
     results = [QuantityResult(LOSS, reduction, got, loss_truth,
-                              measure(got, loss_truth, out_fmt, budget, loss_condition), out_fmt)]
+                              measure(got, loss_truth, out_fmt, quantity_budget(case, out_fmt, device, budget),
+                                      loss_condition), out_fmt)]
     kind, _, message = ((screened.backward or "") if screened is not None else "").partition(": ")
     backward_fatal = _screen_failure(kind, message)  # the child reports its backward as "kind: message"
     if differentiable and backward_fatal is not None:
         results += failed(*backward_fatal, differentiable, loss=False)
     elif differentiable:
         with modes.context(mode, device, fmt.torch_dtype):
-            results += _gradients(out, tensors, differentiable, truth_set, divisor or 1, reduction, fmt,
-                                  budget)
+            results += _gradients(out, tensors, differentiable, truth_set, divisor or 1, reduction, case, fmt,
+                                  device, budget)
     return results
 
 
 def _gradients(out: torch.Tensor, tensors: dict[str, torch.Tensor], names: list[str], truth_set: truth.TruthSet,
-               divisor: int, reduction: str, fmt: FloatFormat, budget: float) -> list[QuantityResult]:
+               divisor: int, reduction: str, case: Case, fmt: FloatFormat, device: str,
+               budget: float | None) -> list[QuantityResult]:
     results = []
     error = None
     try:
@@ -197,14 +206,16 @@ def _gradients(out: torch.Tensor, tensors: dict[str, torch.Tensor], names: list[
         grad_truth = truth_set.grads[name].scaled(divisor)
         grad = tensors[name].grad
         if error is not None or grad is None:
-            results.append(_failed(grad_name(name), reduction, grad_truth, fmt, budget,
+            results.append(_failed(grad_name(name), reduction, grad_truth, fmt,
+                                   quantity_budget(case, fmt, device, budget),
                                    error or "torch computed no gradient for this input"))
             continue
         g_fmt = dtypes.get(grad.dtype)
         got = to_carrier(grad)
         condition = truth_set.grad_condition.get(name)
         results.append(QuantityResult(grad_name(name), reduction, got, grad_truth,
-                                      measure(got, grad_truth, g_fmt, budget, condition), g_fmt))
+                                      measure(got, grad_truth, g_fmt, quantity_budget(case, g_fmt, device, budget),
+                                              condition), g_fmt))
     return results
 
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch._dynamo.config
 
-from suite import cases, compare, modes, run
+from suite import budgets, cases, compare, modes, run
 from tests.conftest import DEVICES
 
 
@@ -50,6 +50,18 @@ def test_autocast_bce(device: str) -> None:
         assert loss.got[0] == pytest.approx(math.log(4.0), rel=2**-22)
     else:
         assert loss.error is not None and "unsafe to autocast" in loss.error
+
+
+def test_autocast_judges_each_quantity_in_the_format_it_returns() -> None:
+    """A float32 loss from float16 inputs is a float32 computation: it gets float32's ULP budget, while the
+    gradients, float16 like their leaves, keep float16's (on CUDA a float32 loss within 4 ULPs was once
+    labelled inaccurate against float16's 1-ULP budget)."""
+    result = run.evaluate(cases.get("bce_with_logits"), {"input": [0.5], "target": [0.25]}, "float16", "cpu",
+                          reductions=("none",), mode="autocast")
+    loss, grad = result.get(), result.get(quantity="grad_input")
+    assert (loss.fmt.name, grad.fmt.name) == ("float32", "float16")
+    assert loss.metrics.budget == budgets.ulp_budget("bce_with_logits", "float32") == 4.0
+    assert grad.metrics.budget == budgets.ulp_budget("bce_with_logits", "float16") == 1.0
 
 
 @pytest.mark.parametrize(("mode", "recompiles"), [("compile", True), ("compile_dynamic", False)])
