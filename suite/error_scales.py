@@ -145,6 +145,17 @@ def weighted_bce_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], 
     return np.abs(_times(_get(inputs, "weight", shape), terms))
 
 
+def kl_div_log_target_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
+                                  input_fmt: FloatFormat) -> FloatArray:
+    """kl_div with ``log_target``: torch's target gradient is the sum of the backward's two products, ``e (t - x)``
+    (the product's) and ``e`` (the exponential's), ``e = exp(t)``: terms ``e |t - x|`` and ``e``, which cancel to
+    0 where ``t - x = -1``."""
+    x, t = _get(inputs, "input", shape), _get(inputs, "target", shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(t)
+        return _times(e, np.abs(t - x)) + e
+
+
 def _input_units(fmt: FloatFormat, input_fmt: FloatFormat) -> float:
     """``u_input / u``: a rounding to the inputs' dtype in units of the result's unit roundoff."""
     return input_fmt.unit_roundoff / fmt.unit_roundoff
@@ -192,6 +203,7 @@ SCALES: dict[str, Scale] = {
     "bce_with_logits_loss": bce_with_logits_loss,
     "weighted_bce_loss": weighted_bce_loss,
     "sigmoid_bce_loss": sigmoid_bce_loss,
+    "kl_div_log_target_grad_target": kl_div_log_target_grad_target,
 }
 
 

@@ -153,6 +153,11 @@ def test_error_scales_are_the_magnitudes_of_torchs_terms() -> None:
     got = error_scales.scale("sigmoid_bce_grad_target", {"input": np.array([-15.0])}, (1,), dtypes.FLOAT16)
     assert abs(float(got[0]) - float(expected)) <= 1e-12 * float(expected)
 
+    # kl_div(log_target) target gradient exp(t) (t - x) + exp(t): at t = -0.10546875, x = 0.89453125 the exact
+    # gradient is 0 (t - x = -1) while each term is exp(t); at t = 0, x = 3: |e (t - x)| = 3 and e = 1
+    cancel = {"input": np.array([0.89453125, 3.0]), "target": np.array([-0.10546875, 0.0])}
+    got = error_scales.scale("kl_div_log_target_grad_target", cancel, (2,), dtypes.BFLOAT16)
+    assert np.allclose(got, [2.0 * float(mpmath.exp(-0.10546875)), 4.0], rtol=1e-15, atol=0)
 
 def _to_precision(value: mpmath.mpf, fmt: dtypes.FloatFormat) -> mpmath.mpf:
     """``value`` rounded to nearest with ``fmt``'s significand bits by mpmath (normal values only)."""
