@@ -13,7 +13,9 @@
 #            a sixth, at least 60 s but at most half; 0 skips it);
 #   compile  a quick-grid report on cpu,cuda in eager and compile for BCE and BCEWithLogits in float16 and
 #            bfloat16 (compiling every case and dtype takes longer than a device lease allows).
-# tests, report and compile run side by side after bench.  Each step has its own time limit (SIGTERM, then
+# tests, report and compile run side by side after bench.  They share the machine's cores: a report that needs
+# its whole limit is better run in a call of its own (beside the tests, its slowest probe groups, those of
+# BCE's device-side asserts on CUDA, may not finish).  Each step has its own time limit (SIGTERM, then
 # SIGKILL 30 s later), so a slow step is cut off and reported instead of losing the rest.  Every log is
 # written into OUTDIR/logs as it runs (a call killed from outside still returns what each step printed) and
 # packed into logs.tgz at the end.
@@ -75,7 +77,9 @@ if wanted bench; then
     step bench-compile "$logs" "$limit" "${bench[@]}" -k "cuda and compile" --benchmark-json="$out/bench-compile.json"
 fi
 if wanted tests; then
-    step tests "$out" "$limit" python3 -m pytest tests/unit tests/accuracy -n "$workers" -p no:cacheprovider -q \
+    # -v: a line per test as it ends, so a run cut off by its limit still names each failure (-rfEX's summary
+    # and junit.xml are written only at the end)
+    step tests "$out" "$limit" python3 -m pytest tests/unit tests/accuracy -n "$workers" -p no:cacheprovider -v \
         -rfEX --junitxml="$out/junit.xml" -k "${CUDA_CHECK_TESTS_K:-}" &
 fi
 if wanted report; then
