@@ -100,8 +100,8 @@ def evaluate(case: Case, inputs: Mapping[str, npt.ArrayLike], dtype: Any, device
 
     ``reductions`` defaults to all of the case's; ``budget`` (ULPs of algorithmic error) to the budget
     registry's value for the format each quantity is returned in (:func:`quantity_budget`); ``truth_set`` may
-    be passed when already computed for the same rounded inputs, else it
-    is computed (with ``workers`` processes; read from and stored in the on-disk cache with ``cache``).
+    be passed when already computed for the same rounded inputs, else it is computed (with ``workers``
+    processes; read from and stored in the on-disk cache with ``cache``).
     ``screen``: first run the batch in a child process (:func:`needs_screening` decides when None).
     """
     fmt = dtypes.get(dtype)
