@@ -5,7 +5,9 @@
 #   tests    the unit and accuracy tests (CPU and CUDA; CUDA_CHECK_TESTS_K selects with pytest -k);
 #   report   the full-grid report on cpu,cuda in CUDA_CHECK_REPORT_MODES (default eager,autocast,strided,transposed;
 #            every mode, eager,compile,compile_dynamic,autocast,strided,transposed, needs a call of its own: compiling
-#            every case, dtype and reduction on CUDA takes minutes), with the bad-input probes, XDIST_WORKERS case/dtype jobs side by side.
+#            every case, dtype and reduction on CUDA takes minutes), XDIST_WORKERS case/dtype jobs side by side,
+#            with the bad-input probes on CUDA_CHECK_BAD_INPUT_DEVICES (default cuda: the CPU's probes compile for
+#            minutes, and any machine can run them; cpu,cuda probes both).
 #            The report is written to .cache/cuda-check/full (ignored by git, kept on a warm machine) with
 #            --resume, so a call cut off by its time limit is finished by the next call instead of redone;
 #            a run cut off by its limit is followed by --saved-only, which writes what it finished as a report
@@ -85,7 +87,8 @@ fi
 if wanted report; then
     rm -rf .cache/cuda-check/full  # an earlier call's report; its saved jobs (.full.jobs) stay for --resume
     report=(python3 -m suite report --devices cpu,cuda --modes "${CUDA_CHECK_REPORT_MODES:-eager,autocast,strided,transposed}"
-            --bad-inputs --workers "$workers" --jobs "$workers" --search 10 --out .cache/cuda-check/full)
+            --bad-inputs --bad-input-devices "${CUDA_CHECK_BAD_INPUT_DEVICES:-cuda}"
+            --workers "$workers" --jobs "$workers" --search 10 --out .cache/cuda-check/full)
     # kept for writing what a run cut off by its limit finished: CUDA_CHECK_SAVED_ONLY_S seconds of the limit
     # (default a sixth, at least 60 s but at most half; 0 writes nothing, for a call a second call finishes)
     saved_only=$((limit / 6 > 60 ? limit / 6 : 60))

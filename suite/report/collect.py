@@ -44,7 +44,8 @@ class Options:
     exact truths, ``jobs`` case/dtype jobs side by side (:mod:`suite.report.pool`), each finished job saved
     in ``checkpoint_dir`` and with ``resume`` reused from there (:mod:`suite.report.checkpoint`); with
     ``saved_only``, only what is saved there makes the report, and nothing else runs (bar the quick
-    mixed-dtype promotion table)."""
+    mixed-dtype promotion table); ``bad_input_devices`` limits the bad-input probes to some of the devices (a
+    GPU machine's time is best spent on its GPU's probes, the CPU's run anywhere)."""
 
     cases: list[str]
     dtypes: list[str]
@@ -61,6 +62,12 @@ class Options:
     checkpoint_dir: str | None = None
     resume: bool = False
     saved_only: bool = False
+    bad_input_devices: list[str] | None = None  # where the bad-input probes run (None: every device)
+
+    @property
+    def probe_devices(self) -> list[str]:
+        """The devices the bad-input probes and mixed dtypes run on: ``bad_input_devices``, else ``devices``."""
+        return list(self.bad_input_devices) if self.bad_input_devices else list(self.devices)
 
     @property
     def reuses_saved(self) -> bool:
@@ -310,10 +317,13 @@ def comparisons(options: Options, cases_to_run: list[Case], sides: compare.SideC
 
     out: dict[str, Any] = {"notes": modes_tables.notes(options.devices, options.modes),
                            **modes_tables.comparisons_payload(sides)}
+    if options.bad_inputs and options.probe_devices != list(options.devices):
+        out["notes"].append(f"Bad-input probes and mixed dtypes ran on {', '.join(options.probe_devices)} only "
+                            "(--bad-input-devices); the other devices' are in reports run there.")
     if options.bad_inputs:
         progress.line("bad-input probes and mixed dtypes")
         memo = checkpoint.ProbeMemo(store, options.reuses_saved, progress.line) if store is not None else None
-        extra = modes_report.sections(options.devices, options.modes, options.quick,
+        extra = modes_report.sections(options.probe_devices, options.modes, options.quick,
                                       case_names=[c.name for c in cases_to_run], dtype_names=options.dtypes,
                                       isolate=True, parts=("probes", "promotion"), jobs=options.jobs, memo=memo,
                                       run_unsaved=not options.saved_only)
@@ -380,7 +390,8 @@ def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: P
              store: checkpoint.Store | None) -> tuple[dict[int, JobOutput], int, list[str]]:
     """Every job's output by job number (from 1), how many came from saved jobs (``options.resume``), and
     with ``options.saved_only`` the jobs that are not saved (``case dtype``), which are not run.
-    Grids and exact truths are made here, one job after another; the torch side of each job runs in
+    Grids are made first, then the jobs run largest first (:func:`largest_first`); exact truths are made here,
+    one job after another, and the torch side of each job runs in
     :func:`pool.executor` (``options.jobs`` at a time) while the next truths are computed, with at most
     twice ``options.jobs`` jobs waiting (each holds its inputs and truths).  Each job is saved to the
     checkpoint store when it is reported; on an error or an interruption, every job that has finished is saved
@@ -410,12 +421,16 @@ def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: P
                 for future in sorted(done, key=lambda f: pending[f].number):
                     finished(pending.pop(future), future.result(), reused=False)
 
+        grids = {}
+        for number, (case, fmt) in enumerate(jobs, 1):
+            progress.step(number, f"{case.name} {fmt.name}", "grid")
+            raw = inputs_for(case, fmt) if inputs_for else grid_inputs(case, fmt, options.quick)
+            grids[number] = run.prepare_inputs(case, raw, fmt)
         try:
-            for number, (case, fmt) in enumerate(jobs, 1):
+            for number in largest_first({n: _elements(used) for n, used in grids.items()}):
+                case, fmt = jobs[number - 1]
                 label = f"{case.name} {fmt.name}"
-                progress.step(number, label, "grid")
-                raw = inputs_for(case, fmt) if inputs_for else grid_inputs(case, fmt, options.quick)
-                used = run.prepare_inputs(case, raw, fmt)
+                used = grids.pop(number)
                 key = store.key(case.name, fmt.name, used) if store is not None else None
                 saved = store.load(key) if store is not None and key is not None and options.reuses_saved else None
                 if isinstance(saved, JobOutput):
@@ -441,6 +456,17 @@ def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: P
                     finished(job, future.result(), reused=False)
             raise
     return outputs, resumed, missing
+
+
+def largest_first(elements: Mapping[int, int]) -> list[int]:
+    """Job numbers, the largest grid first (ties in job order): the pool starts the longest jobs first, so the
+    last to finish is a short one (longest-processing-time-first scheduling: in case order, the exhaustive
+    16-bit grids of the last cases started last and finished long after the others)."""
+    return sorted(elements, key=lambda number: (-elements[number], number))
+
+
+def _elements(used: Mapping[str, np.ndarray]) -> int:
+    return int(np.prod(np.broadcast_shapes(*(np.shape(v) for v in used.values()))))
 
 
 def collect(options: Options, cases_to_run: list[Case], progress: Progress | None = None,
@@ -480,7 +506,8 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
                     "plugins": sorted(set(options.plugins.values())),
                     "grid": "custom" if inputs_for else ("quick" if options.quick else "full"),
                     "search": {"examples": options.search, "seed": options.search_seed},
-                    "jobs": options.jobs, "resumed_jobs": resumed, "missing": missing},
+                    "jobs": options.jobs, "resumed_jobs": resumed, "missing": missing,
+                    "bad_input_devices": options.probe_devices if options.bad_inputs else []},
         "cases": case_info, "results": parts.results, "findings": parts.findings,
         "safe_ranges": parts.safe_ranges, "search": parts.search,
         "comparisons": compared,

@@ -103,6 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also probe what torch does with inputs outside the domain (raises, NaN, a number, "
                              "a device-side assert, each CUDA-risky probe in a child process) and with mixed "
                              "input dtypes, for the selected cases, dtypes, devices and modes")
+    parser.add_argument("--bad-input-devices", action="append", metavar="DEVICE[,DEVICE]",
+                        help="run the --bad-inputs probes on these of the --devices only (default: all of them); "
+                             "on a lent GPU machine, --bad-input-devices cuda leaves the CPU's probes, which "
+                             "take minutes of compiling, to a CPU machine")
     parser.add_argument("--baseline", metavar="DIR",
                         help="once the report is written, compare it with this earlier report, or with the "
                              "baseline of a folder of baselines (reports/baselines: the one of this torch and "
@@ -149,13 +153,28 @@ def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.
         raise UsageError("--jobs must be at least 1")
     if args.search < 0:
         raise UsageError("--search must be 0 (no search) or a number of examples")
+    probe_devices = bad_input_devices(args, devices)
     out = Path(args.out) if args.out else default_out(devices)
     check_out(out)
     if args.cache_dir is not None and Path(args.cache_dir).exists() and not Path(args.cache_dir).is_dir():
         raise UsageError(f"--cache-dir {args.cache_dir} exists and is not a folder")
     return collect.Options(names, dtype_names, devices, mode_names, args.quick, plugins, args.workers,
                            args.cache_dir, args.search, args.search_seed, args.bad_inputs, args.jobs,
-                           str(checkpoint.folder_for(out)), args.resume, args.saved_only), selected
+                           str(checkpoint.folder_for(out)), args.resume, args.saved_only,
+                           probe_devices), selected
+
+
+def bad_input_devices(args: argparse.Namespace, devices: list[str]) -> list[str] | None:
+    """``--bad-input-devices``, checked: it needs ``--bad-inputs``, and names devices the run has."""
+    if args.bad_input_devices is None:
+        return None
+    if not args.bad_inputs:
+        raise UsageError("--bad-input-devices needs --bad-inputs")
+    chosen = [selection.require_device(d) for d in selection.names(args.bad_input_devices, "--bad-input-devices")]
+    strays = [d for d in chosen if d not in devices]
+    if strays:
+        raise UsageError(f"--bad-input-devices {','.join(strays)} is not among --devices {','.join(devices)}")
+    return chosen
 
 
 def default_out(devices: list[str]) -> Path:

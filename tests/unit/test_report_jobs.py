@@ -3,6 +3,7 @@ jobs (``--resume``): the same accuracy.json either way, nothing finished is reco
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -17,8 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from suite import cases, cli, modes, probes
+from suite import cases, cli, compare, modes, probes
+from suite.errors import UsageError
 from suite.report import checkpoint, collect, command
+from suite.report.progress import Progress
 
 PLUGIN = "tests.unit.plugin_broken_loss"
 BROKEN = "broken_bce_with_logits"
@@ -151,7 +154,7 @@ def test_the_command_says_how_to_resume_and_clears_saved_jobs_once_published(
     out = tmp_path / "report"
     argv = ["report", "--quick", "--cases", "bce_with_logits", "--dtypes", "float32,bfloat16", "--search", "0",
             "--workers", "1", "--cache-dir", str(tmp_path / "truth"), "--out", str(out)]
-    _Recorder(monkeypatch, fail_after=1)
+    interrupted = _Recorder(monkeypatch, fail_after=1)
     with pytest.raises(StoppedError):
         cli.main(argv)
     saved = checkpoint.folder_for(out)
@@ -159,7 +162,8 @@ def test_the_command_says_how_to_resume_and_clears_saved_jobs_once_published(
     assert "holds 1 saved jobs; the same command with --resume" in capsys.readouterr().err
     resumed = _Recorder(monkeypatch)
     assert cli.main([*argv, "--resume"]) == 0
-    assert resumed.ran == [("bce_with_logits", "bfloat16")]
+    assert sorted(interrupted.ran + resumed.ran) == [("bce_with_logits", "bfloat16"), ("bce_with_logits", "float32")]
+    assert len(resumed.ran) == 1
     payload = json.loads((out / "accuracy.json").read_text())
     assert payload["options"]["resumed_jobs"] == 1 and not saved.exists()
     assert "1 case/dtype jobs reused from an interrupted run" in (out / "accuracy.md").read_text()
@@ -176,7 +180,7 @@ def test_saved_only_writes_what_an_interrupted_run_finished_marked_incomplete(
     assert "holds no saved jobs" in capsys.readouterr().err and not out.exists()
     baseline = tmp_path / "baseline"
     assert cli.main([*argv, "--out", str(baseline)]) == 0
-    _Recorder(monkeypatch, fail_after=1)
+    interrupted = _Recorder(monkeypatch, fail_after=1)
     with pytest.raises(StoppedError):
         cli.main(argv)
     saved = checkpoint.folder_for(out)
@@ -187,17 +191,19 @@ def test_saved_only_writes_what_an_interrupted_run_finished_marked_incomplete(
     err = capsys.readouterr().err
     assert "incomplete: 1 case/dtype jobs and 0 probe groups missing" in err and "no diff.md" in err
     payload = json.loads((out / "accuracy.json").read_text())
-    assert payload["options"]["missing"] == {"jobs": ["bce_with_logits bfloat16"], "probe_groups": []}
-    assert {r["dtype"] for r in payload["results"]} == {"float32"}
-    assert list(payload["cases"]["bce_with_logits"]["grid"]) == ["float32"]
+    (finished,) = interrupted.ran  # the largest grid runs first (collect.largest_first)
+    (lacking,) = {("bce_with_logits", "float32"), ("bce_with_logits", "bfloat16")} - {finished}
+    assert payload["options"]["missing"] == {"jobs": [" ".join(lacking)], "probe_groups": []}
+    assert {r["dtype"] for r in payload["results"]} == {finished[1]}
+    assert list(payload["cases"]["bce_with_logits"]["grid"]) == [finished[1]]
     banner = "Incomplete report: written with --saved-only from an unfinished run, it lacks 1 case/dtype jobs: " \
-             "bce_with_logits bfloat16."
+             f"{' '.join(lacking)}."
     assert banner in (out / "accuracy.md").read_text() and banner in (out / "index.html").read_text()
     assert cli.main(["diff", str(baseline), str(out)]) == 2
     assert "is an incomplete report (--saved-only)" in capsys.readouterr().err
     resumed = _Recorder(monkeypatch)
     assert cli.main([*argv, "--resume"]) == 0
-    assert resumed.ran == [("bce_with_logits", "bfloat16")] and not saved.exists()
+    assert resumed.ran == [lacking] and not saved.exists()
     payload = json.loads((out / "accuracy.json").read_text())
     assert payload["options"]["missing"] == {"jobs": [], "probe_groups": []}
     assert "Incomplete" not in (out / "accuracy.md").read_text()
@@ -328,6 +334,42 @@ def test_an_interrupted_runs_finished_probe_groups_are_reused(tmp_path: Path, mo
     assert ran == [] and resumed["comparisons"]["probes"] == first["comparisons"]["probes"]
     report(resume=False)
     assert sum(ran) == len(first["comparisons"]["probes"])
+
+
+def test_jobs_start_largest_grid_first_ties_in_job_order() -> None:
+    assert collect.largest_first({1: 10, 2: 500, 3: 500, 4: 20}) == [2, 3, 4, 1]
+    assert collect.largest_first({}) == []
+
+
+def test_bad_input_devices_limit_the_probes_to_those_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--bad-input-devices cuda on a cpu,cuda report probes CUDA alone (a GPU machine leaves the CPU's probes,
+    minutes of compiling, to a CPU machine) and says so in the notes; without it every device is probed."""
+    from suite import modes_report
+
+    asked: list[list[str]] = []
+
+    def sections(devices: list[str], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        asked.append(list(devices))
+        return {"probes": [], "promotion": []}
+
+    monkeypatch.setattr(modes_report, "sections", sections)
+    both = ["cpu", "cuda"]
+    limited = collect.Options(["bce"], ["float32"], both, bad_inputs=True, bad_input_devices=["cuda"])
+    notes = collect.comparisons(limited, [cases.get("bce")], compare.SideComparisons(), Progress(quiet=True))["notes"]
+    everywhere = collect.Options(["bce"], ["float32"], both, bad_inputs=True)
+    collect.comparisons(everywhere, [cases.get("bce")], compare.SideComparisons(), Progress(quiet=True))
+    assert asked == [["cuda"], ["cpu", "cuda"]]
+    assert any("ran on cuda only (--bad-input-devices)" in n for n in notes)
+
+
+def test_bad_input_devices_must_be_among_the_devices_and_need_bad_inputs() -> None:
+    args = argparse.Namespace(bad_input_devices=["cpu"], bad_inputs=True)
+    with pytest.raises(UsageError, match="--bad-input-devices cpu is not among --devices cuda"):
+        command.bad_input_devices(args, ["cuda"])
+    with pytest.raises(UsageError, match="needs --bad-inputs"):
+        command.bad_input_devices(argparse.Namespace(bad_input_devices=["cpu"], bad_inputs=False), ["cpu"])
+    assert command.bad_input_devices(args, ["cpu"]) == ["cpu"]
+    assert command.bad_input_devices(argparse.Namespace(bad_input_devices=None, bad_inputs=True), ["cpu"]) is None
 
 
 def test_a_saved_probe_group_is_reused_only_for_the_same_tasks_and_suite(tmp_path: Path,
