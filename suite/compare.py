@@ -22,6 +22,7 @@ import numpy.typing as npt
 from suite import dtypes, modes, run, truth_cache
 from suite.cases.base import Case
 from suite.dtypes import FloatArray, FloatFormat
+from suite.judge import failing
 from suite.metrics import Label, ulp_error
 from suite.report.schema import encode_float
 from suite.run import CaseResult, QuantityResult
@@ -58,8 +59,10 @@ def evaluate_sides(case: Case, inputs: Mapping[str, npt.ArrayLike], dtype: str, 
 class QuantityDiff:
     """Disagreement of one quantity (loss or a gradient) under one reduction.
 
-    ``points``: elements compared; ``label_differs``: elements whose labels differ; ``ulp_differs``: elements
-    with the same label whose ULP errors differ by more than ``budget``; ``differing``: their union;
+    ``points``: elements compared; ``label_differs``: elements whose labels differ (``failing_differs`` of
+    them with a never-acceptable label on one side at least: not an exact/ok flip, which the budget allows);
+    ``ulp_differs``: elements with the same label whose ULP errors differ by more than ``budget``;
+    ``differing``: label or ULP differences;
     ``bitwise_differs``: elements whose values are not the same bits (NaN equals NaN).  ULP errors are in
     ``unit``, the coarser of the two output formats, so results of different formats (autocast) compare.
     """
@@ -70,6 +73,7 @@ class QuantityDiff:
     label_differs: int
     ulp_differs: int
     differing: int
+    failing_differs: int
     bitwise_differs: int
     largest_gap: float | None
     unit: str
@@ -79,7 +83,8 @@ class QuantityDiff:
 
     def to_dict(self) -> dict[str, Any]:
         return {"reduction": self.reduction, "quantity": self.quantity, "points": self.points,
-                "label_differs": self.label_differs, "ulp_differs": self.ulp_differs, "differing": self.differing,
+                "label_differs": self.label_differs, "failing_differs": self.failing_differs,
+                "ulp_differs": self.ulp_differs, "differing": self.differing,
                 "bitwise_differs": self.bitwise_differs, "largest_ulp_gap": encode_float(self.largest_gap),
                 "unit": self.unit, "formats": list(self.formats), "errors": list(self.errors),
                 "examples": self.examples}
@@ -169,10 +174,11 @@ def compare_quantity(result: CaseResult, qa: QuantityResult, qb: QuantityResult,
     differing = label_differs | ulp_differs
     finite_gap = gap[~np.isnan(gap)]
     largest = float(finite_gap.max()) if finite_gap.size else None
+    failing_differs = label_differs & (failing(qa) | failing(qb))
     return QuantityDiff(
         qa.reduction, qa.quantity, int(la.size), int(label_differs.sum()), int(ulp_differs.sum()),
-        int(differing.sum()), int(_bitwise_differs(qa.got, qb.got).sum()), largest, unit.name,
-        (qa.fmt.name, qb.fmt.name), (qa.error, qb.error),
+        int(differing.sum()), int(failing_differs.sum()), int(_bitwise_differs(qa.got, qb.got).sum()), largest,
+        unit.name, (qa.fmt.name, qb.fmt.name), (qa.error, qb.error),
         _examples(result, qa, qb, ua, ub, gap, differing, examples))
 
 

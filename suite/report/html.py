@@ -25,14 +25,15 @@ img { max-width: 100%; border: 1px solid #ddd; }
 
 def table(t: Table, bad_column: int | None = None, bad_text: str = "new findings") -> str:
     """``t`` as an HTML table; rows whose ``bad_column`` starts with ``bad_text`` are highlighted."""
+    head = f"<h2>{escape(t.title)}</h2>" + (f"<p>{escape(t.caption)}</p>" if t.caption else "")
     if not t.rows:
-        return f"<h2>{escape(t.title)}</h2><p>(none)</p>"
-    head = "".join(f"<th>{escape(h)}</th>" for h in t.headers)
+        return f"{head}<p>(none)</p>"
+    cells = "".join(f"<th>{escape(h)}</th>" for h in t.headers)
     body = []
     for row in t.rows:
         cls = ' class="bad"' if bad_column is not None and row[bad_column].startswith(bad_text) else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
-    return f"<h2>{escape(t.title)}</h2><table><tr>{head}</tr>{''.join(body)}</table>"
+    return f"{head}<table><tr>{cells}</tr>{''.join(body)}</table>"
 
 
 def _plots(plots: list[PlotFile]) -> str:

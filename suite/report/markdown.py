@@ -17,7 +17,7 @@ def _cell(text: str) -> str:
 
 
 def table(t: Table, level: int = 2) -> str:
-    head = f"{'#' * level} {t.title}\n\n"
+    head = f"{'#' * level} {t.title}\n\n" + (f"{t.caption}\n\n" if t.caption else "")
     if not t.rows:
         return head + "(none)\n"
     lines = ["| " + " | ".join(t.headers) + " |", "|" + "---|" * len(t.headers)]

@@ -8,9 +8,11 @@ The payload holds any of ``modes`` and ``devices`` (:class:`suite.compare.Compar
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from suite import compare, probes
+from suite.report.schema import decode_float
 from suite.report.summary import Table, number, value
 
 
@@ -36,7 +38,8 @@ def notes(devices: list[str], mode_names: list[str]) -> list[str]:
 def comparison_table(title: str, comparisons: list[dict[str, Any]]) -> Table:
     """One row per case, dtype, pair of sides, reduction and quantity."""
     headers = ["case", "dtype", "a", "b", "reduction", "quantity", "formats", "points", "label differs",
-               "ULP differs", "bitwise differs", "largest ULP gap", "worst point (a | b)", "errors"]
+               "failing label differs", "ULP differs", "bitwise differs", "largest ULP gap", "worst point (a | b)",
+               "errors"]
     rows = []
     for c in comparisons:
         for q in c["quantities"]:
@@ -47,9 +50,32 @@ def comparison_table(title: str, comparisons: list[dict[str, Any]]) -> Table:
                 f"(truth {value(worst['truth'])})")
             errors = " | ".join(e or "-" for e in q["errors"]) if any(q["errors"]) else "-"
             rows.append([c["case"], c["dtype"], c["a"], c["b"], q["reduction"], q["quantity"], "/".join(q["formats"]),
-                         str(q["points"]), str(q["label_differs"]), str(q["ulp_differs"]), str(q["bitwise_differs"]),
-                         number(q["largest_ulp_gap"]), point, errors])
-    return Table(title, headers, rows)
+                         str(q["points"]), str(q["label_differs"]), str(q.get("failing_differs", "-")),
+                         str(q["ulp_differs"]), str(q["bitwise_differs"]), number(q["largest_ulp_gap"]), point,
+                         errors])
+    return Table(title, headers, rows, comparison_caption(comparisons))
+
+
+def comparison_caption(comparisons: list[dict[str, Any]]) -> str:
+    """What a comparison table adds up to: points compared (elements of every loss and gradient), how many
+    differ and how, and the largest ULP gap with where it is ("" for no comparison)."""
+    quantities = [(c, q) for c in comparisons for q in c["quantities"]]
+    if not quantities:
+        return ""
+    total = {k: sum(q.get(k, 0) for _, q in quantities)
+             for k in ("points", "differing", "label_differs", "failing_differs", "ulp_differs", "bitwise_differs")}
+    failing = (f" ({total['failing_differs']:,} with a failing label on one side at least)"
+               if all("failing_differs" in q for _, q in quantities) else "")
+    text = (f"{total['differing']:,} of {total['points']:,} points differ: {total['label_differs']:,} in label"
+            f"{failing}, {total['ulp_differs']:,} by more than the budget with the same label; "
+            f"{total['bitwise_differs']:,} differ in bits.")
+    gaps = [(decode_float(q["largest_ulp_gap"]), c, q) for c, q in quantities if q["largest_ulp_gap"] is not None]
+    gaps = [g for g in gaps if not math.isnan(g[0])]
+    if gaps:
+        gap, c, q = max(gaps, key=lambda g: g[0])
+        text += (f"  Largest ULP gap: {number(gap)} ({c['case']} {c['dtype']}, {c['a']} against {c['b']}, "
+                 f"{q['reduction']} {q['quantity']}).")
+    return text
 
 
 def autocast_table(records: list[dict[str, Any]]) -> Table:

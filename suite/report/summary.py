@@ -17,6 +17,7 @@ class Table:
     title: str
     headers: list[str]
     rows: list[list[str]]
+    caption: str = ""  # a sentence under the title: what the rows add up to
 
 
 def number(value: Any) -> str:

@@ -19,12 +19,14 @@ def eager() -> run.CaseResult:
     return run.evaluate(cases.get("bce_with_logits"), INPUTS, "float16", reductions=("none",), gradients=False)
 
 
-def _with_loss(result: run.CaseResult, got: np.ndarray) -> run.CaseResult:
+def _with_loss(result: run.CaseResult, got: np.ndarray, budget: float | None = None) -> run.CaseResult:
+    """``result`` with the loss ``got``, labelled with ``budget`` (default: the result's own)."""
     other = copy.copy(result)
     other.quantities = dict(result.quantities)
     q = result.get("none", run.LOSS)
+    own = q.metrics.budget if budget is None else budget
     other.quantities[("none", run.LOSS)] = run.QuantityResult(
-        q.quantity, q.reduction, got, q.truth, measure(got, q.truth, q.fmt, q.metrics.budget), q.fmt)
+        q.quantity, q.reduction, got, q.truth, measure(got, q.truth, q.fmt, own), q.fmt)
     return other
 
 
@@ -43,6 +45,21 @@ def test_nan_at_one_point_is_a_label_difference(eager: run.CaseResult) -> None:
     assert q.examples[0]["index"] == [1]
     assert q.examples[0]["labels"][1] == Label.NAN.text
     assert q.examples[0]["inputs"] == {"input": 1.0, "target": 0.0}
+
+
+def test_a_failing_label_difference_is_counted_apart_from_an_exact_ok_flip(eager: run.CaseResult) -> None:
+    """One element moved a float16 ULP and judged with a 4-ULP budget (exact against ok: a flip a budget
+    allows) and one made NaN: two label differences, one of them failing."""
+    fmt = dtypes.FLOAT16
+    got = eager.get().got.copy()
+    got[0] = float(dtypes.from_ordinal(dtypes.to_ordinal([got[0]], fmt) + 1, fmt)[0])
+    got[1] = math.nan
+    other = _with_loss(eager, got, budget=4.0)
+    assert [Label(v).text for v in other.get().metrics.labels[:2]] == ["ok", "nan"]
+    assert Label(eager.get().metrics.labels[0]).text == "exact"
+    (q,) = compare.compare(eager, other).quantities
+    assert (q.label_differs, q.failing_differs, q.differing) == (2, 1, 2)
+    assert compare.compare(eager, other).to_dict()["quantities"][0]["failing_differs"] == 1
 
 
 def test_ulp_gap_beyond_budget_is_counted(eager: run.CaseResult) -> None:

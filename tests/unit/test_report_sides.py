@@ -3,12 +3,14 @@ results, the autocast dtypes, and their Markdown and HTML tables."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
 from suite import cases, compare, run
-from suite.report import collect, html, markdown, schema
+from suite.report import collect, html, markdown, modes_tables, schema
 from tests.conftest import CUDA
 
 LOGITS = np.array([-np.inf, -300.0, -20.0, -9.0, -1.0, -0.0, 0.0, 0.5, 9.0, 20.0, 300.0, np.inf])
@@ -78,3 +80,25 @@ def test_cuda_is_compared_with_cpu(tmp_path_factory: pytest.TempPathFactory) -> 
     [reported] = payload["comparisons"]["devices"]
     assert (reported["a"], reported["b"]) == ("cpu/eager", "cuda/eager")
     assert {q["points"] for q in reported["quantities"] if q["reduction"] == "none"} == {INPUTS["input"].size}
+
+
+def test_a_comparison_table_says_what_its_rows_add_up_to() -> None:
+    """The caption sums the rows' counts and names the largest gap's place; a row of an older report without
+    ``failing_differs`` leaves that count out rather than guessing it."""
+    def quantity(reduction: str, points: int, label: int, failing: int | None, ulp: int, bits: int,
+                 gap: float | None) -> dict[str, Any]:
+        q = {"reduction": reduction, "quantity": "loss", "points": points, "label_differs": label,
+             "ulp_differs": ulp, "differing": label + ulp, "bitwise_differs": bits, "largest_ulp_gap": gap}
+        return q if failing is None else {**q, "failing_differs": failing}
+
+    rows = [{"case": "bce", "dtype": "float32", "a": "cpu/eager", "b": "cuda/eager",
+             "quantities": [quantity("none", 1000, 3, 1, 2, 9, 7.5), quantity("mean", 1, 0, 0, 0, 1, 0.25)]},
+            {"case": "kl_div", "dtype": "float16", "a": "cpu/eager", "b": "cuda/eager",
+             "quantities": [quantity("sum", 1, 1, 1, 0, 1, 1e30)]}]
+    assert modes_tables.comparison_caption(rows) == (
+        "6 of 1,002 points differ: 4 in label (2 with a failing label on one side at least), 2 by more than the "
+        "budget with the same label; 11 differ in bits.  Largest ULP gap: 1.000e+30 (kl_div float16, cpu/eager "
+        "against cuda/eager, sum loss).")
+    rows[1]["quantities"] = [quantity("sum", 1, 1, None, 0, 1, None)]
+    assert modes_tables.comparison_caption(rows).startswith("6 of 1,002 points differ: 4 in label, 2 by more")
+    assert modes_tables.comparison_caption([]) == ""
