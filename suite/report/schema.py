@@ -76,7 +76,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from suite import atomic
+from suite.cases.base import REDUCTION_DIVISORS
+from suite.dtypes import FORMATS
 from suite.errors import UsageError
+from suite.modes import MODES
+from suite.selection import SUPPORTED_DEVICE_TYPES
 
 SCHEMA_NAME = "loss-stability-suite/accuracy"
 SCHEMA_VERSION = 1
@@ -109,10 +113,19 @@ def key_of(*fields: str) -> str:
 
 
 def _check_key(record: Mapping[str, Any], where: str, source: str) -> None:
-    """A key that names other fields than the record's would match the wrong result in a diff."""
+    """A key that names other fields than the record's would match the wrong result in a diff; a dtype, mode,
+    reduction or device the suite has no such thing as would be compared as if it were one (a case may be a
+    plugin's, and its quantity a gradient of the plugin's inputs: those are not checked)."""
     expected = key_of(*(str(record[f]) for f in KEY_FIELDS))
     if record["key"] != expected:
         raise UsageError(f"{source}: {where} has key {record['key']!r} but its fields say {expected!r}")
+    known = {"dtype": FORMATS, "mode": MODES, "reduction": REDUCTION_DIVISORS}
+    for field, names in known.items():
+        if record[field] not in names:
+            raise UsageError(f"{source}: {where} has {field} {record[field]!r}, which is none of {', '.join(names)}")
+    if str(record["device"]).partition(":")[0] not in SUPPORTED_DEVICE_TYPES:
+        raise UsageError(f"{source}: {where} has device {record['device']!r}, of none of the types "
+                         f"{', '.join(SUPPORTED_DEVICE_TYPES)}")
 
 
 def encode_float(value: float | None) -> float | str | None:

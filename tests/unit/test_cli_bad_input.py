@@ -97,6 +97,24 @@ def test_diff_of_a_report_whose_key_disagrees_with_its_fields_is_refused(tmp_pat
         ["diff", a, b], capsys)
 
 
+@pytest.mark.parametrize("field, value, says", [
+    ("dtype", "float8", "has dtype 'float8', which is none of float64, float32, float16, bfloat16"),
+    ("mode", "jit", "has mode 'jit', which is none of eager, compile"),
+    ("reduction", "median", "has reduction 'median', which is none of none, sum, mean, batchmean"),
+    ("device", "mps", "has device 'mps', of none of the types cpu, cuda"),
+])
+def test_diff_of_a_report_with_a_name_the_suite_has_no_such_thing_as_is_refused(
+        tmp_path: Path, field: str, value: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A result (key and field alike) in a dtype, mode, reduction or device the suite never runs would be
+    compared as if it were one."""
+    bad = report()
+    result = bad["results"][0]
+    result[field] = value
+    result["key"] = "/".join(str(result[f]) for f in ("case", "dtype", "device", "mode", "reduction", "quantity"))
+    a, b = _write(tmp_path / "a.json", report()), _write(tmp_path / "b.json", bad)
+    assert says in _one_line_exit_2(["diff", a, b], capsys)
+
+
 @pytest.mark.parametrize("where, value, says", [
     ("environment", {"torch": 5}, "environment field 'torch'"),
     ("options", {"devices": None}, "options field 'devices'"),
