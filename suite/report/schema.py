@@ -113,9 +113,9 @@ def key_of(*fields: str) -> str:
 
 
 def _check_key(record: Mapping[str, Any], where: str, source: str) -> None:
-    """A key that names other fields than the record's would match the wrong result in a diff; a dtype, mode,
-    reduction or device the suite has no such thing as would be compared as if it were one (a case may be a
-    plugin's, and its quantity a gradient of the plugin's inputs: those are not checked)."""
+    """A key that names other fields than the record's would match the wrong result in a diff, and a dtype,
+    mode, reduction or device that the suite does not have would be compared as if it were one of its own.
+    Cases and quantities are not checked: a plugin adds cases, and gradients named after their inputs."""
     expected = key_of(*(str(record[f]) for f in KEY_FIELDS))
     if record["key"] != expected:
         raise UsageError(f"{source}: {where} has key {record['key']!r} but its fields say {expected!r}")

@@ -103,7 +103,7 @@ def test_diff_of_a_report_whose_key_disagrees_with_its_fields_is_refused(tmp_pat
     ("reduction", "median", "has reduction 'median', which is none of none, sum, mean, batchmean"),
     ("device", "mps", "has device 'mps', of none of the types cpu, cuda"),
 ])
-def test_diff_of_a_report_with_a_name_the_suite_has_no_such_thing_as_is_refused(
+def test_diff_of_a_report_with_an_unknown_dtype_mode_reduction_or_device_is_refused(
         tmp_path: Path, field: str, value: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
     """A result (key and field alike) in a dtype, mode, reduction or device the suite never runs would be
     compared as if it were one."""
