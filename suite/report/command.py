@@ -170,7 +170,7 @@ def bad_input_devices(args: argparse.Namespace, devices: list[str]) -> list[str]
         return None
     if not args.bad_inputs:
         raise UsageError("--bad-input-devices needs --bad-inputs")
-    chosen = [selection.require_device(d) for d in selection.names(args.bad_input_devices, "--bad-input-devices")]
+    chosen = selection.devices(args.bad_input_devices, "--bad-input-devices")
     strays = [d for d in chosen if d not in devices]
     if strays:
         raise UsageError(f"--bad-input-devices {','.join(strays)} is not among --devices {','.join(devices)}")

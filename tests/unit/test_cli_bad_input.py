@@ -16,6 +16,7 @@ import pytest
 from suite import cli
 from suite.bench import compare as bench_compare
 from suite.errors import UsageError
+from suite.report import schema
 from tests.unit.test_report_diff import report
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -110,7 +111,7 @@ def test_diff_of_a_report_with_an_unknown_dtype_mode_reduction_or_device_is_refu
     bad = report()
     result = bad["results"][0]
     result[field] = value
-    result["key"] = "/".join(str(result[f]) for f in ("case", "dtype", "device", "mode", "reduction", "quantity"))
+    result["key"] = schema.key_of(*(str(result[f]) for f in schema.KEY_FIELDS))
     a, b = _write(tmp_path / "a.json", report()), _write(tmp_path / "b.json", bad)
     assert says in _one_line_exit_2(["diff", a, b], capsys)
 
