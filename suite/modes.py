@@ -4,7 +4,8 @@ default, which compiles for the first shape it sees and recompiles for symbolic 
 under ``torch.autocast``; or eagerly on inputs stored in another memory layout (``strided``: every other element of
 a buffer; ``transposed``: the last two dimensions swapped in memory), since torch picks its kernel loop by layout
 (vectorised for contiguous data, element by element for strided, reordered for transposed) and a reduction adds
-in another order.  Compiled functions are built once per (case, reduction, device, mode) and reused."""
+in another order.  Compiled functions are built once per (case, reduction, device, mode) and reused across the
+batches of a grid; one-off calls compile afresh (:func:`first_call_forward`)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,17 @@ def forward_for(case: Case, reduction: str, mode: str, device: str) -> Forward:
     if key not in _COMPILED:
         _COMPILED[key] = torch.compile(eager, dynamic=True if mode == "compile_dynamic" else None)
     return _COMPILED[key]
+
+
+def first_call_forward(case: Case, reduction: str, mode: str, device: str) -> Forward:
+    """:func:`forward_for` as a user's first call meets it: in a compile mode, every earlier compile is
+    forgotten first (:func:`fresh_compiles`).  For one-off calls (a bad-input probe, a mixed-dtype run), whose
+    outcome must depend on their own inputs alone: a function compiled earlier for another shape is recompiled
+    with symbolic sizes (dynamo's automatic dynamic shapes), which changes what it does and the messages it
+    raises (a probe's target of another shape reads ``torch.Size([2, s36])`` instead of ``[2, 3]``)."""
+    if mode in COMPILE_MODES:
+        fresh_compiles()
+    return forward_for(case, reduction, mode, device)
 
 
 def fresh_compiles() -> None:

@@ -313,7 +313,7 @@ def execute(task: Task) -> Outcome:
         t = tensors[spec.name]
         if spec.differentiable and t.is_floating_point():
             t.requires_grad_(True)
-    forward = modes.forward_for(case, task.reduction, task.mode, task.device)
+    forward = modes.first_call_forward(case, task.reduction, task.mode, task.device)
     with warnings.catch_warnings(record=True) as caught, modes.strict_compile():
         warnings.simplefilter("always")
         try:
@@ -527,16 +527,26 @@ class GroupMemo(Protocol):
         """Keep the outcomes of a finished group, run in ``seconds``."""
 
 
-def group_of(task: Task) -> tuple[str, str, str]:
-    """The child-process group of an isolated task: its case, device and dtype."""
-    return task.case, task.device, task.dtype
+#: The two stages of a case, device and dtype's probes, each a child-process group of its own.
+UNCOMPILED, COMPILED = "uncompiled", "compiled"
+Group = tuple[str, str, str, str]
 
 
-def groups_in_run_order(tasks: Iterable[Task]) -> dict[tuple[str, str, str], list[Task]]:
+def group_of(task: Task) -> Group:
+    """The child-process group of an isolated task: its case, device, dtype and stage (:data:`COMPILED` for the
+    compile modes, :data:`UNCOMPILED` for the others).  Each probe's outcome depends on its task alone
+    (:func:`modes.first_call_forward`), so the groups only decide which probes share a process.  Split by
+    stage, the start-ups that follow device-side asserts (eager CUDA BCE asserts on every probability outside
+    [0, 1]) cost an import, not a warm-up of the compiler, and a run cut off by its time limit keeps a finished
+    stage for ``--resume``."""
+    return task.case, task.device, task.dtype, COMPILED if task.mode in modes.COMPILE_MODES else UNCOMPILED
+
+
+def groups_in_run_order(tasks: Iterable[Task]) -> dict[Group, list[Task]]:
     """The child-process groups of ``tasks`` (:func:`group_of`), each in task order, those on accelerators
     before those on the CPU: on a machine lent for a limited time, what only its accelerator can run is done
     first, and a run cut off by the time limit lacks CPU groups, which any machine can run."""
-    groups: dict[tuple[str, str, str], list[Task]] = {}
+    groups: dict[Group, list[Task]] = {}
     for task in tasks:
         groups.setdefault(group_of(task), []).append(task)
     return dict(sorted(groups.items(), key=lambda item: torch.device(item[0][1]).type == "cpu"))
@@ -546,9 +556,9 @@ def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: f
                jobs: int = 1, memo: GroupMemo | None = None, run_unsaved: bool = True) -> list[Outcome]:
     """Outcomes of ``tasks`` in order.  ``isolate``: True runs every task in child processes, False none,
     None (default) those on CUDA devices (where a device-side assert may happen).  Isolated tasks run in one
-    child per case, device and dtype (:func:`groups_in_run_order`; a fresh one after a death, hang or assert),
-    ``jobs`` children at a time, each with its share of the cores for compiling: what a probe gives never
-    depends on how many run side by side, only on the probes of its group before it.  With ``memo``, a group
+    child per case, device, dtype and stage (:func:`groups_in_run_order`; a fresh one after a death, hang or
+    assert), ``jobs`` children at a time, each with its share of the cores for compiling: what a probe gives
+    depends on its task alone, never on how many run side by side or which probes ran before it.  With ``memo``, a group
     saved by an earlier run is reused and each finished group is saved; with ``run_unsaved`` False, a group
     that is not saved is not run either, and its tasks have no outcome in the list."""
     def isolated(task: Task) -> bool:

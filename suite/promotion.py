@@ -96,7 +96,7 @@ def evaluate(case: Case, input_dtypes: Mapping[str, str], device: str = "cpu", m
     result = Promotion(case.name, dict(input_dtypes), device, mode, int(truth_set.values.hi.size))
     differentiable = set(case.differentiable)
     tensors = {k: run.to_tensor(v, dtypes.get(input_dtypes[k]), device, k in differentiable) for k, v in used.items()}
-    forward = modes.forward_for(case, "none", mode, device)
+    forward = modes.first_call_forward(case, "none", mode, device)
     autocast_dtype = dtypes.get(input_dtypes[case.main_input.name]).torch_dtype
     try:
         with warnings.catch_warnings(), modes.strict_compile(), modes.context(mode, device, autocast_dtype):

@@ -108,8 +108,8 @@ class ProbeMemo:
 
     def _say(self, tasks: Sequence[probes.Task], what: str) -> None:
         if self.said is not None:
-            case, device, dtype = probes.group_of(tasks[0])
-            self.said(f"probes {case} {dtype} on {device}: {len(tasks)} {what}")
+            case, device, dtype, stage = probes.group_of(tasks[0])
+            self.said(f"probes {case} {dtype} on {device}, {stage}: {len(tasks)} {what}")
 
     def load(self, tasks: Sequence[probes.Task]) -> list[probes.Outcome] | None:
         saved = self.store.load(self._key(tasks)) if self.resume and tasks else None

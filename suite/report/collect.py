@@ -308,9 +308,9 @@ def comparisons(options: Options, cases_to_run: list[Case], sides: compare.SideC
     """The ``comparisons`` section: modes against eager and devices against CPU on the report's own grids,
     the autocast dtypes, and with ``bad_inputs`` the bad-input probes and mixed-dtype promotion of
     :mod:`suite.modes_report` for the report's cases, dtypes, devices and modes.  The probes run in child
-    processes, one per case, device and dtype, ``options.jobs`` at a time (compiling every probe's shape takes
-    minutes); each finished group is saved in ``store`` (:func:`checkpoint_store`), and reused with
-    ``options.resume``; with ``options.saved_only``, only saved groups are reported and
+    processes, one per case, device, dtype and stage (compiled or not), ``options.jobs`` at a time (compiling
+    every probe's shape takes minutes); each finished group is saved in ``store`` (:func:`checkpoint_store`), and
+    reused with ``options.resume``; with ``options.saved_only``, only saved groups are reported and
     ``probe_groups_missing`` names the others.  They run after the jobs, not beside them: beside them, the
     compiling children and the jobs' OpenMP threads share the cores, which made a 4-mode report slower."""
     from suite import modes_report

@@ -48,6 +48,20 @@ def test_in_process_outcomes() -> None:
     assert "Integral inputs not supported" in out[3].message
 
 
+def test_a_compiled_probe_does_not_depend_on_the_probes_before_it() -> None:
+    """Each probe compiles for its own inputs, as a user's first call does.  Reusing the function a probe of
+    the (2, 4) shape compiled, dynamo would recompile the (2, 3) target with a symbolic size: the message
+    would read ``torch.Size([2, s36])``, and a probe's outcome would depend on which probes its child ran
+    before (on CUDA, on where the device-side asserts restarted it)."""
+    other_shape = _task("bce", "target_other_shape", mode="compile")
+    after_others = probes.run_probes([_task("bce", "target_above", mode="compile"), other_shape])[1]
+    alone = probes.run_probes([other_shape])[0]
+    assert after_others.to_dict() == alone.to_dict()
+    assert after_others.kind == probes.RAISES
+    assert "Using a target size (torch.Size([2, 3])) that is different to the input size (torch.Size([2, 4]))" \
+        in after_others.message
+
+
 def test_applicable_probes() -> None:
     names = {t.probe for t in probes.tasks_for([cases.get("kl_div")], ["float32"], ["cpu"], ["eager"])}
     assert "target_below" in names  # a target is a probability: >= 0
@@ -105,7 +119,7 @@ class DictMemo:
         """What a test does once a group is saved."""
 
 
-def test_isolated_probes_run_one_child_group_per_case_device_and_dtype_and_reuse_saved_groups(
+def test_isolated_probes_run_one_child_group_per_case_device_dtype_and_stage_and_reuse_saved_groups(
         monkeypatch: pytest.MonkeyPatch) -> None:
     tasks = probes.tasks_for([cases.get(n) for n in ("bce", "kl_div")], ["float32", "float16"], ["cpu"], ["eager"],
                              ["input_nan", "empty"])
@@ -133,11 +147,14 @@ def test_probe_groups_on_an_accelerator_run_before_those_on_the_cpu() -> None:
     tasks = probes.tasks_for([cases.get(n) for n in ("bce", "kl_div")], ["float32", "float16"], ["cpu", "cuda:0"],
                              ["eager", "compile"], ["input_nan", "empty"])
     groups = probes.groups_in_run_order(tasks)
-    devices = [device for _, device, _ in groups]
-    assert devices == ["cuda:0"] * 4 + ["cpu"] * 4
-    assert list(groups)[:2] == [("bce", "cuda:0", "float32"), ("bce", "cuda:0", "float16")]
+    devices = [device for _, device, _, _ in groups]
+    assert devices == ["cuda:0"] * 8 + ["cpu"] * 8
+    assert list(groups)[:3] == [("bce", "cuda:0", "float32", probes.UNCOMPILED),
+                                ("bce", "cuda:0", "float32", probes.COMPILED),
+                                ("bce", "cuda:0", "float16", probes.UNCOMPILED)]
     for key, group in groups.items():
-        assert group == [t for t in tasks if probes.group_of(t) == key] and len(group) == 4
+        assert group == [t for t in tasks if probes.group_of(t) == key] and len(group) == 2
+        assert {t.mode for t in group} == ({"compile"} if key[3] == probes.COMPILED else {"eager"})
 
 
 def test_only_saved_groups_are_answered_when_unsaved_ones_may_not_run(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -379,7 +379,7 @@ def test_a_saved_probe_group_is_reused_only_for_the_same_tasks_and_suite(tmp_pat
     store = checkpoint.Store(tmp_path, ["a run"])
     said: list[str] = []
     checkpoint.ProbeMemo(store, resume=False, said=said.append).save(tasks, outcomes, 1.25)
-    assert said == ["probes bce float32 on cpu: 2 run in 1.2s"]
+    assert said == ["probes bce float32 on cpu, uncompiled: 2 run in 1.2s"]
     assert checkpoint.ProbeMemo(store, resume=True).load(tasks) == outcomes
     assert checkpoint.ProbeMemo(store, resume=False).load(tasks) is None
     assert checkpoint.ProbeMemo(store, resume=True).load(tasks[:1]) is None
