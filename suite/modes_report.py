@@ -88,7 +88,7 @@ def sections(devices: Sequence[str] | str | None = None, mode_names: Sequence[st
     present, every mode, quick sets of :data:`QUICK_MODE_CASES` / :data:`QUICK_MODE_DTYPES` for mode
     comparisons, every case for probes and promotion.  With
     ``run_unsaved`` False, only the probe groups ``memo`` holds are in the payload, and ``probe_groups_missing``
-    names the others (``case device dtype``)."""
+    names the others (``case device dtype stage``)."""
     devices = selection.devices(devices)
     mode_names = selection.mode_names(mode_names, default=modes.MODES)
     try:
