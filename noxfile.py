@@ -71,7 +71,7 @@ def report(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff and mypy."""
     install(session, "dev")
-    session.run("ruff", "check", "suite", "tests", "noxfile.py")
+    session.run("ruff", "check", "suite", "tests", "scripts", "noxfile.py")
     session.run("mypy")
 
 

@@ -15,6 +15,9 @@
 #            a sixth, at least 60 s but at most half; 0 skips it);
 #   compile  a quick-grid report on cpu,cuda in eager and compile for BCE and BCEWithLogits in float16 and
 #            bfloat16 (compiling every case and dtype takes longer than a device lease allows).
+#   kernels  the kernels torch.compile generates on CUDA for the known deviations of the compile modes, with the
+#            calls and instructions their reasons name counted (scripts/dump_kernels.py; OUTDIR/kernels.txt, the
+#            kernels themselves in logs.tgz): where the reasons infer a cause from values, the kernel settles it.
 # tests, report and compile run side by side after bench.  They share the machine's cores: a report that needs
 # its whole limit is better run in a call of its own (beside the tests, its slowest probe groups, those of
 # BCE's device-side asserts on CUDA, may not finish).  Each step has its own time limit (SIGTERM, then
@@ -29,14 +32,14 @@
 # Usage: bash scripts/cuda_check.sh OUTDIR [STEP_SECONDS [XDIST_WORKERS]]
 #   CUDA_CHECK_STEPS=tests,report bash scripts/cuda_check.sh OUTDIR     (default: every step)
 # OUTDIR gets steps.txt (each step's exit status and seconds), env.txt, bench-eager.json, bench-compile.json,
-# tests.log, junit.xml, logs.tgz (the other steps' output) and reports.tgz (the report folders).
+# tests.log, junit.xml, kernels.txt, logs.tgz (the other steps' output) and reports.tgz (the report folders).
 # The report step's checkpoint (.cache/cuda-check/.full.jobs) holds every finished case/dtype job and probe
 # group; on a warm machine, calling again with the same settings goes on from there.
 set -u
 out=${1:?usage: bash scripts/cuda_check.sh OUTDIR [STEP_SECONDS [XDIST_WORKERS]]}
 limit=${2:-240}
 workers=${3:-6}
-steps=",${CUDA_CHECK_STEPS:-bench,tests,report,compile},"
+steps=",${CUDA_CHECK_STEPS:-bench,tests,report,compile,kernels},"
 mkdir -p "$out"
 logs="$out/logs"
 mkdir -p "$logs"
@@ -101,6 +104,10 @@ fi
 if wanted compile; then
     step compile "$logs" "$limit" python3 -m suite report --devices cpu,cuda --modes eager,compile --quick \
         --cases bce,bce_with_logits --dtypes float16,bfloat16 --workers 2 --search 0 --out "$reports/compile" &
+fi
+if wanted kernels; then
+    (step kernels "$logs" "$limit" python3 scripts/dump_kernels.py "$logs/kernels" --device cuda
+     cp "$logs/kernels/kernels.txt" "$out/kernels.txt" 2>/dev/null) &
 fi
 wait
 tar czf "$out/logs.tgz" -C "$logs" . && rm -rf "$logs"

@@ -1,0 +1,43 @@
+"""scripts/dump_kernels.py: what it counts in generated kernels, and its refusal of unknown entries."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "dump_kernels.py"
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dump_kernels", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_patterns_are_counted_in_kernels_only(tmp_path: Path) -> None:
+    """A Triton kernel's libdevice and sigmoid calls and a PTX file's approximate, flush-to-zero and fused
+    instructions are counted; Python that is not a kernel is not."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "kernel.py").write_text(
+        "@triton.jit\ndef k(x):\n    y = libdevice.log1p(-x)\n    z = tl.sigmoid(x)\n    return libdevice.log1p(z)\n")
+    (tmp_path / "a" / "other.py").write_text("libdevice.exp(1)\n")  # no kernel in it
+    (tmp_path / "k.ptx").write_text("ex2.approx.f32 %f1, %f2;\nfma.rn.ftz.f32 %f3, %f1, %f2, %f4;\n"
+                                    "div.full.f32 %f5, %f3, %f1;\nmul.f32 %f6, %f5, %f5;\n"
+                                    "mul.rn.ftz.f32 %f7, %f6, %f6;\n")
+    files, counts = _script().count_patterns(tmp_path)
+    assert files == ["a/kernel.py", "k.ptx"]
+    assert dict(counts) == {"libdevice.log1p": 2, "tl.sigmoid": 1, "ex2.approx.f32": 1, "fma.rn.ftz.f32": 1,
+                            "div.full.f32": 1, "mul.rn.ftz.f32": 1}
+
+
+def test_an_unknown_entry_is_refused_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "out"), "no-such-entry"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "dump_kernels: unknown deviation id(s): no-such-entry"
+    assert not (tmp_path / "out").exists()
