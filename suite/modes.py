@@ -90,7 +90,8 @@ def first_call_forward(case: Case, reduction: str, mode: str, device: str) -> Fo
     forgotten first (:func:`fresh_compiles`).  For one-off calls (a bad-input probe, a mixed-dtype run), whose
     outcome must depend on their own inputs alone: a function compiled earlier for another shape is recompiled
     with symbolic sizes (dynamo's automatic dynamic shapes), which changes what it does and the messages it
-    raises (a probe's target of another shape reads ``torch.Size([2, s36])`` instead of ``[2, 3]``)."""
+    raises (a probe's target of another shape reads ``torch.Size([2, s36])`` instead of ``[2, 3]``).  It resets
+    dynamo in the calling process: what else that process compiled is compiled again when next called."""
     if mode in COMPILE_MODES:
         fresh_compiles()
     return forward_for(case, reduction, mode, device)

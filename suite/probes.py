@@ -559,7 +559,8 @@ def run_probes(tasks: Sequence[Task], *, isolate: bool | None = None, timeout: f
     None (default) those on CUDA devices (where a device-side assert may happen).  Isolated tasks run in one
     child per case, device, dtype and stage (:func:`groups_in_run_order`; a fresh one after a death, hang or
     assert), ``jobs`` children at a time, each with its share of the cores for compiling: what a probe gives
-    depends on its task alone, never on how many run side by side or which probes ran before it.  With ``memo``, a group
+    depends on its task alone, never on how many run side by side or which probes ran before it.  (A compiled
+    probe run in this process resets dynamo here: :func:`modes.first_call_forward`.)  With ``memo``, a group
     saved by an earlier run is reused and each finished group is saved; with ``run_unsaved`` False, a group
     that is not saved is not run either, and its tasks have no outcome in the list."""
     def isolated(task: Task) -> bool:

@@ -19,7 +19,7 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
                   "search": {"examples": int (0: no search), "seed": int},
                   "jobs": int (case/dtype jobs run side by side),
                   "resumed_jobs": int (jobs reused from an interrupted run's checkpoint: --resume),
-                  "missing": {"jobs": ["case dtype", ...], "probe_groups": ["case device dtype", ...]},
+                  "missing": {"jobs": ["case dtype", ...], "probe_groups": ["case device dtype stage", ...]},
                   # what a report written with --saved-only from an unfinished run lacks (empty: complete)
                   "bad_input_devices": [...]},  # where --bad-inputs probed (empty: not run; absent: older)
       "cases": {name: {"family", "description", "main_input", "main_kind", "plugin": module | null,

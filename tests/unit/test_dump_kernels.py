@@ -19,20 +19,25 @@ def _script() -> ModuleType:
     return module
 
 
-def test_patterns_are_counted_in_kernels_only(tmp_path: Path) -> None:
+def test_patterns_are_counted_once_per_distinct_kernel(tmp_path: Path) -> None:
     """A Triton kernel's libdevice and sigmoid calls and a PTX file's approximate, flush-to-zero and fused
-    instructions are counted; Python that is not a kernel is not."""
+    instructions are counted; a copy of a kernel, the wrapper that embeds it and Python that is not a kernel
+    are not."""
+    kernel = ("@triton.jit\ndef k(x):\n    y = libdevice.log1p(-x)\n    z = tl.sigmoid(x)\n"
+              "    return libdevice.log1p(z)\n")
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "kernel.py").write_text(
-        "@triton.jit\ndef k(x):\n    y = libdevice.log1p(-x)\n    z = tl.sigmoid(x)\n    return libdevice.log1p(z)\n")
+    (tmp_path / "a" / "kernel.py").write_text(kernel)
+    (tmp_path / "b.py").write_text(kernel)  # the same kernel again
+    (tmp_path / "wrapper.py").write_text(f"k = async_compile.triton('k', '''\n{kernel}''')\n")
     (tmp_path / "a" / "other.py").write_text("libdevice.exp(1)\n")  # no kernel in it
     (tmp_path / "k.ptx").write_text("ex2.approx.f32 %f1, %f2;\nfma.rn.ftz.f32 %f3, %f1, %f2, %f4;\n"
                                     "div.full.f32 %f5, %f3, %f1;\nmul.f32 %f6, %f5, %f5;\n"
-                                    "mul.rn.ftz.f32 %f7, %f6, %f6;\n")
-    files, counts = _script().count_patterns(tmp_path)
+                                    "mul.rn.ftz.f32 %f7, %f6, %f6;\nex2.approx.f32 %f8, %f7;\n")
+    files, occurrences, in_files = _script().count_patterns(tmp_path)
     assert files == ["a/kernel.py", "k.ptx"]
-    assert dict(counts) == {"libdevice.log1p": 2, "tl.sigmoid": 1, "ex2.approx.f32": 1, "fma.rn.ftz.f32": 1,
-                            "div.full.f32": 1, "mul.rn.ftz.f32": 1}
+    assert dict(occurrences) == {"libdevice.log1p": 2, "tl.sigmoid": 1, "ex2.approx.f32": 2, "fma.rn.ftz.f32": 1,
+                                 "div.full.f32": 1, "mul.rn.ftz.f32": 1}
+    assert set(in_files.values()) == {1}
 
 
 def test_an_unknown_entry_is_refused_with_one_line(tmp_path: Path) -> None:

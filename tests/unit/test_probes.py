@@ -55,7 +55,7 @@ def test_a_compiled_probe_does_not_depend_on_the_probes_before_it() -> None:
     before (on CUDA, on where the device-side asserts restarted it)."""
     other_shape = _task("bce", "target_other_shape", mode="compile")
     after_others = probes.run_probes([_task("bce", "target_above", mode="compile"), other_shape])[1]
-    alone = probes.run_probes([other_shape])[0]
+    alone = probes.run_probes([other_shape], isolate=True)[0]  # a fresh process: nothing compiled before it
     assert after_others.to_dict() == alone.to_dict()
     assert after_others.kind == probes.RAISES
     assert "Using a target size (torch.Size([2, 3])) that is different to the input size (torch.Size([2, 4]))" \
@@ -92,8 +92,8 @@ def test_isolated_probe_keeps_this_process_healthy(device: str) -> None:
 
 
 def test_isolated_probes_give_the_same_outcomes_one_or_several_children_at_a_time() -> None:
-    """Isolated probes run one child per case, device and dtype; how many children run at once changes nothing, and the
-    outcomes are those of the probes run in this process (eager mode, no compile state to differ)."""
+    """Isolated probes run one child per case, device, dtype and stage; how many children run at once changes
+    nothing, and the outcomes are those of the probes run in this process."""
     tasks = probes.tasks_for([cases.get(n) for n in ("bce", "bce_with_logits", "kl_div")], ["float32"], ["cpu"],
                              ["eager"], ["input_above", "target_above", "input_nan", "empty"])
     assert {t.case for t in tasks} == {"bce", "bce_with_logits", "kl_div"}
@@ -119,8 +119,9 @@ class DictMemo:
         """What a test does once a group is saved."""
 
 
-def test_isolated_probes_run_one_child_group_per_case_device_dtype_and_stage_and_reuse_saved_groups(
+def test_isolated_probes_run_one_child_group_per_case_device_and_dtype_and_reuse_saved_groups(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """(The split by stage is checked by the run-order test below, without compiling.)"""
     tasks = probes.tasks_for([cases.get(n) for n in ("bce", "kl_div")], ["float32", "float16"], ["cpu"], ["eager"],
                              ["input_nan", "empty"])
     memo = DictMemo()
