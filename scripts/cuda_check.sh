@@ -82,10 +82,11 @@ if wanted bench; then
     step bench-compile "$logs" "$limit" "${bench[@]}" -k "cuda and compile" --benchmark-json="$out/bench-compile.json"
 fi
 if wanted tests; then
-    # -v: a line per test as it ends, so a run cut off by its limit still names each failure (-rfEX's summary
-    # and junit.xml are written only at the end)
-    step tests "$out" "$limit" python3 -m pytest tests/unit tests/accuracy -n "$workers" -p no:cacheprovider -v \
-        -rfEX --junitxml="$out/junit.xml" -k "${CUDA_CHECK_TESTS_K:-}" &
+    # -v: a line per test as it ends, so a run cut off by its limit still names each failure (-rfEX's summary,
+    # the slowest tests and junit.xml are written only at the end); worksteal: idle workers take queued tests
+    # from busy ones, since the compiled CUDA tests take far longer than the rest
+    step tests "$out" "$limit" python3 -m pytest tests/unit tests/accuracy -n "$workers" --dist worksteal \
+        -p no:cacheprovider -v -rfEX --durations=25 --junitxml="$out/junit.xml" -k "${CUDA_CHECK_TESTS_K:-}" &
 fi
 if wanted report; then
     rm -rf .cache/cuda-check/full  # an earlier call's report; its saved jobs (.full.jobs) stay for --resume
