@@ -140,27 +140,32 @@ def run_unit(out: Path, entry_id: str, unit: str, device: str, timeout: float) -
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the suite, run from anywhere
+    from suite.errors import OneLineParser, UsageError
+
+    parser = OneLineParser(prog="dump_kernels", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder for the kernels and kernels.txt")
     parser.add_argument("entries", nargs="*", metavar="ENTRY_ID", help="deviation ids (default: see above)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--timeout", type=float, default=150.0, metavar="S", help="seconds for each child")
     parser.add_argument("--child", nargs=2, metavar=("ENTRY_ID", "UNIT"), help=argparse.SUPPRESS)
     args = parser.parse_intermixed_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the suite, run from anywhere
     if args.child:
         entry_id, unit = args.child
         print(RESULT_PREFIX + json.dumps(show(entry_id, unit, args.device)), flush=True)
         return 0
     import torch
 
-    from suite import deviations
+    from suite import deviations, selection
 
     known = {d.id for d in deviations.load()}
     unknown = [e for e in args.entries if e not in known]
-    if unknown:
-        print(f"dump_kernels: unknown deviation id(s): {', '.join(unknown)}", file=sys.stderr)
-        return 2
+    try:
+        selection.require_device(args.device)
+        if unknown:
+            raise UsageError(f"unknown deviation id(s): {', '.join(unknown)}")
+    except UsageError as exc:
+        parser.error(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
     summary = args.out / "kernels.txt"
     summary.write_text("")

@@ -41,8 +41,16 @@ def test_patterns_are_counted_once_per_distinct_kernel(tmp_path: Path) -> None:
 
 
 def test_an_unknown_entry_is_refused_with_one_line(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "out"), "no-such-entry"],
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "out"), "no-such-entry", "--device", "cpu"],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2
-    assert done.stderr.strip() == "dump_kernels: unknown deviation id(s): no-such-entry"
+    assert done.stderr.strip() == "dump_kernels: error: unknown deviation id(s): no-such-entry"
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_device_is_refused_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "out"), "--device", "tpu"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("dump_kernels: error: unknown device 'tpu'")
     assert not (tmp_path / "out").exists()
