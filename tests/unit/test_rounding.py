@@ -76,6 +76,18 @@ def test_round_float32_matches_torch_from_float64() -> None:
     _same(dtypes.round_array(values, FLOAT32), expected)
 
 
+def test_the_float32_cast_rounds_as_the_exact_scaling_does() -> None:
+    """round_array's float32 cast is the machine's conversion; on values over float32's whole range (subnormal
+    and overflowing results, exact midpoints, float64 subnormals) it gives what the exact scaling path gives,
+    value and sign."""
+    rng = np.random.default_rng(13)
+    values = np.concatenate([_exact_float64_near_float32(rng), [5e-324, -5e-324, 2.0**-150, 2.0**-149 * 1.5,
+                                                                np.inf, -np.inf, FLOAT64.max_finite]])
+    exact = dtypes._round_scaled_array(values, FLOAT32, np.zeros_like(values))
+    assert (np.abs(exact[np.isfinite(exact) & (exact != 0)]) < FLOAT32.smallest_normal).any() and np.isinf(exact).any()
+    _same(dtypes.round_array(values, FLOAT32), exact)
+
+
 def _python_float(x: Fraction) -> float:
     """Python's correctly rounded conversion, with overflow to inf instead of OverflowError."""
     try:

@@ -366,13 +366,14 @@ def test_scaled_matches_exact_division_across_the_range(divisor: int) -> None:
     float64 range where the vectorised path must hand over to exact arithmetic."""
     rng = np.random.default_rng(divisor)
     hi = np.concatenate([rng.standard_normal(200) * np.exp(rng.uniform(-700, 700, 200)),
-                         [1.7e308, -5.39e300, 3e-310, -2.5e-320, 0.0, 1.0, 3.0]])
+                         [1.7e308, -5.39e300, 3e-310, -2.5e-320, 0.0, -0.0, 1.0, 3.0]])
     lo = np.zeros_like(hi)
     t = Truth(hi, lo, np.zeros(hi.shape, np.int8), np.zeros(hi.shape, bool))
     out = t.scaled(divisor)
     for h, got_hi, got_lo in zip(hi.tolist(), out.hi.tolist(), out.lo.tolist(), strict=True):
         exact = Fraction(h) / divisor
         assert got_hi == float(exact)  # float(Fraction) is correctly rounded
+        assert math.copysign(1.0, got_hi) == math.copysign(1.0, h)  # a zero keeps its sign, as h / n does
         if got_lo != 0.0:
             # 2^-104 relative, or half the smallest subnormal where lo itself is subnormal
             bound = abs(exact) * Fraction(1, 2**104) + Fraction(1, 2**1075)
