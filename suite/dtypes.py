@@ -172,15 +172,17 @@ def round_array(hi: npt.ArrayLike, fmt: FloatFormat, lo: npt.ArrayLike | None = 
     ``fmt`` exactly, vectorised.  With ``lo`` omitted this is the correctly rounded cast of float64 values.
 
     ``hi`` is scaled so that the format's quantum is 1, rounded with ``rint`` (ties to even), and an exact
-    tie in ``hi`` is broken by the sign of ``lo``: only then can ``lo`` change the result.  The plain cast to
-    float32 is the machine's own conversion (:func:`_cast_to_float32`), a hundred times faster: kernel replays
-    round each step of a kernel to float32.
+    tie in ``hi`` is broken by the sign of ``lo``: only then can ``lo`` change the result.  Kernel replays round
+    every step of a kernel, so the plain casts take faster exact ways: to float32 the machine's conversion
+    (:func:`_cast_to_float32`), to 16 bits the float32 bit patterns (:func:`_round_float32_bits`).
     """
     h = np.array(hi, dtype=np.float64, copy=True)
     if lo is not None:
         return _round_scaled_array(h, fmt, lo)
     if fmt.name == "float32":
         return _cast_to_float32(h)
+    if fmt.precision < FLOAT32.precision and fmt.emin >= FLOAT32.emin:
+        return _round_float32_bits(h, fmt)
     return _round_scaled_array(h, fmt, np.zeros_like(h))
 
 
@@ -190,6 +192,30 @@ def _cast_to_float32(h: FloatArray) -> FloatArray:
     requires of its process (:func:`suite.fp_environment.require_ieee`)."""
     with np.errstate(over="ignore"):
         out: FloatArray = h.astype(np.float32).astype(np.float64)
+    return out
+
+
+def _round_float32_bits(h: FloatArray, fmt: FloatFormat) -> FloatArray:
+    """float64 values rounded to a 16-bit ``fmt``.  Those that are float32 numbers (a float32 kernel's results,
+    most of what replays round) are rounded in their float32 bit patterns: add half the dropped bits' weight
+    less one plus the last kept bit (ties to even), clear the dropped bits; a carry runs into the exponent,
+    and past the largest value into inf, as it should.  That is exact where the format's quantum is a fixed
+    bit of float32's pattern: its normal range, and for bfloat16 (float32's exponents) its subnormal numbers
+    too.  The rest (other values, float16's subnormal range, NaN) takes :func:`_round_scaled_array`."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        single = h.astype(np.float32)
+    drop = np.uint32(FLOAT32.precision - fmt.precision)
+    one = np.uint32(1)
+    bits = single.view(np.uint32)
+    kept = (bits + ((one << (drop - one)) - one) + ((bits >> drop) & one)) & ~((one << drop) - one)
+    out: FloatArray = kept.view(np.float32).astype(np.float64)
+    out = np.where(np.abs(out) > fmt.max_finite, np.copysign(np.inf, h), out)
+    fast = single == h
+    if fmt.emin > FLOAT32.emin:
+        fast &= np.abs(h) >= fmt.smallest_normal
+    slow = ~fast
+    if slow.any():
+        out[slow] = _round_scaled_array(h[slow], fmt, np.zeros(int(slow.sum())))
     return out
 
 

@@ -88,6 +88,20 @@ def test_the_float32_cast_rounds_as_the_exact_scaling_does() -> None:
     _same(dtypes.round_array(values, FLOAT32), exact)
 
 
+@pytest.mark.parametrize("fmt", [FLOAT16, BFLOAT16], ids=str)
+def test_16_bit_rounding_in_float32_bits_is_the_exact_scaling(fmt: FloatFormat) -> None:
+    """round_array to 16 bits rounds float32 numbers in their bit patterns and hands the rest to the exact
+    scaling path; on float32 numbers over the format's whole range (subnormal results, midpoints, the overflow
+    threshold), float64 numbers between them and float64 subnormals, both give the same values and signs."""
+    rng = np.random.default_rng(14)
+    singles = _exact_float32_near(fmt, rng)
+    doubles = singles * (1.0 + rng.uniform(-2.0**-30, 2.0**-30, singles.size))  # not float32 numbers
+    values = np.concatenate([singles, doubles, [5e-324, -5e-324, np.inf, -np.inf]])
+    exact = dtypes._round_scaled_array(values, fmt, np.zeros_like(values))
+    assert (np.abs(exact[np.isfinite(exact) & (exact != 0)]) < fmt.smallest_normal).any() and np.isinf(exact).any()
+    _same(dtypes.round_array(values, fmt), exact)
+
+
 def _python_float(x: Fraction) -> float:
     """Python's correctly rounded conversion, with overflow to inf instead of OverflowError."""
     try:
