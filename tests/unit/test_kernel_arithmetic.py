@@ -3,6 +3,7 @@ compute in float32 and round to float16 as torch's CPU kernels do, and against t
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import torch
 
@@ -86,3 +87,28 @@ def test_max_keeps_a_nan_first_operand() -> None:
     k = Kernel(F16)
     span = k.maximum(Span.of(np.array([np.nan, -200.0])), k.constant(-100.0))
     assert np.isnan(span.low[0]) and span.nan[0] and span.low[1] == -100.0
+
+
+def test_float64_functions_are_within_the_evaluation_error_the_float32_replays_allow() -> None:
+    """A float32 kernel's replay takes libm functions in float64, widened by FLOAT64_EVALUATION_ERROR of the
+    value: against mpmath at 100 bits, numpy's log, log1p and exp and the suite's sigmoid and log_sigmoid stay
+    within it across their float32 domains (every binade, subnormal results included)."""
+    from suite import array_math, kernel_arithmetic
+
+    rng = np.random.default_rng(8)
+    anywhere = np.concatenate([np.ldexp(rng.uniform(1, 2, 300), rng.integers(-149, 128, 300)) * s
+                               for s in (1.0, -1.0)])
+    positive = anywhere[anywhere > 0]
+    cases = {np.log: (positive, mpmath.log), np.log1p: (np.concatenate([positive, -positive[positive < 1]]),
+                                                        mpmath.log1p),
+             np.exp: (anywhere[np.abs(anywhere) < 745], mpmath.exp),
+             array_math.sigmoid: (anywhere, lambda x: 1 / (1 + mpmath.exp(-x))),
+             array_math.log_sigmoid: (anywhere[anywhere > -1e300], lambda x: -mpmath.log1p(mpmath.exp(-x)))}
+    for f, (x, exact_f) in cases.items():
+        got = np.asarray(f(x), dtype=np.float64)
+        with mpmath.workprec(100):
+            exact = np.array([float(exact_f(mpmath.mpf(float(v)))) for v in x])
+        finite = np.isfinite(exact) & (exact != 0)
+        assert finite.sum() > 100
+        error = np.abs(got[finite] - exact[finite]) / np.abs(exact[finite])
+        assert error.max() <= kernel_arithmetic.FLOAT64_EVALUATION_ERROR, f.__name__
