@@ -133,7 +133,7 @@ class Kernel:
         """A non-decreasing function of the C library on ``a``: its exact value at the ends, within ``ulps`` ULPs
         of ``compute``, then stored.  The exact value is taken in ``numpy.longdouble`` for a float64 kernel; for
         a float32 one, float64's value (a few ULPs of float64 from the exact one, two to five times faster) widened by
-        :data:`FLOAT64_EVALUATION_ERROR` of itself, which keeps the exact value inside at a cost of 2^-17 of an
+        :data:`FLOAT64_EVALUATION_ERROR` of itself, which keeps the exact value inside at a cost of 2^-16 of an
         ULP of float32."""
         wide = self.compute.precision > FLOAT32.precision
         carrier = np.longdouble if wide else np.float64
