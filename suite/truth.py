@@ -151,8 +151,8 @@ class Truth:
         transformations in float64 (``q = hi / n``, the exact remainder ``hi - q n`` by Dekker's product), which
         leaves an error below 2^-104 relative in ``lo``; nonzero elements near either end of float64's range
         (where the split would overflow or the quotient be subnormal) are divided exactly with fractions instead.
-        A zero stays as it is, sign included (0 / n, as IEEE division gives it); many gradients are exact zeros,
-        and each element the fractions divide costs microseconds.
+        An exact zero is +0, as the exact value fractions give (many gradients are exact zeros, and each element
+        the fractions divide costs microseconds).
         """
         out = self.copy()
         if divisor == 1:
@@ -170,7 +170,9 @@ class Truth:
             safe = finite & (np.abs(out.hi) >= np.ldexp(1.0, -900)) & (np.abs(out.hi) <= np.ldexp(1.0, 990))
             out.hi[safe], out.lo[safe] = _divide_dd(out.hi[safe], out.lo[safe], float(divisor))
         flat_hi, flat_lo = out.hi.reshape(-1), out.lo.reshape(-1)
-        for i in np.flatnonzero((finite & ~safe & (out.hi != 0)).reshape(-1)):
+        zero = out.hi == 0
+        out.hi[zero], out.lo[zero] = 0.0, 0.0
+        for i in np.flatnonzero((finite & ~safe & ~zero).reshape(-1)):
             exact = (Fraction(float(flat_hi[i])) + Fraction(float(flat_lo[i]))) / divisor
             flat_hi[i], flat_lo[i] = dd_from_fraction(exact)
         return out

@@ -373,7 +373,7 @@ def test_scaled_matches_exact_division_across_the_range(divisor: int) -> None:
     for h, got_hi, got_lo in zip(hi.tolist(), out.hi.tolist(), out.lo.tolist(), strict=True):
         exact = Fraction(h) / divisor
         assert got_hi == float(exact)  # float(Fraction) is correctly rounded
-        assert math.copysign(1.0, got_hi) == math.copysign(1.0, h)  # a zero keeps its sign, as h / n does
+        assert math.copysign(1.0, got_hi) == math.copysign(1.0, float(exact))  # signs too: an exact 0 is +0
         if got_lo != 0.0:
             # 2^-104 relative, or half the smallest subnormal where lo itself is subnormal
             bound = abs(exact) * Fraction(1, 2**104) + Fraction(1, 2**1075)
