@@ -18,9 +18,9 @@
 #   kernels  the kernels torch.compile generates on CUDA for the known deviations of the compile modes, with the
 #            calls and instructions their reasons name counted (scripts/dump_kernels.py; OUTDIR/kernels.txt, the
 #            kernels themselves in logs.tgz): where the reasons infer a cause from values, the kernel settles it.
-# tests, report, compile and kernels run side by side after bench.  They share the machine's cores: a report that needs
-# its whole limit is better run in a call of its own (beside the tests, its slowest probe groups, those of
-# BCE's device-side asserts on CUDA, may not finish).  Each step has its own time limit (SIGTERM, then
+# tests, report, compile and kernels run side by side after bench.  They share the machine's cores: a report
+# that needs its whole limit is better run in a call of its own (beside the tests, its slowest probe groups,
+# those of BCE's device-side asserts on CUDA, may not finish).  Each step has its own time limit (SIGTERM, then
 # SIGKILL 30 s later), so a slow step is cut off and reported instead of losing the rest.  Every log is
 # written into OUTDIR/logs as it runs (a call killed from outside still returns what each step printed) and
 # packed into logs.tgz at the end.
