@@ -45,28 +45,25 @@ RESULT_PREFIX = "KERNEL-DUMP "
 WITNESS = "witness"
 
 
-def _applicable(entry_id: str, device: str) -> list[tuple[str, str]]:
-    from suite import deviations, witness
-
-    return witness.combos(deviations.get(entry_id), device)
-
-
 def default_entries(device: str) -> list[str]:
     """Entries whose home mode compiles and which apply to this torch on ``device``; those for this kind of
     device alone first (the others are also seen on the CPU, where any machine dumps them)."""
-    from suite import deviations, modes
+    import torch
 
-    kind = device.split(":")[0]
-    found = [d for d in deviations.load() if d.home_mode in modes.COMPILE_MODES and _applicable(d.id, device)]
+    from suite import deviations, modes, witness
+
+    kind = torch.device(device).type
+    found = [d for d in deviations.load() if d.home_mode in modes.COMPILE_MODES and witness.combos(d, device)]
     return [d.id for d in sorted(found, key=lambda d: d.devices != (kind,))]
 
 
 def units(entry_id: str, device: str) -> list[str]:
     """What runs in a child each: the entry's witness (if it has one) and each applicable ``case/dtype``."""
-    from suite import deviations
+    from suite import deviations, witness
 
-    pairs = _applicable(entry_id, device)
-    return ([WITNESS] if deviations.get(entry_id).witness and pairs else []) + [f"{c}/{d}" for c, d in pairs]
+    deviation = deviations.get(entry_id)
+    pairs = witness.combos(deviation, device)
+    return ([WITNESS] if deviation.witness and pairs else []) + [f"{c}/{d}" for c, d in pairs]
 
 
 def show(entry_id: str, unit: str, device: str) -> dict[str, int]:
