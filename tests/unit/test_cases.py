@@ -1,4 +1,5 @@
-"""The case registry: functional and nn.Module forms agree bit for bit, and users can register cases."""
+"""The case registry: functional and nn.Module forms agree bit for bit, the parameters it does not differentiate
+are those torch refuses to, and users can register cases."""
 
 from __future__ import annotations
 
@@ -55,6 +56,21 @@ def test_functional_and_module_forms_agree(name: str, dtype: torch.dtype) -> Non
         _same_bits(out_f, out_m)
         for gf, gm in zip(grads_f, grads_m, strict=True):
             _same_bits(gf, gm)
+
+
+_PARAMETERS = [(name, spec.name) for name in cases.BUILTIN for spec in cases.get(name).inputs
+               if not spec.differentiable]
+
+
+@pytest.mark.parametrize(("name", "parameter"), _PARAMETERS, ids=[f"{n}-{p}" for n, p in _PARAMETERS])
+def test_parameters_the_suite_does_not_differentiate_are_refused_by_torch(name: str, parameter: str) -> None:
+    """The suite checks no gradient of ``weight`` or ``pos_weight`` because torch has none: asking for one raises.
+    A torch that starts to differentiate them fails this test, so that the new gradient gets checked too."""
+    case = cases.get(name)
+    tensors = _tensors(case, torch.float64)
+    tensors[parameter].requires_grad_(True)
+    with pytest.raises(RuntimeError, match=f"not differentiable with respect to argument '{parameter}'"):
+        case.forward(tensors, "mean").backward()
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> None:
