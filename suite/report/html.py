@@ -49,7 +49,7 @@ def _plots(plots: list[PlotFile]) -> str:
 def _reproducers(payload: dict[str, Any]) -> str:
     parts = ["<h2>Findings with reproducers</h2>"]
     for f in payload["findings"]:
-        title = (f"{f['case']} {f['dtype']} {f['device']} {f['reduction']} {f['quantity']}: {f['label']} "
+        title = (f"{f['case']} {f['dtype']} {summary.device_mode(f)} {f['reduction']} {f['quantity']}: {f['label']} "
                  f"({f['attribution']}), {f['count']} elements, {summary.region(f)}")
         parts.append(f"<details><summary>{escape(title)}</summary><p>{escape(f['description'])}; worst: "
                      f"{escape(summary.point_text(f.get('worst')))}</p><pre>{escape(f['reproducer'])}</pre>"

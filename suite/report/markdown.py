@@ -42,8 +42,8 @@ def _reproducers(payload: dict[str, Any]) -> str:
         items = sorted(items, key=lambda f: (not summary.is_new(f), f["reduction"] != "none"))
         parts.append(f"### {case}\n")
         for f in items[:REPRODUCERS_PER_CASE]:
-            parts.append(_reproducer(f"{f['dtype']} {f['device']} {f['reduction']} {f['quantity']}: {f['label']} "
-                                     f"({f['attribution']}) at {summary.region(f)}", f["reproducer"]))
+            parts.append(_reproducer(f"{f['dtype']} {summary.device_mode(f)} {f['reduction']} {f['quantity']}: "
+                                     f"{f['label']} ({f['attribution']}) at {summary.region(f)}", f["reproducer"]))
     return "\n".join(parts)
 
 

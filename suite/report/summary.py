@@ -131,6 +131,12 @@ def safe_text(s: dict[str, Any] | None) -> str:
     return text + (" (whole grid)" if s["status"] == "whole_grid" else "")
 
 
+def device_mode(record: dict[str, Any]) -> str:
+    """The device, and the mode where it is not eager: one column that tells apart the rows of several modes."""
+    mode = record.get("mode", "eager")
+    return str(record["device"]) if mode == "eager" else f"{record['device']} {mode}"
+
+
 def summary(payload: dict[str, Any]) -> Table:
     """One row per case, dtype, device and mode: the unreduced loss and main-input gradient at a glance."""
     results = _index(payload["results"])
@@ -141,12 +147,12 @@ def summary(payload: dict[str, Any]) -> Table:
         c[0 if is_new(f) else 1] += 1
     rows = []
     for key, s in safe.items():
-        case, dtype, device, mode = key
+        case, dtype = key[:2]
         grad = f"grad_{payload['cases'][case]['main_input']}"
         loss, g = results.get((*key, "none", "loss")), results.get((*key, "none", grad))
         new, known = counts.get(key, [0, 0])
         status = "ok" if new + known == 0 else ("new findings" if new else "known only")
-        rows.append([case, dtype, device if mode == "eager" else f"{device} {mode}",
+        rows.append([case, dtype, device_mode(s),
                      number(loss["max_ulp"]) if loss else "-", number(g["max_ulp"]) if g else "-",
                      str(_failing(loss)), str(_failing(g)), f"{new} / {known}", safe_text(s), status])
     return Table("Summary", ["case", "dtype", "device", "max ULP loss", "max ULP grad", "failing loss",
@@ -168,7 +174,7 @@ def worst(payload: dict[str, Any], count: int = 12) -> Table:
 
 
 def findings(payload: dict[str, Any]) -> Table:
-    rows = [[f["case"], f["dtype"], f["device"], f["reduction"], f["quantity"], f["label"], str(f["count"]),
+    rows = [[f["case"], f["dtype"], device_mode(f), f["reduction"], f["quantity"], f["label"], str(f["count"]),
              region(f), point_text(f.get("worst")), f["attribution"]] for f in payload["findings"]]
     return Table("Findings", ["case", "dtype", "device", "reduction", "quantity", "label", "elements", "region",
                               "worst point", "attribution"], rows)
@@ -178,7 +184,7 @@ def safe_ranges(payload: dict[str, Any]) -> Table:
     rows = []
     for s in payload["safe_ranges"]:
         limits = s.get("limits") or {}
-        rows.append([s["case"], s["dtype"], s["device"], f"{s['input']} ({s['kind']})", value(s["center"]),
+        rows.append([s["case"], s["dtype"], device_mode(s), f"{s['input']} ({s['kind']})", value(s["center"]),
                      safe_text(s), limits.get("low") or "-", limits.get("high") or "-"])
     return Table("Safe ranges", ["case", "dtype", "device", "input", "typical", "safe range",
                                  "fails below at", "fails above at"], rows)

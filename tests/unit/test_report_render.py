@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from suite import cases, cli
-from suite.report import collect, command, schema
+from suite.report import collect, command, schema, summary
 
 CASES = ["bce_with_logits", "kl_div"]
 LOGITS = np.array([-np.inf, -200.0, -90.0, -30.0, -17.0, -3.0, -0.5, 0.0, 0.5, 3.0, 17.0, 30.0, 200.0, np.inf])
@@ -85,6 +85,19 @@ def test_markdown_has_every_section(report: Path) -> None:
                     "## Reproducers", "```python"):
         assert heading in text
     assert "| bce_with_logits | float16 | cpu |" in text
+
+
+def test_rows_of_a_mode_other_than_eager_name_it(report: Path) -> None:
+    """With several modes, the summary, findings and safe-range rows of one case, dtype and device differ by
+    the mode they name (without it, two safe ranges of bce float16 read as one device's contradiction)."""
+    payload = _strict((report / "accuracy.json").read_text())
+    for section in ("findings", "safe_ranges"):
+        payload[section] += [{**record, "mode": "compile"} for record in payload[section]]
+    for table in (summary.summary(payload), summary.findings(payload), summary.safe_ranges(payload)):
+        column = table.headers.index("device")
+        shown = {row[column] for row in table.rows}
+        assert shown == {"cpu", "cpu compile"}, (table.title, shown)
+        assert sum(row[column] == "cpu compile" for row in table.rows) * 2 == len(table.rows), table.title
 
 
 def test_html_links_existing_nonempty_images(report: Path) -> None:
