@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from suite import atomic, cases, compare, dtypes, modes, probes, promotion, selection
+from suite import atomic, cases, compare, dtypes, modes, plugins, probes, promotion, selection
 from suite.cases.base import Case
 from suite.errors import OneLineParser, UsageError
 from suite.inputs import grids
@@ -152,6 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", help=f"comma-separated modes of {', '.join(modes.MODES)} (default: all)")
     parser.add_argument("--parts", default="modes,probes,promotion", help="which sections to run")
     parser.add_argument("--isolate-all", action="store_true", help="run every probe in a child process")
+    parser.add_argument("--plugin", action="append", metavar="MODULE", default=[],
+                        help="import MODULE, which registers cases of its own with suite.cases.register; they "
+                             "run with the built-in ones, in child processes too (repeatable)")
     parser.add_argument("--json", metavar="PATH", help="also write the payload as JSON")
     parser.add_argument("--html", metavar="PATH", help="also write the HTML fragment")
 
@@ -162,6 +165,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         parser = OneLineParser(prog="python -m suite.modes_report")
         add_arguments(parser)
         args = parser.parse_args(args)
+    plugins.load_all(args.plugin)
     parts = selection.names(args.parts, "--parts")
     unknown = set(parts) - {"modes", "probes", "promotion"}
     if unknown:

@@ -6,7 +6,9 @@ returns an empty tensor, or triggers a CUDA device-side assert.
 A device-side assert poisons the CUDA context of its process, so probes on CUDA (or all, with ``isolate``)
 run in child processes: one child runs tasks in turn and reports each on a line; when a child dies (a
 signal, ``os._exit``), hangs past the timeout, or stops after a device-side assert, the task is recorded
-as such and a fresh child takes the rest.  The parent never touches CUDA for them.
+as such and a fresh child takes the rest.  The parent never touches CUDA for them.  Each child first imports
+the parent's plugin modules (:mod:`suite.plugins`), so that a user's cases resolve by name there too; one
+that fails to import there stops the run with its :class:`suite.plugins.PluginError`.
 
     outcomes = probes.run_probes(probes.tasks_for(cases.all_cases(), ["float32"], ["cpu"], ["eager"]))
 """
@@ -36,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from suite import cases, dtypes, modes
+from suite import cases, dtypes, modes, plugins
 from suite.cases.base import Case, InputSpec
 
 #: Outcome kinds.
@@ -54,6 +56,8 @@ SAVED = "saved:"
 #: Outcomes after which the batch must not be run in this process.
 FATAL = (DEVICE_ASSERT, CHILD_DIED, TIMEOUT)
 READY_LINE = "PROBE-READY"
+#: Line of a child whose plugin modules failed to import, followed by the error (JSON text); no task ran.
+PLUGIN_ERROR_LINE = "PROBE-PLUGIN-ERROR "
 
 #: Batch shape of the data inputs; parameters (weight, pos_weight) are per-class vectors of the last axis.
 SHAPE = (2, 4)
@@ -352,9 +356,16 @@ def _backward(task: Task, out: torch.Tensor, tensors: Tensors) -> str | None:
 
 
 def child_main() -> None:
-    """Entry point of a child: read a JSON list of tasks on stdin, run them in turn, print each outcome on a
-    line; stop after a device-side assert (the CUDA context is poisoned)."""
-    tasks = [Task(**t) for t in json.loads(sys.stdin.read())]
+    """Entry point of a child: read the plugin modules and the tasks (JSON) on stdin, import the plugins
+    (their error, on one line, ends the child), run the tasks in turn, print each outcome on a line; stop
+    after a device-side assert (the CUDA context is poisoned)."""
+    given = json.loads(sys.stdin.read())
+    try:
+        plugins.load_in_child(given["plugins"])
+    except plugins.PluginError as exc:
+        print(PLUGIN_ERROR_LINE + json.dumps(str(exc)), flush=True)
+        return
+    tasks = [Task(**t) for t in given["tasks"]]
     if any(t.mode in modes.COMPILE_MODES for t in tasks):  # a second and more to import: part of the start-up,
         import torch._dynamo  # noqa: F401                 # not of the first probe's time (only compiles need it)
 
@@ -465,9 +476,10 @@ def _run_child(tasks: Sequence[Task], timeout: float, startup: float, children: 
 
 def _outcomes_of(proc: subprocess.Popen[str], tasks: Sequence[Task], timeout: float, startup: float,
                  stderr: IO[str]) -> list[Outcome]:
-    """Send ``tasks`` to a started child and read its outcomes until it ends (or is killed, hung)."""
+    """Send this process's plugin modules and ``tasks`` to a started child and read its outcomes until it ends
+    (or is killed, hung); :class:`suite.plugins.PluginError` when the plugins failed to import there."""
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(json.dumps([asdict(t) for t in tasks]))
+    proc.stdin.write(json.dumps({"plugins": plugins.modules(), "tasks": [asdict(t) for t in tasks]}))
     proc.stdin.close()
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
@@ -485,6 +497,8 @@ def _outcomes_of(proc: subprocess.Popen[str], tasks: Sequence[Task], timeout: fl
             if not outcomes or outcomes[-1].kind != DEVICE_ASSERT:
                 outcomes.append(_died(tasks[len(outcomes)], proc, stderr))
             return outcomes
+        if line.startswith(PLUGIN_ERROR_LINE):
+            raise plugins.PluginError(json.loads(line[len(PLUGIN_ERROR_LINE):]))
         if line.startswith(READY_LINE):
             wait = timeout
         elif line.startswith(RESULT_PREFIX):
@@ -508,7 +522,8 @@ def screen(case: Case, inputs: Mapping[str, npt.NDArray[np.float64]], dtype: str
            reductions: Sequence[str], *, timeout: float = TIMEOUT_S) -> dict[str, Outcome]:
     """Run ``case`` on a batch (carrier arrays) in child processes first, one task per reduction, so that a
     device-side assert (or a crash) poisons a child's CUDA context and not this process's; the outcome of
-    each reduction.  ``case`` must be registered (the child looks it up by name)."""
+    each reduction.  ``case`` must resolve in a child (:func:`suite.plugins.resolvable`: the child looks it up
+    by name)."""
     with tempfile.TemporaryDirectory(prefix="suite-screen-") as folder:
         path = os.path.join(folder, "batch.npz")
         arrays = {name: np.asarray(v, dtype=np.float64) for name, v in inputs.items()}

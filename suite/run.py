@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from suite import budgets, cases, dtypes, modes, probes, truth, truth_cache
+from suite import budgets, dtypes, modes, plugins, probes, truth, truth_cache
 from suite.cases.base import REDUCTION_DIVISORS, Case
 from suite.dtypes import FloatArray, FloatFormat
 from suite.metrics import ElementMetrics, Label, measure
@@ -128,8 +128,9 @@ def evaluate(case: Case, inputs: Mapping[str, npt.ArrayLike], dtype: Any, device
 def needs_screening(case: Case, used: Mapping[str, FloatArray], device: str) -> bool:
     """Whether a batch must first run in a child process (:func:`suite.probes.screen`): on CUDA, an input
     outside its domain (or NaN) may trigger a device-side assert, which would poison this process's CUDA
-    context for good.  Only registered cases can run in a child; others run here as they are."""
-    if torch.device(device).type != "cuda" or case.name not in cases.names() or cases.get(case.name) is not case:
+    context for good.  Only cases a child resolves by name (built in, or of a loaded plugin:
+    :func:`suite.plugins.resolvable`) can run in a child; others run here as they are."""
+    if torch.device(device).type != "cuda" or not plugins.resolvable(case):
         return False
     return any(bool((~((values >= spec.low) & (values <= spec.high))).any())
                for spec in case.inputs for values in [np.asarray(used[spec.name])])

@@ -411,7 +411,7 @@ def run_jobs(options: Options, jobs: list[tuple[Case, FloatFormat]], progress: P
             f"truth {job.truth_seconds:.1f}s, torch+metrics {output.torch_seconds:.1f}s, "
             f"search {output.search_seconds:.1f}s") + f" (total {time.monotonic() - started:.0f}s)")
 
-    with pool.executor(options.jobs, sorted(set(options.plugins.values()))) as runner:
+    with pool.executor(options.jobs) as runner:
         pending: dict[Future[JobOutput], _Pending] = {}
 
         def reap(keep: int) -> None:
@@ -479,7 +479,8 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
     if options.jobs > 1:
         for case in cases_to_run:
             if not pool.is_registered(case):
-                raise ValueError(f"case {case.name!r} is not registered: jobs > 1 runs registered cases only")
+                raise ValueError(f"case {case.name!r} is not registered as a built-in or plugin case: jobs > 1 "
+                                 "runs those only (workers look cases up by name)")
     progress = progress or Progress(quiet=True)
     progress.total = len(jobs)
     store = checkpoint_store(options)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from suite import atomic, cases, dtypes, fp_environment, modes, selection
+from suite import atomic, cases, dtypes, modes, plugins, selection
 from suite.errors import UsageError
 from suite.report import baselines, checkpoint, collect, diff, html, markdown, plots, schema, summary
 from suite.report.progress import Progress
@@ -118,23 +118,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_plugins(modules: list[str]) -> dict[str, str]:
-    """Import each plugin module; case name -> module that registered it."""
-    owners: dict[str, str] = {}
-    for module in modules:
-        try:
-            added = cases.load_plugin(module)
-        except ImportError as exc:
-            raise UsageError(f"cannot import plugin {module!r}: {exc}") from None
-        except (Exception, SystemExit) as exc:  # the plugin's own code failed (or exited) while it was imported
-            raise UsageError(f"plugin {module!r} failed on import: {type(exc).__name__}: {exc}") from None
-        fp_environment.require_ieee(f"after importing plugin {module!r}")
-        owners.update({c.name: module for c in added})
-    return owners
+    """Import each plugin module (:func:`suite.plugins.load_all`, which children load again); case name ->
+    module that registered it."""
+    return plugins.load_all(modules)
 
 
 def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.Case]]:
     """Validated options: unknown cases, dtypes, devices or modes are a UsageError."""
-    plugins = load_plugins(args.plugin)
+    owners = load_plugins(args.plugin)
     names = selection.names(args.cases, "--cases") or cases.names()
     try:
         selected = [cases.get(n) for n in names]
@@ -158,7 +149,7 @@ def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.
     check_out(out)
     if args.cache_dir is not None and Path(args.cache_dir).exists() and not Path(args.cache_dir).is_dir():
         raise UsageError(f"--cache-dir {args.cache_dir} exists and is not a folder")
-    return collect.Options(names, dtype_names, devices, mode_names, args.quick, plugins, args.workers,
+    return collect.Options(names, dtype_names, devices, mode_names, args.quick, owners, args.workers,
                            args.cache_dir, args.search, args.search_seed, args.bad_inputs, args.jobs,
                            str(checkpoint.folder_for(out)), args.resume, args.saved_only,
                            probe_devices), selected

@@ -2,7 +2,8 @@
 ``jobs`` worker processes.
 
 Workers start with ``spawn`` (a fresh interpreter: forking a process that has touched CUDA is unsafe),
-import the plugin modules so that every case resolves by name, and use the parent's number of torch
+import the plugin modules (:func:`suite.plugins.load_in_child`; one that fails there fails every job with its
+:class:`suite.plugins.PluginError`) so that every case resolves by name, and use the parent's number of torch
 threads, so a job gives the same numbers in a worker as in the parent (CPU reductions split their sums by
 thread).  ``torch.compile``'s own compile workers are divided among the jobs instead of each job taking
 every core.
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from suite import cases, modes
+from suite import cases, modes, plugins
 
 T = TypeVar("T")
 
@@ -37,25 +38,50 @@ class InProcess(Executor):
         return future
 
 
-def _start_worker(plugins: list[str], torch_threads: int, compile_threads: int) -> None:
+#: In a worker: why its plugin modules failed to import (None: they did), raised by each job it is given.
+_plugin_error: plugins.PluginError | None = None
+
+
+def _start_worker(modules: list[str], torch_threads: int, compile_threads: int) -> None:
+    global _plugin_error
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the workers
-    for module in plugins:
-        cases.load_plugin(module)
+    try:
+        plugins.load_in_child(modules)
+    except plugins.PluginError as exc:  # kept for the jobs: a failed initializer only breaks the pool, unexplained
+        _plugin_error = exc
     torch.set_num_threads(torch_threads)
     import torch._inductor.config as inductor_config
 
     inductor_config.compile_threads = compile_threads
 
 
+def _run_job(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run a job in a worker, unless the worker's plugins failed to import: then their error."""
+    if _plugin_error is not None:
+        raise _plugin_error
+    return fn(*args, **kwargs)
+
+
+class Workers(ProcessPoolExecutor):
+    """Spawned worker processes that load this process's plugin modules (:func:`suite.plugins.modules`) before
+    their first job."""
+
+    def __init__(self, jobs: int) -> None:
+        super().__init__(jobs, mp_context=get_context("spawn"), initializer=_start_worker,
+                         initargs=(plugins.modules(), torch.get_num_threads(), modes.compile_threads_per_job(jobs)))
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return super().submit(_run_job, fn, *args, **kwargs)
+
+
 @contextlib.contextmanager
-def executor(jobs: int, plugins: list[str]) -> Iterator[Executor]:
-    """An executor running ``jobs`` jobs at a time.  On a job's error, jobs not yet started are cancelled;
-    on an interruption, running ones are stopped as well."""
+def executor(jobs: int) -> Iterator[Executor]:
+    """An executor running ``jobs`` jobs at a time (:class:`Workers` for more than one).  On a job's error,
+    jobs not yet started are cancelled; on an interruption, running ones are stopped as well."""
     if jobs <= 1:
         yield InProcess()
         return
-    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_worker,
-                               initargs=(plugins, torch.get_num_threads(), modes.compile_threads_per_job(jobs)))
+    pool = Workers(jobs)
     try:
         yield pool
     except Exception:
@@ -70,5 +96,5 @@ def executor(jobs: int, plugins: list[str]) -> Iterator[Executor]:
 
 
 def is_registered(case: cases.Case) -> bool:
-    """Whether ``case`` is the one registered under its name (what a worker would resolve)."""
-    return case.name in cases.names() and cases.get(case.name) is case
+    """Whether a worker would resolve ``case`` by name to this very case (:func:`suite.plugins.resolvable`)."""
+    return plugins.resolvable(case)

@@ -6,19 +6,24 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO
 
+import numpy as np
 import pytest
 import torch
 
 from suite import cases, modes, probes
 from suite.cases.base import Case
+from suite.report import command
 from tests.conftest import DEVICES
 
 HERE = "tests.unit.test_probes"
+PLUGIN = "tests.unit.plugin_broken_loss"
+BROKEN = "broken_bce_with_logits"
 
 
 def exit_child(case: Case, dtype: torch.dtype, device: str) -> probes.Tensors:
@@ -100,6 +105,39 @@ def test_isolated_probes_give_the_same_outcomes_one_or_several_children_at_a_tim
     one, three = (probes.run_probes(tasks, isolate=True, jobs=jobs) for jobs in (1, 3))
     here = probes.run_probes(tasks, isolate=False)
     assert [o.to_dict() for o in one] == [o.to_dict() for o in three] == [o.to_dict() for o in here]
+
+
+@pytest.fixture
+def broken_plugin() -> Iterator[Case]:
+    """The report's plugin case, loaded as ``--plugin`` loads it, and forgotten after the test."""
+    sys.modules.pop(PLUGIN, None)
+    cases.unregister(BROKEN)
+    try:
+        command.load_plugins([PLUGIN])
+        yield cases.get(BROKEN)
+    finally:
+        cases.unregister(BROKEN)
+        sys.modules.pop(PLUGIN, None)
+
+
+def test_a_plugin_cases_probes_in_children_give_torchs_outcomes(broken_plugin: Case) -> None:
+    """Children import the plugin modules first: a plugin case's probes, isolated as the report runs them,
+    give what torch does (a number, NaN, torch's own error), the outcomes of this process, not 'unknown case'."""
+    tasks = probes.tasks_for([broken_plugin], ["float32"], ["cpu"], ["eager"],
+                             ["target_above", "input_nan", "target_other_shape", "empty"])
+    isolated = probes.run_probes(tasks, isolate=True)
+    assert [o.kind for o in isolated] == [probes.NUMBER, probes.NAN, probes.RAISES, probes.NAN], \
+        [o.message for o in isolated]
+    assert "The size of tensor a (3) must match the size of tensor b (4)" in isolated[2].message
+    assert [o.to_dict() for o in isolated] == [probes.execute(t).to_dict() for t in tasks]
+
+
+def test_a_plugin_cases_batch_is_screened_in_a_child(broken_plugin: Case) -> None:
+    """The screening of a CUDA batch (run in a child first) resolves the plugin case there as well: exp(100)
+    overflows float32, a number (inf), not an error."""
+    batch = {"input": np.array([[100.0, 1.0]]), "target": np.array([[0.0, 1.0]])}
+    screened = probes.screen(broken_plugin, batch, "float32", "cpu", "eager", ["none"])
+    assert screened["none"].kind == probes.NUMBER and screened["none"].message.startswith("inf"), screened
 
 
 class DictMemo:

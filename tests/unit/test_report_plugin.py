@@ -1,5 +1,6 @@
 """``python -m suite report --plugin``: a user's deliberately broken loss (tests/unit/plugin_broken_loss.py)
-gets its findings and reproducers next to torch's, in accuracy.json and accuracy.md."""
+gets its findings and reproducers next to torch's, in accuracy.json and accuracy.md; a plugin that fails to
+import in the report's child processes is one clear error."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suite import cases, cli
-from suite.report import schema
+from suite import cases, cli, plugins, probes
+from suite.report import pool, schema
 
 PLUGIN = "tests.unit.plugin_broken_loss"
 BROKEN = "broken_bce_with_logits"
+#: A plugin that fails to import (RuntimeError) where REFUSE is set, and its case.
+REFUSED, REFUSED_CASE = "tests.unit.plugin_refused_in_children", "bce_with_logits_refused_in_children"
+REFUSE = "SUITE_TEST_REFUSE_PLUGIN"
 #: exp(x) overflows float32 above log(FLT_MAX)
 EXP_OVERFLOW = math.log(float(np.finfo(np.float32).max))
 
@@ -96,3 +100,34 @@ def test_plugin_reproducer_prints_the_measured_inf(report: Path) -> None:
     with contextlib.redirect_stdout(printed):
         exec(compile(finding["reproducer"], "<reproducer>", "exec"), {})
     assert float(printed.getvalue().split()[-1]) == math.inf
+
+
+@pytest.fixture
+def refused_in_children(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A plugin case loaded here, as --plugin loads it, whose module fails to import in every child process
+    started after: the case's name."""
+    sys.modules.pop(REFUSED, None)
+    try:
+        assert plugins.load_all([REFUSED]) == {REFUSED_CASE: REFUSED}
+        monkeypatch.setenv(REFUSE, "1")
+        yield REFUSED_CASE
+    finally:
+        cases.unregister(REFUSED_CASE)
+        sys.modules.pop(REFUSED, None)
+
+
+REFUSED_ERROR = f"plugin {REFUSED!r} failed to import in a child process: RuntimeError: {REFUSE} is set"
+
+
+def test_a_plugin_that_fails_to_import_in_a_probe_child_is_one_clear_error(refused_in_children: str) -> None:
+    """Not an 'unknown case' outcome per probe: the probes stop with the plugin's name and its error."""
+    tasks = [probes.Task(refused_in_children, p, "float32", "cpu", "eager") for p in ("input_nan", "empty")]
+    with pytest.raises(plugins.PluginError, match=REFUSED_ERROR):
+        probes.run_probes(tasks, isolate=True)
+
+
+def test_a_plugin_that_fails_to_import_in_a_job_worker_is_one_clear_error(refused_in_children: str) -> None:
+    """A --jobs worker that failed to import the plugin gives each job the plugin's error (a failed initializer
+    would only break the pool, unexplained); the report prints it as one line."""
+    with pool.executor(2) as workers, pytest.raises(plugins.PluginError, match=REFUSED_ERROR):
+        workers.submit(cases.names).result()
