@@ -45,10 +45,11 @@ def _times(a: FloatArray, b: FloatArray) -> FloatArray:
         return np.where((a == 0) | (b == 0), 0.0, a * b)
 
 
-def pos_weight_grad_input(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                          input_fmt: FloatFormat) -> FloatArray:
-    """BCEWithLogits with ``pos_weight``: torch's input gradient is ``w ((pw y + 1 - y) sigmoid(x) - pw y)``
-    (``binary_cross_entropy_with_logits_backward``), terms ``|pw y|, 1, |y|`` times ``sigmoid(x)``, and ``|pw y|``."""
+def bce_with_logits_grad_input(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
+                               input_fmt: FloatFormat) -> FloatArray:
+    """BCEWithLogits: torch's input gradient is ``w ((pw y + 1 - y) sigmoid(x) - pw y)`` with ``pos_weight``, ``w
+    (sigmoid(x) - y)`` without (``binary_cross_entropy_with_logits_backward``): terms ``|pw y|, 1, |y|`` times
+    ``sigmoid(x)``, and ``|pw y|``, with ``pw = 1`` without ``pos_weight`` (a bound of ``sigmoid(x) + |y|``)."""
     x, y = _get(inputs, "input", shape), _get(inputs, "target", shape)
     pw_y = np.abs(_times(_get(inputs, "pos_weight", shape), y))
     with np.errstate(over="ignore", invalid="ignore"):
@@ -121,12 +122,13 @@ def bce_with_logits_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...
     """BCEWithLogits: torch's loss is ``w ((1 - y) x - lw log_sigmoid(x))`` with ``lw = (pw - 1) y + 1`` (1
     without pos_weight) and ``log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|))``
     (``binary_cross_entropy_with_logits``): terms ``|(1 - y) x|`` and ``(|(pw - 1) y| + 1)`` (a bound of ``|lw|``
-    and of its own rounding) times ``|min(x, 0)| + log1p(exp(-|x|))``; for ``x < 0`` and ``y`` near 0 the first
-    two cancel."""
+    and of its own rounding) times ``|min(x, 0)| + log1p(exp(-|x|))``, which may be subnormal: an absolute error of
+    a subnormal step or so, twice the smallest normal number in unit roundoffs (as in :func:`weighted_bce_loss`);
+    for ``x < 0`` and ``y`` near 0 the first two cancel."""
     x, y = _get(inputs, "input", shape), _get(inputs, "target", shape)
     with np.errstate(over="ignore", invalid="ignore"):
         weight_of_log = np.abs(_times(_get(inputs, "pos_weight", shape) - 1.0, y)) + 1.0  # 1 without pos_weight
-        log_sigmoid = np.abs(np.minimum(x, 0.0)) + np.log1p(np.exp(-np.abs(x)))
+        log_sigmoid = np.abs(np.minimum(x, 0.0)) + np.log1p(np.exp(-np.abs(x))) + 2.0 * fmt.smallest_normal
         terms = np.abs(_times(1.0 - y, x)) + _times(weight_of_log, log_sigmoid)
     return np.abs(_times(_get(inputs, "weight", shape), terms))
 
@@ -195,7 +197,7 @@ def sigmoid_bce_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], f
 
 #: Scale name (the registry's ``error_scale``) -> function of the batch's inputs and shape.
 SCALES: dict[str, Scale] = {
-    "pos_weight_grad_input": pos_weight_grad_input,
+    "bce_with_logits_grad_input": bce_with_logits_grad_input,
     "pos_weight_grad_target": pos_weight_grad_target,
     "log_softmax_kl_div_grad_input": log_softmax_kl_div_grad_input,
     "log_softmax_kl_div_loss": log_softmax_kl_div_loss,

@@ -277,6 +277,16 @@ def log_softmax(xs: Sequence[Any]) -> list[Any] | None:
     return [d - log_total for d in shifted]
 
 
+def unit_interval_scale(v: Any) -> Any:
+    """What stands for ``v`` in a term ``v * df/dv`` of :func:`condition_number` when ``v`` is in [0, 1] (a
+    probability, a target): ``min(v, 1 - v)``.  Above 1/2, ``1 - v`` is exact in floating point (Sterbenz's
+    lemma), so an algorithm can use the complement without error, and a perturbation of the rounded ``v`` is
+    relative to it: counted relative to ``v``, ``BCEWithLogits(x=17, y=1) = 4e-8`` has the condition number
+    ``17 / 4e-8`` and any error there, a flush to 0 included, would pass as inherent."""
+    complement = 1 - v
+    return v if v <= complement else complement
+
+
 def condition_number(terms: Sequence[Any], value: Any) -> Any:
     """Relative condition number ``sum |x_k * df/dx_k| / |f|`` from the products ``x_k * df/dx_k``;
     ``None`` (not computable) where a term or the value is infinite, ``inf`` where ``f = 0`` and a term

@@ -16,7 +16,15 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from suite.cases.base import Case, InputSpec
-from suite.exact_math import backend_agnostic, condition_number, conditions_wanted, isinf, logistic, times
+from suite.exact_math import (
+    backend_agnostic,
+    condition_number,
+    conditions_wanted,
+    isinf,
+    logistic,
+    times,
+    unit_interval_scale,
+)
 from suite.truth import Reference
 
 FINITE = sys.float_info.max
@@ -44,8 +52,10 @@ def reference(sample: Mapping[str, list[Any]]) -> Reference:
     # of grad_x is -w pw y s(-x), of grad_y is w pw softplus(-x).
     dgx_dx = times(w, times(1 - y + pw * y, s_pos * s_neg))
     cross = -times(w, s_pos + times(pw, s_neg))
-    value_terms = [times(x, grad_x), times(y, grad_y)]
-    gx_terms = [times(x, dgx_dx), times(y, cross)]
+    # y is perturbed relative to the nearer of 0 and 1 (exact_math.unit_interval_scale)
+    sy = unit_interval_scale(y)
+    value_terms = [times(x, grad_x), times(sy, grad_y)]
+    gx_terms = [times(x, dgx_dx), times(sy, cross)]
     gy_terms = [times(x, cross)]
     if "weight" in sample:
         value_terms.append(value)

@@ -15,7 +15,16 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from suite.cases.base import Case, InputSpec
-from suite.exact_math import backend_agnostic, condition_number, conditions_wanted, log, log1m, reciprocal, times
+from suite.exact_math import (
+    backend_agnostic,
+    condition_number,
+    conditions_wanted,
+    log,
+    log1m,
+    reciprocal,
+    times,
+    unit_interval_scale,
+)
 from suite.truth import Reference
 
 FINITE = sys.float_info.max
@@ -38,10 +47,11 @@ def reference(sample: Mapping[str, list[Any]]) -> Reference:
     # A weight contributes w d/dw of a w-multiple: the quantity itself.
     dgp_dp = times(w, times(1 - y, inv_q * inv_q) + times(y, inv_p * inv_p))
     cross = -times(w, inv_q + inv_p)
-    weighted = "weight" in sample
-    value_terms = [times(p, grad_p), times(y, grad_y), *([value] if weighted else [])]
-    gp_terms = [times(p, dgp_dp), times(y, cross), *([grad_p] if weighted else [])]
-    gy_terms = [times(p, cross), *([grad_y] if weighted else [])]
+    # p and y are perturbed relative to the nearer of 0 and 1 (exact_math.unit_interval_scale)
+    weighted, sp, sy = "weight" in sample, unit_interval_scale(p), unit_interval_scale(y)
+    value_terms = [times(sp, grad_p), times(sy, grad_y), *([value] if weighted else [])]
+    gp_terms = [times(sp, dgp_dp), times(sy, cross), *([grad_p] if weighted else [])]
+    gy_terms = [times(sp, cross), *([grad_y] if weighted else [])]
     return Reference([value], grads, condition=[condition_number(value_terms, value)], grad_condition={
         "input": [condition_number(gp_terms, grad_p)], "target": [condition_number(gy_terms, grad_y)]})
 

@@ -123,7 +123,7 @@ def test_error_scales_are_the_magnitudes_of_torchs_terms() -> None:
     inputs = {"input": np.array([0.0, 0.0, -np.inf]), "target": np.array([0.5, 0.5, 0.0]),
               "pos_weight": np.array([3.0]), "weight": np.array([1.0, -2.0, 1.0])}
     f32 = dtypes.FLOAT32
-    assert error_scales.scale("pos_weight_grad_input", inputs, (3,), f32).tolist() == [3.0, 6.0, 0.0]
+    assert error_scales.scale("bce_with_logits_grad_input", inputs, (3,), f32).tolist() == [3.0, 6.0, 0.0]
     # log_softmax row [0, 0] (L = 2): p = 1/2, |log sum exp| = log 2; targets [1, 0]
     rows = {"input": np.array([[0.0, 0.0]]), "target": np.array([[1.0, 0.0]])}
     size = math.log(2.0) + 2.0
@@ -141,6 +141,12 @@ def test_error_scales_are_the_magnitudes_of_torchs_terms() -> None:
                 "weight": np.array([-2.0])}
     assert np.allclose(error_scales.scale("bce_with_logits_loss", weighted, (1,), f32),
                        [2.0 * (1.0 + 2.0 * log_sigmoid)], rtol=1e-15, atol=0)
+    # at x = 100, y = 1, pw = 3 the log term is subnormal in float32 (e^-100): it counts twice the smallest normal
+    # number too (a subnormal step's absolute error), times pw
+    subnormal = {"input": np.array([100.0]), "target": np.array([1.0]), "pos_weight": np.array([3.0])}
+    expected_log = float(mpmath.log1p(mpmath.exp(-100))) + 2.0 * 2.0**-126
+    assert np.allclose(error_scales.scale("bce_with_logits_loss", subnormal, (1,), f32), [3.0 * expected_log],
+                       rtol=1e-15, atol=0)
     # weighted BCE at p = 1/2, y = 1/4, w = -4: |w| (|y log p| + |(1 - y) log1p(-p)| + 2 smallest normal)
     bce = {"input": np.array([0.5]), "target": np.array([0.25]), "weight": np.array([-4.0])}
     expected = 4.0 * (math.log(2.0) + 2.0 * 2.0**-126)
@@ -194,7 +200,7 @@ def test_autocast_scales_measure_the_16_bit_rounding_of_the_intermediate(dtype: 
 
 
 def test_an_error_scale_bounds_the_absolute_error_by_unit_roundoffs() -> None:
-    entry = replace(_entry(None), error_scale="pos_weight_grad_input", max_scaled_error=8.0)
+    entry = replace(_entry(None), error_scale="bce_with_logits_grad_input", max_scaled_error=8.0)
     inputs = {"input": np.array([0.0, 0.0]), "target": np.array([0.5, 0.5]), "pos_weight": np.array([3.0])}
     f32 = dtypes.FLOAT32
     eta = float(np.finfo(np.float32).smallest_subnormal) / 2  # an underflowing operation's error
@@ -210,4 +216,4 @@ def test_an_error_scale_bounds_the_absolute_error_by_unit_roundoffs() -> None:
     with pytest.raises(ValueError, match="unknown error_scale"):
         deviations._parse({**base, "error_scale": "nope", "max_scaled_error": 8})
     with pytest.raises(ValueError, match="go together"):
-        deviations._parse({**base, "error_scale": "pos_weight_grad_input"})
+        deviations._parse({**base, "error_scale": "bce_with_logits_grad_input"})

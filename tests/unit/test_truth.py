@@ -378,3 +378,26 @@ def test_scaled_matches_exact_division_across_the_range(divisor: int) -> None:
             # 2^-104 relative, or half the smallest subnormal where lo itself is subnormal
             bound = abs(exact) * Fraction(1, 2**104) + Fraction(1, 2**1075)
             assert abs(Fraction(got_hi) + Fraction(got_lo) - exact) <= bound
+
+
+@pytest.mark.parametrize(("name", "x", "y"), [("bce_with_logits", 17.0, 1.0), ("bce_with_logits", 3.0625, 0.75),
+                                              ("bce", 0.75, 1.0), ("bce", 0.9990234375, 0.0)])
+def test_a_probability_is_perturbed_relative_to_the_nearer_of_0_and_1(name: str, x: float, y: float) -> None:
+    """Above 1/2 a probability's complement is exact (Sterbenz), so the loss's condition number perturbs it
+    relative to ``1 - v``: ``sum |min(v, 1 - v) dL/dv| / L`` over the inputs, from mpmath's derivatives.  Relative
+    to ``v``, BCEWithLogits(17, 1) = 4e-8 would have the condition 4e8, and any error there, even a flush to 0, would
+    pass as inherent."""
+    with mpmath.workdps(60):
+        def loss(a: Any, b: Any) -> Any:
+            if name == "bce":
+                return -(b * mpmath.log(a) + (1 - b) * mpmath.log1p(-a))
+            return (1 - b) * a + mpmath.log1p(mpmath.exp(-a))  # (1 - y) x + softplus(-x)
+
+        value = loss(mpmath.mpf(x), mpmath.mpf(y))
+        scale_x = min(x, 1 - x) if name == "bce" else x
+        terms = [scale_x * mpmath.diff(lambda a: loss(a, mpmath.mpf(y)), x),
+                 min(y, 1 - y) * mpmath.diff(lambda b: loss(mpmath.mpf(x), b), y)]
+        expected = float(mpmath.fsum(abs(t) for t in terms) / abs(value))
+    _, _, (condition, _), _ = truth.evaluate_sample(cases.get(name).reference, {"input": [x], "target": [y]})
+    assert float(condition[0]) == pytest.approx(expected, rel=1e-12)
+    assert float(condition[0]) < 64

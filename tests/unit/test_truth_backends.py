@@ -201,16 +201,17 @@ def test_helpers_keep_their_backend() -> None:
 @pytest.mark.parametrize("backend", exact_math.BACKENDS)
 def test_condition_numbers_from_closed_forms(backend: str) -> None:
     """Condition numbers are computed at the final precision only (none at the first): at x = 1.5, y = 0.9
-    they equal the closed forms ``(|x s s'| + |y|) / |s - y|`` for the logit gradient (s = sigmoid(x),
-    s' = sigmoid(-x)) and ``(|x (s - y)| + |x y|) / loss`` for the loss, evaluated at 600 bits."""
+    they equal the closed forms ``(|x s s'| + |1 - y|) / |s - y|`` for the logit gradient (s = sigmoid(x),
+    s' = sigmoid(-x)) and ``(|x (s - y)| + |x (1 - y)|) / loss`` for the loss, evaluated at 600 bits (the target,
+    above 1/2, is perturbed relative to its exact complement 1 - y: exact_math.unit_interval_scale)."""
     case = cases.get("bce_with_logits")
     got = _evaluate(case, {"input": np.array([1.5]), "target": np.array([0.9])}, backend)
     with mpmath.workprec(600):
         x, y = mpmath.mpf(1.5), mpmath.mpf(0.9)
         s, s_neg = 1 / (1 + mpmath.exp(-x)), 1 / (1 + mpmath.exp(x))
         loss = y * mpmath.log1p(mpmath.exp(-x)) + (1 - y) * (x + mpmath.log1p(mpmath.exp(-x)))
-        grad_condition = float((abs(x * s * s_neg) + abs(y)) / abs(s - y))
-        condition = float((abs(x * (s - y)) + abs(x * y)) / loss)
+        grad_condition = float((abs(x * s * s_neg) + abs(1 - y)) / abs(s - y))
+        condition = float((abs(x * (s - y)) + abs(x * (1 - y))) / loss)
     assert got.precision[0] == 256
     assert got.grad_condition["input"][0] == pytest.approx(grad_condition, rel=1e-12)
     assert got.condition[0] == pytest.approx(condition, rel=1e-12)
