@@ -158,6 +158,16 @@ def kl_div_log_target_grad_target(inputs: Mapping[str, FloatArray], shape: tuple
         return _times(e, np.abs(t - x)) + e
 
 
+def kl_div_log_target_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
+                           input_fmt: FloatFormat) -> FloatArray:
+    """kl_div with ``log_target``: torch's loss is ``exp(t) (t - x)``, whose ``exp(t)`` may be subnormal, an
+    absolute error of a subnormal step or so (twice the smallest normal number in unit roundoffs, as in
+    :func:`weighted_bce_loss`) that ``t - x`` multiplies: ``(exp(t) + 2 eta) |t - x|``."""
+    x, t = _get(inputs, "input", shape), _get(inputs, "target", shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _times(np.exp(t) + 2.0 * fmt.smallest_normal, np.abs(t - x))
+
+
 def _input_units(fmt: FloatFormat, input_fmt: FloatFormat) -> float:
     """``u_input / u``: a rounding to the inputs' dtype in units of the result's unit roundoff."""
     return input_fmt.unit_roundoff / fmt.unit_roundoff
@@ -198,6 +208,7 @@ def sigmoid_bce_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], f
 #: Scale name (the registry's ``error_scale``) -> function of the batch's inputs and shape.
 SCALES: dict[str, Scale] = {
     "bce_with_logits_grad_input": bce_with_logits_grad_input,
+    "kl_div_log_target_loss": kl_div_log_target_loss,
     "pos_weight_grad_target": pos_weight_grad_target,
     "log_softmax_kl_div_grad_input": log_softmax_kl_div_grad_input,
     "log_softmax_kl_div_loss": log_softmax_kl_div_loss,

@@ -339,6 +339,144 @@ def _log_softmax_kl_div_forward(t: Tensors, reduction: str) -> torch.Tensor:
     return F.kl_div(F.log_softmax(t["input"], dim=-1), t["target"], reduction=reduction)
 
 
+class _SwapValues(torch.autograd.Function):
+    """Returns ``values`` but back-propagates as ``base``: a mutant wrong in its loss only, whose gradients are
+    torch's."""
+
+    @staticmethod
+    def forward(ctx: Any, base: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        return values.detach().clone()
+
+    @staticmethod
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return upstream, None
+
+
+def loss_only(base: Forward, wrong: Forward) -> Forward:
+    """The loss values of ``wrong`` (unreduced, then reduced as torch does) with the gradients of ``base``."""
+
+    def mutated(t: Tensors, reduction: str) -> torch.Tensor:
+        return reduce(_SwapValues.apply(base(t, "none"), wrong(t, "none")), reduction)
+
+    mutated.__doc__ = wrong.__doc__
+    return mutated
+
+
+# --------------------------------------------------------------------------------------------------
+# Further mutants (discovery-power probe): gaps in quantities, reductions, dtypes, special values and bands.
+
+
+def bce_with_logits_bfloat16_truncating_store(t: Tensors, reduction: str) -> torch.Tensor:
+    """bfloat16 BCE-with-logits computed in float32 and stored by truncating the low 16 bits (round toward
+    zero, the ``bits >> 16`` conversion of hand-written kernels) instead of rounding to nearest: up to 1 ULP."""
+    x, y = t["input"], t["target"]
+    wide = F.binary_cross_entropy_with_logits(x.float(), y.float(), reduction="none")
+    truncated = (wide.detach().view(torch.int32) & -65536).view(torch.float32).to(x.dtype)
+    loss = wide.to(x.dtype)
+    return reduce(loss + (truncated - loss).detach(), reduction)
+
+
+def bce_with_logits_tensorflow_formula(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits as TensorFlow's ``max(x, 0) - x y + log1p(exp(-|x|))``: ``inf - inf = NaN`` at
+    x = +inf with a soft target, where the exact loss is +inf."""
+    x, y = t["input"], t["target"]
+    return reduce(x.clamp(min=0) - x * y + torch.log1p(torch.exp(-x.abs())), reduction)
+
+
+def kl_div_log_target_clamped_exponent(t: Tensors, reduction: str) -> torch.Tensor:
+    """KL with a log target whose ``exp(lt)`` is computed on ``lt`` clamped at -87.3 "to avoid denormals":
+    for lt < -87.3 the target probability is 1.2e-38 instead of exp(lt), a wrong loss by any factor."""
+    x, lt = t["input"], t["target"]
+    return reduce(torch.exp(lt.clamp(min=-87.3)) * (lt - x), reduction)
+
+
+def log_softmax_kl_div_global_max(t: Tensors, reduction: str) -> torch.Tensor:
+    """Distillation KL whose log-softmax subtracts the max of the whole batch, not of each row: a row far
+    below the batch max underflows, ``log(sum(exp)) = -inf``, log-probabilities +inf."""
+    x = t["input"]
+    shifted = x - x.max()
+    ls = shifted - torch.log(torch.exp(shifted).sum(dim=-1, keepdim=True))
+    return F.kl_div(ls, t["target"], reduction=reduction)
+
+
+def kl_div_sum_drops_vector_tail(t: Tensors, reduction: str) -> torch.Tensor:
+    """KL whose ``sum`` (and ``mean``) has a vector loop over chunks of 8 and, once there is a full chunk,
+    forgets the scalar remainder loop: the last ``numel % 8`` elements are dropped."""
+    loss = F.kl_div(t["input"], t["target"], reduction="none")
+    if reduction in ("none", "batchmean"):
+        return reduce(loss, reduction)
+    flat = loss.reshape(-1)
+    n = flat.numel()
+    total = flat[: n // 8 * 8].sum() if n >= 8 else flat.sum()
+    return total if reduction == "sum" else total / n
+
+
+def _pairwise_overlapping(v: torch.Tensor) -> torch.Tensor:
+    n = v.numel()
+    if n <= 2:
+        return v.sum()
+    half = (n + 1) // 2  # off by one: the halves overlap on the middle element when n is odd
+    return _pairwise_overlapping(v[:half]) + _pairwise_overlapping(v[n - half:])
+
+
+def sigmoid_bce_mean_pairwise_overlap(t: Tensors, reduction: str) -> torch.Tensor:
+    """sigmoid then BCE whose ``sum``/``mean`` is a pairwise sum with overlapping halves: for an odd length
+    the middle element is added twice."""
+    loss = F.binary_cross_entropy(torch.sigmoid(t["input"]), t["target"], reduction="none")
+    if reduction == "none":
+        return loss
+    total = _pairwise_overlapping(loss.reshape(-1))
+    return total if reduction == "sum" else total / loss.numel()
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """Identity whose backward multiplies the upstream gradient by ``factor``."""
+
+    @staticmethod
+    def forward(ctx: Any, value: torch.Tensor, factor: float) -> torch.Tensor:
+        ctx.factor = factor
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return upstream * ctx.factor, None
+
+
+def kl_div_log_target_batchmean_backward_over_numel(t: Tensors, reduction: str) -> torch.Tensor:
+    """KL with a log target whose ``batchmean`` forward is right but whose backward divides by the number of
+    elements (``mean``'s), not the batch size: gradients C times too small for a (B, C) batch."""
+    loss = F.kl_div(t["input"], t["target"], reduction=reduction, log_target=True)
+    if reduction != "batchmean" or t["input"].ndim < 2:
+        return loss
+    x = t["input"]
+    return _ScaleGradient.apply(loss, x.shape[0] / x.numel())
+
+
+def _kl_div_log_target_forward(t: Tensors, reduction: str) -> torch.Tensor:
+    return F.kl_div(t["input"], t["target"], reduction=reduction, log_target=True)
+
+
+def _kl_log_target_input_gradient_raw(t: Tensors) -> torch.Tensor:
+    """KL (log target) input gradient ``-lt``: the backward forgets that the target is a log (``-exp(lt)``)."""
+    return -t["target"]
+
+
+def _bce_gradient_zero_where_log_clamped(t: Tensors) -> torch.Tensor:
+    """BCE input gradient torch's ``(p - y) / max(p (1 - p), 1e-12)`` but 0 wherever a log is clamped at -100
+    (p < e^-100 or p = 1): the clamp's zero derivative applied to the whole gradient."""
+    p, y = t["input"], t["target"]
+    g = (p - y) / torch.clamp(p * (1 - p), min=1e-12)
+    clamped = (torch.log(p) < -100) | (torch.log1p(-p) < -100)
+    return torch.where(clamped, torch.zeros_like(g), g)
+
+
+def _bce_gradient_without_epsilon(t: Tensors) -> torch.Tensor:
+    """BCE input gradient ``(p - y) / (p (1 - p))`` without the epsilon: +inf at p = -0 with y > 0 (the sign
+    of zero: the exact one-sided gradient is -inf), NaN at p = y in {0, 1}."""
+    p, y = t["input"], t["target"]
+    return (p - y) / (p * (1 - p))
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("bce_clamp_27", "bce", bce_clamp_27, "float32"),
     Mutant("bce_log_one_minus", "bce", bce_log_one_minus, "float32"),
@@ -390,4 +528,25 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "float32", "grad_target"),
     Mutant("kl_div_target_gradient_without_one", "kl_div",
            with_gradient(_kl_div_forward, "target", _kl_target_gradient_without_one), "float32", "grad_target"),
+    Mutant("bce_with_logits_bfloat16_truncating_store", "bce_with_logits", bce_with_logits_bfloat16_truncating_store,
+           "bfloat16"),
+    Mutant("bce_with_logits_tensorflow_formula", "bce_with_logits",
+           loss_only(_bce_with_logits_forward, bce_with_logits_tensorflow_formula), "float32"),
+    Mutant("kl_div_log_target_clamped_exponent", "kl_div_log_target",
+           loss_only(_kl_div_log_target_forward, kl_div_log_target_clamped_exponent),
+           "float32"),
+    Mutant("log_softmax_kl_div_global_max", "log_softmax_kl_div", log_softmax_kl_div_global_max, "float32"),
+    Mutant("kl_div_sum_drops_vector_tail", "kl_div", kl_div_sum_drops_vector_tail, "float32",
+           reductions=("sum",)),
+    Mutant("sigmoid_bce_mean_pairwise_overlap", "sigmoid_bce", sigmoid_bce_mean_pairwise_overlap, "float32",
+           reductions=("mean",)),
+    Mutant("kl_div_log_target_batchmean_backward_over_numel", "kl_div_log_target",
+           kl_div_log_target_batchmean_backward_over_numel, "float32", "grad_input", reductions=("batchmean",)),
+    Mutant("kl_div_log_target_input_gradient_raw_log_target", "kl_div_log_target",
+           with_gradient(_kl_div_log_target_forward, "input", _kl_log_target_input_gradient_raw), "float32",
+           "grad_input"),
+    Mutant("bce_gradient_zero_where_log_clamped", "bce",
+           with_gradient(_bce_forward, "input", _bce_gradient_zero_where_log_clamped), "float64", "grad_input"),
+    Mutant("bce_gradient_without_epsilon", "bce",
+           with_gradient(_bce_forward, "input", _bce_gradient_without_epsilon), "float32", "grad_input"),
 )}

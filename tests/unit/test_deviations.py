@@ -147,6 +147,10 @@ def test_error_scales_are_the_magnitudes_of_torchs_terms() -> None:
     expected_log = float(mpmath.log1p(mpmath.exp(-100))) + 2.0 * 2.0**-126
     assert np.allclose(error_scales.scale("bce_with_logits_loss", subnormal, (1,), f32), [3.0 * expected_log],
                        rtol=1e-15, atol=0)
+    # kl_div log_target at x = -1e30, t = -100 in float32: (exp(-100) + 2 smallest normal) |t - x|
+    kl = {"input": np.array([-1e30]), "target": np.array([-100.0])}
+    expected_kl = (float(mpmath.exp(-100)) + 2.0 * 2.0**-126) * (1e30 - 100.0)
+    assert np.allclose(error_scales.scale("kl_div_log_target_loss", kl, (1,), f32), [expected_kl], rtol=1e-15, atol=0)
     # weighted BCE at p = 1/2, y = 1/4, w = -4: |w| (|y log p| + |(1 - y) log1p(-p)| + 2 smallest normal)
     bce = {"input": np.array([0.5]), "target": np.array([0.25]), "weight": np.array([-4.0])}
     expected = 4.0 * (math.log(2.0) + 2.0 * 2.0**-126)
