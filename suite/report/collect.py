@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 
 import suite
-from suite import cases, compare, dtypes, fp_environment, judge, modes, run, truth_cache
+from suite import cases, compare, dtypes, fp_environment, judge, modes, plugins, run, truth_cache
 from suite.cases.base import Case
 from suite.dtypes import FloatArray, FloatFormat
 from suite.metrics import Label
@@ -478,7 +478,7 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
     jobs = [(case, dtypes.get(d)) for case in cases_to_run for d in options.dtypes]
     if options.jobs > 1:
         for case in cases_to_run:
-            if not pool.is_registered(case):
+            if not plugins.resolvable(case):
                 raise ValueError(f"case {case.name!r} is not registered as a built-in or plugin case: jobs > 1 "
                                  "runs those only (workers look cases up by name)")
     progress = progress or Progress(quiet=True)

@@ -117,15 +117,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image format of the plots next to index.html (default: png)")
 
 
-def load_plugins(modules: list[str]) -> dict[str, str]:
-    """Import each plugin module (:func:`suite.plugins.load_all`, which children load again); case name ->
-    module that registered it."""
-    return plugins.load_all(modules)
-
 
 def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.Case]]:
     """Validated options: unknown cases, dtypes, devices or modes are a UsageError."""
-    owners = load_plugins(args.plugin)
+    owners = plugins.load_all(args.plugin)
     names = selection.names(args.cases, "--cases") or cases.names()
     try:
         selected = [cases.get(n) for n in names]

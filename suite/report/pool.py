@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from suite import cases, modes, plugins
+from suite import modes, plugins
 
 T = TypeVar("T")
 
@@ -94,7 +94,3 @@ def executor(jobs: int) -> Iterator[Executor]:
         raise
     pool.shutdown(wait=True)
 
-
-def is_registered(case: cases.Case) -> bool:
-    """Whether a worker would resolve ``case`` by name to this very case (:func:`suite.plugins.resolvable`)."""
-    return plugins.resolvable(case)

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from suite import cases, modes, probes
+from suite import cases, modes, plugins, probes
 from suite.cases.base import Case
-from suite.report import command
 from tests.conftest import DEVICES
 
 HERE = "tests.unit.test_probes"
@@ -113,7 +112,7 @@ def broken_plugin() -> Iterator[Case]:
     sys.modules.pop(PLUGIN, None)
     cases.unregister(BROKEN)
     try:
-        command.load_plugins([PLUGIN])
+        plugins.load_all([PLUGIN])
         yield cases.get(BROKEN)
     finally:
         cases.unregister(BROKEN)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from suite import cases, cli, compare, modes, probes
+from suite import cases, cli, compare, modes, plugins, probes
 from suite.errors import UsageError
 from suite.report import checkpoint, collect, command
 from suite.report.progress import Progress
@@ -44,7 +44,7 @@ def plugin() -> Iterator[dict[str, str]]:
     sys.modules.pop(PLUGIN, None)
     cases.unregister(BROKEN)
     try:
-        yield command.load_plugins([PLUGIN])
+        yield plugins.load_all([PLUGIN])
     finally:
         cases.unregister(BROKEN)
         sys.modules.pop(PLUGIN, None)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from suite import cases, cli, search
+from suite import cases, cli, plugins, search
 from suite.errors import UsageError
 from suite.metrics import FAILURES
-from suite.report import collect, command, diff, html, markdown, schema
+from suite.report import collect, diff, html, markdown, schema
 from suite.report.progress import BAR_WIDTH, Progress
 
 PLUGIN = "tests.unit.plugin_broken_loss"
@@ -36,7 +36,7 @@ def payload() -> Iterator[dict[str, Any]]:
     sys.modules.pop(PLUGIN, None)
     cases.unregister(BROKEN)
     try:
-        owners = command.load_plugins([PLUGIN])
+        owners = plugins.load_all([PLUGIN])
         options = collect.Options(CASES, ["float32"], ["cpu"], plugins=owners, workers=1, search=EXAMPLES,
                                   search_seed=SEED)
         stream = io.StringIO()
