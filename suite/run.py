@@ -151,6 +151,18 @@ def quantity_budget(case: Case, fmt: FloatFormat, device: str, budget: float | N
     return budget if budget is not None else budgets.ulp_budget(case.name, fmt.name, device)
 
 
+def run_forward(case: Case, used: Mapping[str, FloatArray], fmt: FloatFormat, device: str, mode: str,
+                reduction: str, differentiable: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """torch's result of one reduction on carrier inputs in ``mode``, and the input tensors (those named in
+    ``differentiable`` require gradients); raises what torch raises.  Warnings are silenced: the value is the
+    observation."""
+    tensors = modes.lay_out({k: to_tensor(v, fmt, device, k in differentiable) for k, v in used.items()}, mode)
+    forward = modes.forward_for(case, reduction, mode, device)
+    with warnings.catch_warnings(), modes.context(mode, device, fmt.torch_dtype):
+        warnings.simplefilter("ignore")
+        return forward(tensors), tensors
+
+
 def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, device: str, mode: str,
                    reduction: str, gradients: bool, truth_set: truth.TruthSet, shape: tuple[int, ...],
                    budget: float | None, screened: probes.Outcome | None = None) -> list[QuantityResult]:
@@ -170,12 +182,8 @@ def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, de
     fatal = None if screened is None else _screen_failure(screened.kind, screened.message)
     if fatal is not None:
         return failed(*fatal, differentiable)
-    tensors = modes.lay_out({k: to_tensor(v, fmt, device, k in differentiable) for k, v in used.items()}, mode)
-    forward = modes.forward_for(case, reduction, mode, device)
     try:
-        with warnings.catch_warnings(), modes.context(mode, device, fmt.torch_dtype):
-            warnings.simplefilter("ignore")
-            out = forward(tensors)
+        out, tensors = run_forward(case, used, fmt, device, mode, reduction, differentiable)
     except Exception as exc:  # torch's error is the observation
         return failed(Label.RAISED, f"{type(exc).__name__}: {exc}".splitlines()[0], differentiable)
     out_fmt = dtypes.get(out.dtype)

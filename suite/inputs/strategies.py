@@ -1,14 +1,17 @@
 """Hypothesis strategies for the inputs of every case, in every format.
 
 Every value drawn is exactly a value of the format (carried as a Python / NumPy float64).  Values come from
-three sources mixed by ``one_of`` (earlier sources are where shrinking goes):
+four sources mixed by ``one_of`` (earlier sources are where shrinking goes):
 
 1. the format's special values (:func:`suite.inputs.grids.specials`: +-0, +-inf, subnormal and normal
    edges, 1 and its neighbours, the largest finite value),
 2. the thresholds of :mod:`suite.inputs.thresholds` and the values within :data:`REACH` ordinals of them,
 3. ordinals (bit patterns in value order) drawn as integers, so every value of the range can appear,
+4. ordinals of the moderate :data:`BAND` of magnitudes, where losses are mostly evaluated: every binade
+   there is drawn as often as any other, where the whole range's ordinals put nearly all draws at tiny or
+   huge magnitudes (in float64, 1 draw in 2046 lands in [2, 4)),
 
-and NaN as a fourth source where ``allow_nan``.  Bounds are validated like ``hypothesis.strategies.floats``:
+and NaN as a fifth source where ``allow_nan``.  Bounds are validated like ``hypothesis.strategies.floats``:
 they are rounded inward to the format and an empty range is an ``InvalidArgument``.
 
     from suite.inputs import strategies as xs
@@ -19,7 +22,7 @@ they are rounded inward to the format and an empty range is an ``InvalidArgument
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,11 @@ from suite.inputs.thresholds import threshold_values
 
 #: Ordinals either side of each threshold that are drawn with high probability.
 REACH = 3
+
+#: Magnitudes ``[low, high)`` of the moderate band (source 4): probabilities from 1/32 up, logits up to 1024
+#: (past float64's exp overflow at 709.8), where vectorised kernels switch between polynomial segments and
+#: cut-offs (a softplus threshold, a series) that neither the thresholds nor uniform ordinals reach often.
+BAND = (2.0**-5, 2.0**10)
 
 
 def _bound(value: float | None, default: float, name: str) -> float:
@@ -107,9 +115,31 @@ def floats_of(fmt: Any, *, min_value: float | None = None, max_value: float | No
         if inside:
             sources.append(st.sampled_from(inside))
     sources.append(st.integers(lo, hi).map(from_ordinal))
+    band = _band_ordinals(lo, hi, fmt)
+    if band:
+        sizes = [b - a + 1 for a, b in band]
+        sources.append(st.integers(0, sum(sizes) - 1).map(lambda i: from_ordinal(_nth_ordinal(band, sizes, i))))
     if allow_nan:
         sources.append(st.just(math.nan))
     return st.one_of(sources)
+
+
+def _band_ordinals(lo: int, hi: int, fmt: FloatFormat) -> list[tuple[int, int]]:
+    """The ordinal ranges of :data:`BAND`'s magnitudes (negative and positive) inside ``[lo, hi]``; the
+    band's upper end is excluded."""
+    low, high = (int(o) for o in dtypes.to_ordinal(list(BAND), fmt))
+    spans = [(-high + 1, -low), (low, high - 1)]
+    clipped = [(max(a, lo), min(b, hi)) for a, b in spans]
+    return [(a, b) for a, b in clipped if a <= b]
+
+
+def _nth_ordinal(spans: list[tuple[int, int]], sizes: list[int], i: int) -> int:
+    """The ``i``-th ordinal of the ``spans`` taken one after the other (``sizes`` their lengths)."""
+    for (first, _), size in zip(spans, sizes, strict=True):
+        if i < size:
+            return first + i
+        i -= size
+    raise IndexError(i)
 
 
 def logits(fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
@@ -227,8 +257,9 @@ def case_inputs(draw: Callable[[st.SearchStrategy[Any]], Any], case: Case, fmt: 
     """The inputs dict of ``case`` for :func:`suite.run.evaluate`, every value a value of ``fmt``, none NaN.
 
     Data inputs have one batch shape ``(B,)`` or ``(B, C)`` with sides up to ``max_batch`` (``B`` > 1 is
-    common, for ``batchmean``); ``weight`` has that shape, ``(C,)`` or ``()``, ``pos_weight`` ``(C,)`` or
-    ``()`` (it broadcasts over the last dimension).  Rows cases get ``(B, K)`` rows with ``K >= 2``: logit
+    common, for ``batchmean``; ``B = C`` often, where a parameter's axis is ambiguous); ``weight`` has
+    that shape, ``(C,)`` or ``()``, ``pos_weight`` ``(C,)`` or ``()`` (it broadcasts over the last
+    dimension).  Rows cases get ``(B, K)`` rows with ``K >= 2``: logit
     rows may hold ``-inf`` but are never all ``-inf``, target rows are in [0, 1] with zeros, sometimes
     normalised to sum to about 1 (rounded to ``fmt``).
     """
@@ -238,6 +269,8 @@ def case_inputs(draw: Callable[[st.SearchStrategy[Any]], Any], case: Case, fmt: 
     min_side = 2 if case.rows else 1
     shape: Shape = draw(hnp.array_shapes(min_dims=1 if not case.rows else 2, max_dims=2, min_side=min_side,
                                          max_side=max_batch))
+    if len(shape) == 2 and shape[0] != shape[1] and draw(st.integers(0, 3)) == 0:
+        shape = (shape[0], shape[0])  # square: a per-class weight (C,) with C = B, which must not act per sample
     out: dict[str, FloatArray] = {}
     for spec in case.inputs:
         elements = for_spec(spec, f)
@@ -255,6 +288,22 @@ def case_inputs(draw: Callable[[st.SearchStrategy[Any]], Any], case: Case, fmt: 
     if case.rows:
         main = case.main_input.name
         out[main] = _not_all_minus_inf(draw, out[main], f)
+    return out
+
+
+@st.composite
+def with_nans(draw: Callable[[st.SearchStrategy[Any]], Any], inputs: Mapping[str, FloatArray],
+              ) -> dict[str, FloatArray]:
+    """A copy of ``inputs`` (a case's inputs dict) with NaN at drawn positions: in one input or several, one
+    element of it or many, at least one in all."""
+    names = draw(st.lists(st.sampled_from(sorted(inputs)), min_size=1, unique=True))
+    out = {name: np.array(values, dtype=np.float64) for name, values in inputs.items()}
+    for name in names:
+        flat = out[name].reshape(-1)
+        if flat.size:
+            flat[draw(st.lists(st.integers(0, flat.size - 1), min_size=1, unique=True))] = math.nan
+    if not any(np.isnan(v).any() for v in out.values()):
+        raise InvalidArgument("with_nans needs an input with at least one element")
     return out
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from hypothesis import note
 
-from suite import judge, run, search
+from suite import judge, nan_propagation, run, search
 from suite.cases.base import Case
 from suite.metrics import Label
 from suite.report import findings
@@ -62,3 +62,22 @@ def _describe(result: run.CaseResult, q: run.QuantityResult, index: tuple[int, .
             f"{float(q.got[index])!r}, exact {float(q.truth.hi[index])!r}\nReproducer:\n{snippet}")
     note(text)
     return text
+
+
+def check_nan(case: Case, clean: Mapping[str, np.ndarray], poisoned: Mapping[str, np.ndarray], dtype: str,
+              device: str, mode: str = "eager", reductions: tuple[str, ...] | None = None) -> None:
+    """Assert that the NaNs of ``poisoned`` (``clean`` with some values NaN) reach exactly the results that
+    depend on them (:func:`suite.nan_propagation.problems`), with a reproducer through the suite."""
+    found = nan_propagation.problems(case, clean, poisoned, dtype, device, mode, reductions)
+    if not found:
+        return
+    batches = {k: {name: v.tolist() for name, v in b.items()} for k, b in (("clean", clean), ("poisoned", poisoned))}
+    snippet = (f"from math import inf, nan\nimport numpy as np\nfrom suite import cases, nan_propagation\n"
+               f"clean = {{k: np.array(v) for k, v in {batches['clean']!r}.items()}}\n"
+               f"poisoned = {{k: np.array(v) for k, v in {batches['poisoned']!r}.items()}}\n"
+               f"print(nan_propagation.problems(cases.get({case.name!r}), clean, poisoned, {dtype!r}, {device!r}, "
+               f"{mode!r}))\n")
+    text = f"{case.name} {dtype} {device} {mode}: NaN inputs mishandled\n" + "\n".join(found)
+    text += f"\nReproducer:\n{snippet}"
+    note(text)
+    raise AssertionError(text)

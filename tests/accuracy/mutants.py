@@ -25,8 +25,8 @@ Forward = Callable[[Tensors, str], torch.Tensor]
 @dataclass(frozen=True)
 class Mutant:
     """One broken implementation: the built-in case it imitates, its forward, the dtype and reductions to
-    judge it in, the quantity (``loss``, ``grad_input``, ``grad_target``) it gets wrong, and the mode
-    (:mod:`suite.modes`) it is wrong in."""
+    judge it in, the quantity (``loss``, ``grad_input``, ``grad_target``) it gets wrong, the mode
+    (:mod:`suite.modes`) it is wrong in and the property that catches it."""
 
     name: str
     base: str
@@ -35,6 +35,9 @@ class Mutant:
     quantity: str = "loss"
     reductions: tuple[str, ...] = ("none",)
     mode: str = "eager"
+    #: The property that catches it: ``budget`` (errors within budget, :func:`tests.accuracy.harness.check`) or
+    #: ``nan`` (NaN inputs reach exactly what depends on them, :func:`tests.accuracy.harness.check_nan`).
+    judged_by: str = "budget"
 
     def case(self) -> cases.Case:
         """The mutant as a case: the base case's inputs, reference and registered deviations (``known_as``),
@@ -477,6 +480,42 @@ def _bce_gradient_without_epsilon(t: Tensors) -> torch.Tensor:
     return (p - y) / (p * (1 - p))
 
 
+def bce_weight_per_sample_heuristic(t: Tensors, reduction: str) -> torch.Tensor:
+    """Weighted BCE that treats a 1-D weight whose length equals the batch size as per-sample
+    (``w.view(-1, 1)``): a per-class weight of a square ``(C, C)`` batch is applied along the wrong axis."""
+    p, y, w = t["input"], t["target"], t["weight"]
+    if w.ndim == 1 and p.ndim == 2 and w.shape[0] == p.shape[0]:
+        w = w.view(-1, 1)
+    return F.binary_cross_entropy(p, y, weight=w.expand_as(p), reduction=reduction)
+
+
+def bce_with_logits_nan_input_to_zero(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits that "sanitises" NaN logits to 0 (``torch.where(isnan(x), 0, x)``): a NaN input gives
+    log 2 instead of NaN."""
+    x = t["input"]
+    clean = torch.where(torch.isnan(x), torch.zeros_like(x), x)
+    return F.binary_cross_entropy_with_logits(clean, t["target"], reduction=reduction)
+
+
+def kl_div_nan_skipping_sum(t: Tensors, reduction: str) -> torch.Tensor:
+    """KL whose ``sum`` skips NaN elements (``nansum``, "robust" to a bad sample): the reduced loss of a batch
+    with a NaN input is a number."""
+    loss = F.kl_div(t["input"], t["target"], reduction="none")
+    return loss.nansum() if reduction == "sum" else reduce(loss, reduction)
+
+
+def _bce_gradient_half_reciprocals(t: Tensors) -> torch.Tensor:
+    """float16 BCE input gradient ``(p - y) (1/p + 1/(1 - p))`` computed in float32 with the reciprocals held
+    in a float16 buffer's range: 1/p overflows to inf for p < 2^-16 (1.5e-5), so the gradient is +-inf where
+    it is about 1 (y = 0)."""
+    p, y = t["input"].float(), t["target"].float()
+    inv_p, inv_q = 1 / p, 1 / (1 - p)
+    big = torch.finfo(torch.float16).max
+    inv_p = torch.where(inv_p.abs() > big, inv_p.sign() * torch.inf, inv_p)
+    inv_q = torch.where(inv_q.abs() > big, inv_q.sign() * torch.inf, inv_q)
+    return (p - y) * (inv_p + inv_q)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("bce_clamp_27", "bce", bce_clamp_27, "float32"),
     Mutant("bce_log_one_minus", "bce", bce_log_one_minus, "float32"),
@@ -549,4 +588,13 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            with_gradient(_bce_forward, "input", _bce_gradient_zero_where_log_clamped), "float64", "grad_input"),
     Mutant("bce_gradient_without_epsilon", "bce",
            with_gradient(_bce_forward, "input", _bce_gradient_without_epsilon), "float32", "grad_input"),
+    Mutant("bce_weight_per_sample_heuristic", "bce_weight", bce_weight_per_sample_heuristic, "float32"),
+    Mutant("bce_with_logits_nan_input_to_zero", "bce_with_logits", bce_with_logits_nan_input_to_zero, "float32",
+           judged_by="nan"),
+    Mutant("kl_div_nan_skipping_sum", "kl_div", kl_div_nan_skipping_sum, "float32", reductions=("sum",),
+           judged_by="nan"),
+    Mutant("log_softmax_kl_div_global_max_spreads_nan", "log_softmax_kl_div", log_softmax_kl_div_global_max,
+           "float32", judged_by="nan"),
+    Mutant("bce_gradient_half_reciprocals", "bce",
+           with_gradient(_bce_forward, "input", _bce_gradient_half_reciprocals), "float16", "grad_input"),
 )}

@@ -5,8 +5,6 @@ excused; anything else fails with a shrunk, copy-paste reproducer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,16 +39,6 @@ def test_within_budget_under_autocast(case_name: str, dtype: str, device: str, d
     case = cases.get(case_name)
     inputs = data.draw(strategies.case_inputs(case, dtype), label="inputs")
     check(evaluate(case, inputs, dtype, device, mode="autocast"), case.reductions)
-
-
-@pytest.fixture
-def fresh_compiles() -> Iterator[None]:
-    """Each compiled test compiles anew, as each job of the report does (:func:`suite.modes.fresh_compiles`):
-    dynamo keeps every compiled variant of the one function :func:`suite.modes.forward_for` compiles, so without
-    this the variants of earlier tests pile up (in one worker, every test after the 16th failed)."""
-    modes.fresh_compiles()
-    yield
-    modes.fresh_compiles()
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -1,20 +1,19 @@
 """Mutation check: each deliberately broken loss implementation of :mod:`tests.accuracy.mutants`, registered
 as a user case with the exact reference of the loss it imitates, must be caught by the same property test
-that judges torch, in the quantity and reduction where it is wrong (other quantities it may also break are
-not looked at), with a shrunk counter-example and a
-reproducer."""
+that judges torch (of budgets, or of NaN propagation), in the quantity and reduction where it is wrong (other
+quantities it may also break are not looked at), with a shrunk counter-example and a reproducer."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from suite import cases, search
 from suite.inputs import strategies
-from tests.accuracy.harness import check, evaluate
+from tests.accuracy.harness import check, check_nan, evaluate
 from tests.accuracy.mutants import MUTANTS, Mutant
 
 
@@ -32,11 +31,18 @@ def mutant(request: pytest.FixtureRequest) -> Iterator[tuple[Mutant, cases.Case]
 def test_broken_implementation_is_caught(mutant: tuple[Mutant, cases.Case]) -> None:
     chosen, case = mutant
 
+    # generation alone must find the mutant: the hill-climbing phase (``hypothesis.target`` on the error) runs a
+    # thousand more examples after an unsuccessful generation, which made this file the longest of the suite
     @settings(max_examples=300, database=None, deadline=None, derandomize=True,
+              phases=[Phase.explicit, Phase.generate, Phase.shrink],
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(data=st.data())
     def property_holds(data: st.DataObject) -> None:
         inputs = data.draw(strategies.case_inputs(case, chosen.dtype), label="inputs")
+        if chosen.judged_by == "nan":
+            poisoned = data.draw(strategies.with_nans(inputs), label="with NaN")
+            check_nan(case, inputs, poisoned, chosen.dtype, "cpu", chosen.mode, chosen.reductions)
+            return
         result = evaluate(case, inputs, chosen.dtype, "cpu", chosen.reductions, mode=chosen.mode)
         check(result, chosen.reductions, (chosen.quantity,))
 

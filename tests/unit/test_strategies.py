@@ -140,3 +140,44 @@ def test_case_inputs_broadcast_and_run_in_torch(case: cases.Case) -> None:
                 found = find(xs.case_inputs(case, fmt), _has_ndim(spec.name, ndim),
                              settings=settings(FIXED, max_examples=1000))
                 assert found[spec.name].ndim == ndim
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=str)
+def test_every_binade_of_the_moderate_band_is_drawn(fmt: dtypes.FloatFormat) -> None:
+    """Uniform ordinals put a float64 draw in [2, 4) once in 2046 (numpy's spacing: every binade holds as many
+    values); the band source (:data:`suite.inputs.strategies.BAND`) reaches each of its binades."""
+    low, high = xs.BAND
+    values = np.array(_draws(xs.logits(fmt), 3000))
+    magnitudes = np.abs(values[np.isfinite(values)])
+    binades = {int(e) for e in np.floor(np.log2(magnitudes[magnitudes > 0]))}
+    assert binades >= set(range(int(math.log2(low)), int(math.log2(high))))
+    assert np.spacing(2.0) == np.spacing(3.999) and np.nextafter(4.0, 0) < 4.0  # one spacing per binade
+
+
+def test_the_band_respects_bounds() -> None:
+    values = np.array(_draws(xs.probabilities(dtypes.FLOAT64), 1000))
+    assert ((values >= 0) & (values <= 1)).all()
+    assert ((values >= 0.5) & (values < 1)).sum() > 20  # 1 ordinal draw in 2046 lands there
+    assert xs._band_ordinals(0, 10, dtypes.FLOAT64) == []  # bounds below the band: no band source
+
+
+def test_square_batches_are_drawn() -> None:
+    """A per-class weight (C,) of a (C, C) batch is where a weight applied per sample goes unnoticed."""
+    shapes = [np.shape(b["input"]) for b in _draws(xs.case_inputs(cases.get("bce_weight"), dtypes.FLOAT32), 200)]
+    square = [s for s in shapes if len(s) == 2 and s[0] == s[1] > 1]
+    assert len(square) > 10
+
+
+def test_with_nans_puts_nan_only_at_drawn_positions_of_a_copy() -> None:
+    clean = {"input": np.array([[0.25, 0.5], [1.0, 2.0]]), "target": np.array([[0.0, 1.0], [0.5, 0.5]]),
+             "weight": np.array(3.0)}
+    kept = {k: v.copy() for k, v in clean.items()}
+    for poisoned in _draws(xs.with_nans(clean), 100):
+        nan = {k: np.isnan(v) for k, v in poisoned.items()}
+        assert sum(int(m.sum()) for m in nan.values()) >= 1
+        for name, values in poisoned.items():
+            np.testing.assert_array_equal(values[~nan[name]], clean[name][~nan[name]])
+    for name in clean:
+        np.testing.assert_array_equal(clean[name], kept[name])
+    seen = {k for p in _draws(xs.with_nans(clean), 100) for k, v in p.items() if np.isnan(v).any()}
+    assert seen == set(clean)
