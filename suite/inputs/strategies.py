@@ -115,31 +115,29 @@ def floats_of(fmt: Any, *, min_value: float | None = None, max_value: float | No
         if inside:
             sources.append(st.sampled_from(inside))
     sources.append(st.integers(lo, hi).map(from_ordinal))
-    band = _band_ordinals(lo, hi, fmt)
-    if band:
-        sizes = [b - a + 1 for a, b in band]
-        sources.append(st.integers(0, sum(sizes) - 1).map(lambda i: from_ordinal(_nth_ordinal(band, sizes, i))))
+    binades = _band_binades(lo, hi, fmt)
+    if binades:
+        offsets = st.integers(0, 2 ** (fmt.precision - 1) - 1)  # a significand's fraction bits
+        sources.append(st.tuples(st.sampled_from(binades), offsets).map(
+            lambda chosen: from_ordinal(chosen[0][0] + chosen[1] % chosen[0][1])))
     if allow_nan:
         sources.append(st.just(math.nan))
     return st.one_of(sources)
 
 
-def _band_ordinals(lo: int, hi: int, fmt: FloatFormat) -> list[tuple[int, int]]:
-    """The ordinal ranges of :data:`BAND`'s magnitudes (negative and positive) inside ``[lo, hi]``; the
-    band's upper end is excluded."""
-    low, high = (int(o) for o in dtypes.to_ordinal(list(BAND), fmt))
-    spans = [(-high + 1, -low), (low, high - 1)]
-    clipped = [(max(a, lo), min(b, hi)) for a, b in spans]
-    return [(a, b) for a, b in clipped if a <= b]
-
-
-def _nth_ordinal(spans: list[tuple[int, int]], sizes: list[int], i: int) -> int:
-    """The ``i``-th ordinal of the ``spans`` taken one after the other (``sizes`` their lengths)."""
-    for (first, _), size in zip(spans, sizes, strict=True):
-        if i < size:
-            return first + i
-        i -= size
-    raise IndexError(i)
+def _band_binades(lo: int, hi: int, fmt: FloatFormat) -> list[tuple[int, int]]:
+    """The binades of :data:`BAND` (negative and positive) inside the ordinals ``[lo, hi]``, each as its first
+    ordinal and its number of values (clipped to the bounds), so that a binade is chosen uniformly and then a
+    value in it."""
+    low, high = (int(math.log2(b)) for b in BAND)
+    found = []
+    for e in range(low, high):
+        first, end = (int(o) for o in dtypes.to_ordinal([2.0**e, 2.0 ** (e + 1)], fmt))
+        for a, b in ((first, end - 1), (-end + 1, -first)):
+            a, b = max(a, lo), min(b, hi)
+            if a <= b:
+                found.append((a, b - a + 1))
+    return found
 
 
 def logits(fmt: Any, **kw: Any) -> st.SearchStrategy[float]:

@@ -158,7 +158,7 @@ def test_the_band_respects_bounds() -> None:
     values = np.array(_draws(xs.probabilities(dtypes.FLOAT64), 1000))
     assert ((values >= 0) & (values <= 1)).all()
     assert ((values >= 0.5) & (values < 1)).sum() > 20  # 1 ordinal draw in 2046 lands there
-    assert xs._band_ordinals(0, 10, dtypes.FLOAT64) == []  # bounds below the band: no band source
+    assert xs._band_binades(0, 10, dtypes.FLOAT64) == []  # bounds below the band: no band source
 
 
 def test_square_batches_are_drawn() -> None:
