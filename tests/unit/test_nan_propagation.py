@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from suite import cases, nan_propagation
+from tests.accuracy.mutants import reduce
 
 NAN = math.nan
 
@@ -51,10 +52,6 @@ def _variant(register: list[str], name: str,
     return cases.register(case)
 
 
-def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
-    return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
-
-
 CLEAN = {"input": np.array([1.0, -2.0, 3.0, 0.5]), "target": np.array([0.0, 1.0, 0.5, 1.0])}
 POISONED = {"input": np.array([1.0, NAN, 3.0, 0.5]), "target": np.array([0.0, 1.0, 0.5, 1.0])}
 
@@ -74,12 +71,12 @@ def test_a_refusal_passes() -> None:
 
 def _sanitising(t: Mapping[str, torch.Tensor], reduction: str) -> torch.Tensor:
     x = torch.nan_to_num(t["input"], nan=0.0)
-    return _reduce(F.binary_cross_entropy_with_logits(x, t["target"], reduction="none"), reduction)
+    return reduce(F.binary_cross_entropy_with_logits(x, t["target"], reduction="none"), reduction)
 
 
 def _spreading(t: Mapping[str, torch.Tensor], reduction: str) -> torch.Tensor:
     loss = F.binary_cross_entropy_with_logits(t["input"], t["target"], reduction="none")
-    return _reduce(loss + 0 * loss.sum(), reduction)  # every element sees the whole batch
+    return reduce(loss + 0 * loss.sum(), reduction)  # every element sees the whole batch
 
 
 def _nan_skipping(t: Mapping[str, torch.Tensor], reduction: str) -> torch.Tensor:
