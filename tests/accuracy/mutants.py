@@ -379,6 +379,14 @@ def bce_with_logits_bfloat16_truncating_store(t: Tensors, reduction: str) -> tor
     return reduce(loss + (truncated - loss).detach(), reduction)
 
 
+def bce_with_logits_softplus_threshold_25(t: Tensors, reduction: str) -> torch.Tensor:
+    """float64 BCE-with-logits as ``y softplus(-x) + (1 - y) softplus(x)`` with ``F.softplus(threshold=25)``
+    (a cut-off tuned for float32 reused in float64): ``softplus(z) = z`` for 25 < z, where the dropped
+    ``log1p(exp(-z))`` is still thousands of float64 ULPs up to z ~ 36.7."""
+    x, y = t["input"], t["target"]
+    return reduce(y * F.softplus(-x, threshold=25) + (1 - y) * F.softplus(x, threshold=25), reduction)
+
+
 def bce_with_logits_tensorflow_formula(t: Tensors, reduction: str) -> torch.Tensor:
     """BCE-with-logits as TensorFlow's ``max(x, 0) - x y + log1p(exp(-|x|))``: ``inf - inf = NaN`` at
     x = +inf with a soft target, where the exact loss is +inf."""
@@ -569,6 +577,9 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            with_gradient(_kl_div_forward, "target", _kl_target_gradient_without_one), "float32", "grad_target"),
     Mutant("bce_with_logits_bfloat16_truncating_store", "bce_with_logits", bce_with_logits_bfloat16_truncating_store,
            "bfloat16"),
+    Mutant("bce_with_logits_softplus_threshold_25", "bce_with_logits",
+           loss_only(_bce_with_logits_forward, bce_with_logits_softplus_threshold_25),
+           "float64"),
     Mutant("bce_with_logits_tensorflow_formula", "bce_with_logits",
            loss_only(_bce_with_logits_forward, bce_with_logits_tensorflow_formula), "float32"),
     Mutant("kl_div_log_target_clamped_exponent", "kl_div_log_target",

@@ -3,6 +3,9 @@ compute in float32 and round to float16 as torch's CPU kernels do, and against t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import mpmath
 import numpy as np
 import torch
@@ -99,11 +102,13 @@ def test_float64_functions_are_within_the_evaluation_error_the_float32_replays_a
     anywhere = np.concatenate([np.ldexp(rng.uniform(1, 2, 300), rng.integers(-149, 128, 300)) * s
                                for s in (1.0, -1.0)])
     positive = anywhere[anywhere > 0]
-    cases = {np.log: (positive, mpmath.log), np.log1p: (np.concatenate([positive, -positive[positive < 1]]),
-                                                        mpmath.log1p),
-             np.exp: (anywhere[np.abs(anywhere) < 745], mpmath.exp),
-             array_math.sigmoid: (anywhere, lambda x: 1 / (1 + mpmath.exp(-x))),
-             array_math.log_sigmoid: (anywhere[anywhere > -1e300], lambda x: -mpmath.log1p(mpmath.exp(-x)))}
+    cases: dict[Callable[..., Any], tuple[np.ndarray, Callable[..., Any]]] = {
+        np.log: (positive, mpmath.log),
+        np.log1p: (np.concatenate([positive, -positive[positive < 1]]), mpmath.log1p),
+        np.exp: (anywhere[np.abs(anywhere) < 745], mpmath.exp),
+        array_math.sigmoid: (anywhere, lambda x: 1 / (1 + mpmath.exp(-x))),
+        array_math.log_sigmoid: (anywhere[anywhere > -1e300], lambda x: -mpmath.log1p(mpmath.exp(-x))),
+    }
     for f, (x, exact_f) in cases.items():
         got = np.asarray(f(x), dtype=np.float64)
         with mpmath.workprec(100):

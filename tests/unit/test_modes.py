@@ -4,6 +4,7 @@ rejects), autocast runs BCE in float32 on CPU and refuses it on CUDA, and compil
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pytest
 import torch._dynamo.config
@@ -109,7 +110,8 @@ def test_lay_out_keeps_values_and_gradients_in_another_layout() -> None:
         assert all(torch.equal(laid[k].detach(), given[k].detach()) for k in given)
         assert laid["input"].is_leaf and laid["input"].requires_grad and not laid["row"].requires_grad
         (laid["input"] * 3).sum().backward()
-        assert torch.equal(laid["input"].grad, torch.full((3, 4), 3.0))
+        grad = laid["input"].grad
+        assert grad is not None and torch.equal(grad, torch.full((3, 4), 3.0))
 
 
 @pytest.mark.parametrize("mode", ["eager", *modes.LAYOUT_MODES])
@@ -120,7 +122,7 @@ def test_a_layout_mode_gives_the_loss_its_inputs_in_that_layout(mode: str) -> No
     seen: list[tuple[int, ...]] = []
     base = cases.get("bce_with_logits")
 
-    def spy(t: dict[str, torch.Tensor], reduction: str) -> torch.Tensor:
+    def spy(t: Mapping[str, torch.Tensor], reduction: str) -> torch.Tensor:
         seen.append(t["input"].stride())
         return base.forward(t, reduction)
 

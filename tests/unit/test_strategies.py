@@ -154,11 +154,48 @@ def test_every_binade_of_the_moderate_band_is_drawn(fmt: dtypes.FloatFormat) -> 
     assert np.spacing(2.0) == np.spacing(3.999) and np.nextafter(4.0, 0) < 4.0  # one spacing per binade
 
 
+def _position_in_binade(values: np.ndarray) -> np.ndarray:
+    """Where each nonzero finite value lies in its binade [2^e, 2^(e+1)): 0 at the start, 1 at the end."""
+    mantissas, _ = np.frexp(np.abs(values))  # |v| = m 2^e with m in [0.5, 1)
+    return 2 * mantissas - 1
+
+
+@pytest.mark.parametrize("fmt", [dtypes.FLOAT64, dtypes.FLOAT32], ids=str)
+def test_band_values_are_spread_over_each_binade(fmt: dtypes.FloatFormat) -> None:
+    """A bug in one segment of a binade (a polynomial piece, a cut-off at 25) is found only if the middle of a
+    binade is drawn as often as its ends.  Hypothesis draws a wide integer with a bias toward small values,
+    so fraction bits drawn as one integer left the middle three quarters of each binade almost empty."""
+    low, high = xs.BAND
+    values = np.unique(_draws(xs.logits(fmt), 3000))
+    band = values[np.isfinite(values) & (np.abs(values) >= low) & (np.abs(values) < high)]
+    counts, _ = np.histogram(_position_in_binade(band), bins=8, range=(0, 1))
+    assert counts.min() > band.size / 8 / 3, counts  # each eighth of a binade holds a third of its share
+
+
+@pytest.mark.parametrize("fmt", [dtypes.FLOAT64, dtypes.BFLOAT16], ids=str)
+def test_the_whole_range_is_drawn_binade_by_binade(fmt: dtypes.FloatFormat) -> None:
+    """Every binade of the range is as likely as another, huge and tiny magnitudes included (an ordinal drawn
+    as one integer put about half of all draws at subnormals and hardly any above 2^100)."""
+    values = np.array(_draws(xs.logits(fmt), 3000))
+    finite = np.abs(values[np.isfinite(values) & (values != 0)])
+    exponents = np.floor(np.log2(finite)).astype(int)
+    assert len(set(exponents[exponents > 100].tolist())) > 10  # float64 and bfloat16 reach 2^127 and beyond
+    assert len(set(exponents[exponents < -100].tolist())) > 10
+    assert (finite < fmt.smallest_normal).mean() < 0.2
+
+
+def test_uniform_bits_are_uniform() -> None:
+    drawn = np.array(_draws(xs.uniform_bits(52), 2000))
+    assert ((drawn >= 0) & (drawn < 2**52)).all()
+    counts, _ = np.histogram(drawn / 2.0**52, bins=16, range=(0, 1))
+    assert counts.min() > drawn.size / 16 / 3, counts
+
+
 def test_the_band_respects_bounds() -> None:
     values = np.array(_draws(xs.probabilities(dtypes.FLOAT64), 1000))
     assert ((values >= 0) & (values <= 1)).all()
     assert ((values >= 0.5) & (values < 1)).sum() > 20  # 1 ordinal draw in 2046 lands there
-    assert xs._band_binades(0, 10, dtypes.FLOAT64) == []  # bounds below the band: no band source
+    assert xs._binades(0, 10, dtypes.FLOAT64, xs._exponents(dtypes.FLOAT64, xs.BAND)) == ()  # none below the band
 
 
 def test_square_batches_are_drawn() -> None:
