@@ -120,7 +120,7 @@ def floats_of(fmt: Any, *, min_value: float | None = None, max_value: float | No
         binades = _binades(lo, hi, fmt, exponents)
         if binades:
             sources.append(_in_binades(binades).map(from_ordinal))
-    if not sources:  # only +-0 or +-inf, when those are excluded as special values (cannot happen today)
+    if not sources:  # a range of +-0 or +-inf alone has no binade: its values are drawn as ordinals
         sources.append(st.integers(lo, hi).map(from_ordinal))
     if allow_nan:
         sources.append(st.just(math.nan))
@@ -167,6 +167,7 @@ def _in_binades(binades: Sequence[tuple[int, int]]) -> st.SearchStrategy[int]:
 
 
 def _scaled_into(binade: tuple[int, int], fraction: int, bits: int) -> int:
+    """The ordinal at ``fraction / 2^bits`` of the way through ``binade`` (first ordinal, count)."""
     first, count = binade
     return first + ((fraction * count) >> bits)
 
