@@ -151,7 +151,7 @@ class Deviation:
         reduced value) with the sum of its batch's ``S``."""
         if self.error_scale is None:
             raise ValueError(f"{self.id} has no error scale")
-        size = error_scales.scale(self.error_scale, inputs, batch_shape, fmt, input_fmt)
+        size = error_scales.scale(self.error_scale, inputs, batch_shape, fmt, input_fmt, divisor)
         with np.errstate(invalid="ignore", over="ignore"):  # a batch of huge terms: the sum's scale is inf
             total = np.sum(size) if scalar else size
             return np.asarray((fmt.unit_roundoff * total + fmt.smallest_subnormal / 2) / divisor)

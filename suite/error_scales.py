@@ -10,6 +10,10 @@ smallest subnormal, the absolute error of an operation whose result underflows, 
 which scales torch's gradients; a reduced value uses the sum of its elements' ``S``): the formula's own rounding,
 not a broken kernel (one that keeps an intermediate in 16 bits is off by about ``2^-9 S``).
 
+Autograd multiplies by the gradient ``g = 1 / D`` first, so a product of a backward formula that underflows has an
+absolute error of ``eta`` that ``D`` does not divide: ``D`` times the smallest normal number (``eta / u``) in
+``S``, which is why a scale is given the divisor.
+
 Each scale is computed in float64 from the rounded inputs (broadcast to the batch), as the sum of the magnitudes
 of the terms torch's kernel forms, each term's rounding error counted once: a bound of the error's order, whose
 constant ``k`` comes from counting the roundings of the formula.  A scale gets two formats: ``fmt``, the result's,
@@ -30,7 +34,7 @@ from suite.array_math import sigmoid
 from suite.dtypes import FLOAT32, FLOAT64, FloatFormat
 
 FloatArray = npt.NDArray[np.float64]
-Scale = Callable[[Mapping[str, FloatArray], tuple[int, ...], FloatFormat, FloatFormat], FloatArray]
+Scale = Callable[[Mapping[str, FloatArray], tuple[int, ...], FloatFormat, FloatFormat, float], FloatArray]
 
 
 def _get(inputs: Mapping[str, FloatArray], name: str, shape: tuple[int, ...], default: float = 1.0) -> FloatArray:
@@ -46,7 +50,7 @@ def _times(a: FloatArray, b: FloatArray) -> FloatArray:
 
 
 def bce_with_logits_grad_input(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                               input_fmt: FloatFormat) -> FloatArray:
+                               input_fmt: FloatFormat, divisor: float) -> FloatArray:
     """BCEWithLogits: torch's input gradient is ``w ((pw y + 1 - y) sigmoid(x) - pw y)`` with ``pos_weight``, ``w
     (sigmoid(x) - y)`` without (``binary_cross_entropy_with_logits_backward``): terms ``|pw y|, 1, |y|`` times
     ``sigmoid(x)``, and ``|pw y|``, with ``pw = 1`` without ``pos_weight`` (a bound of ``sigmoid(x) + |y|``)."""
@@ -69,7 +73,7 @@ def _log_softmax_parts(x: FloatArray) -> tuple[FloatArray, FloatArray]:
 
 
 def log_softmax_kl_div_grad_input(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                                  input_fmt: FloatFormat) -> FloatArray:
+                                  input_fmt: FloatFormat, divisor: float) -> FloatArray:
     """log_softmax then kl_div: torch's logit gradient is ``exp(lsm) sum(t) - t`` (log_softmax's backward of
     ``-t``), where ``exp`` turns the log-probability's absolute error into a relative one: terms
     ``p sum|t| (2 + |x - max| + |log sum| + L)`` and ``|t|``."""
@@ -81,7 +85,7 @@ def log_softmax_kl_div_grad_input(inputs: Mapping[str, FloatArray], shape: tuple
 
 
 def log_softmax_kl_div_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                            input_fmt: FloatFormat) -> FloatArray:
+                            input_fmt: FloatFormat, divisor: float) -> FloatArray:
     """log_softmax then kl_div: torch's loss is ``xlogy(t, t) - t lsm``, terms ``|t log t|`` and ``|t|``, and
     ``|t|`` times the log-probability's error size ``|x - max| + |log sum| + L``, rounded by its own computation
     and again to the inputs' dtype (``u_in / u`` units; CPU autocast keeps it in 16 bits), plus its magnitude."""
@@ -93,7 +97,7 @@ def log_softmax_kl_div_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, 
 
 
 def sigmoid_bce_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                            input_fmt: FloatFormat) -> FloatArray:
+                            input_fmt: FloatFormat, divisor: float) -> FloatArray:
     """sigmoid then BCE: torch's target gradient is ``w (log(1 - p) - log(p))`` of the rounded ``p =
     sigmoid(x)``: terms ``|log p|`` and ``|log(1 - p)|``, and the rounding of ``p``, which ``log`` turns into an
     absolute error of about 1 (``1 + eta / (u p)`` where ``p`` is subnormal, ``eta`` half the smallest
@@ -107,7 +111,7 @@ def sigmoid_bce_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, 
 
 
 def pos_weight_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                           input_fmt: FloatFormat) -> FloatArray:
+                           input_fmt: FloatFormat, divisor: float) -> FloatArray:
     """BCEWithLogits with ``pos_weight``: torch's target gradient is ``w (log_sigmoid(-x) - pw log_sigmoid(x))``,
     terms ``softplus(x)`` and ``|pw| softplus(-x)``."""
     x = _get(inputs, "input", shape)
@@ -118,7 +122,7 @@ def pos_weight_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, .
 
 
 def bce_with_logits_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                         input_fmt: FloatFormat) -> FloatArray:
+                         input_fmt: FloatFormat, divisor: float) -> FloatArray:
     """BCEWithLogits: torch's loss is ``w ((1 - y) x - lw log_sigmoid(x))`` with ``lw = (pw - 1) y + 1`` (1
     without pos_weight) and ``log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|))``
     (``binary_cross_entropy_with_logits``): terms ``|(1 - y) x|`` and ``(|(pw - 1) y| + 1)`` (a bound of ``|lw|``
@@ -134,7 +138,7 @@ def bce_with_logits_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...
 
 
 def weighted_bce_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                      input_fmt: FloatFormat) -> FloatArray:
+                      input_fmt: FloatFormat, divisor: float) -> FloatArray:
     """BCE with a weight: torch's loss is ``-w (y max(log p, -100) + (1 - y) max(log1p(-p), -100))``, whose
     products ``y log p`` and ``(1 - y) log1p(-p)`` may be subnormal, an absolute error of half the smallest
     subnormal each (``eta / u``, the smallest normal number, in unit roundoffs) before ``w`` scales them: terms
@@ -147,19 +151,58 @@ def weighted_bce_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], 
     return np.abs(_times(_get(inputs, "weight", shape), terms))
 
 
+def _underflow_after_gradient(divisor: float, fmt: FloatFormat) -> float:
+    """A backward product with ``g = 1 / D`` that underflows, an absolute error of ``eta``, in ``S``'s units
+    (``u S / D``): ``D eta / u``, ``D`` times the smallest normal number."""
+    return divisor * fmt.smallest_normal
+
+
 def kl_div_log_target_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                                  input_fmt: FloatFormat) -> FloatArray:
-    """kl_div with ``log_target``: torch's target gradient is the sum of the backward's two products, ``e (t - x)``
-    (the product's) and ``e`` (the exponential's), ``e = exp(t)``: terms ``e |t - x|`` and ``e``, which cancel to
-    0 where ``t - x = -1``."""
+                                  input_fmt: FloatFormat, divisor: float) -> FloatArray:
+    """kl_div with ``log_target``: torch's target gradient is the sum of the backward's two products, ``(g (t -
+    x)) e`` (the product's) and ``g e`` (the exponential's), ``e = exp(t)``: terms ``e |t - x|`` and ``e``, which
+    cancel to 0 where ``t - x = -1``.  Where ``e`` is subnormal its rounding is an absolute error of a subnormal
+    step that both products carry, ``(e + smallest normal) (|t - x| + 1)``, and each product may underflow
+    (:func:`_underflow_after_gradient`)."""
     x, t = _get(inputs, "input", shape), _get(inputs, "target", shape)
     with np.errstate(over="ignore", invalid="ignore"):
-        e = np.exp(t)
-        return _times(e, np.abs(t - x)) + e
+        e = np.exp(t) + fmt.smallest_normal
+        return _times(e, np.abs(t - x) + 1.0) + 2.0 * _underflow_after_gradient(divisor, fmt)
+
+
+def _kl_div_grad_target(t: FloatArray, x_terms: FloatArray, fmt: FloatFormat, divisor: float) -> FloatArray:
+    """kl_div's target gradient ``g log t + (g t) / t - g x`` (xlogy's two backward terms, then the product's):
+    terms ``|log t|`` and 1, ``x_terms`` for ``g x`` and its input's error, the underflow of ``g log t`` and
+    of ``g x`` (:func:`_underflow_after_gradient`), and the quotient's: ``g t`` underflows for a subnormal ``t``
+    once ``g < 1``, an absolute error of ``eta`` that the division by ``t`` makes ``eta / t``, ``D`` smallest
+    normal ``/ t`` (at ``t = 0`` the quotient is ``0 / 0``, a NaN no bound covers: nothing is added)."""
+    underflow = _underflow_after_gradient(divisor, fmt)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        quotient = np.where(t == 0, 0.0, underflow / np.abs(t))
+        return np.abs(np.log(np.abs(t))) + 1.0 + x_terms + 2.0 * underflow + quotient
+
+
+def kl_div_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
+                       input_fmt: FloatFormat, divisor: float) -> FloatArray:
+    """kl_div: :func:`_kl_div_grad_target` with the input ``x`` as given, a term ``|x|``."""
+    x, t = _get(inputs, "input", shape), _get(inputs, "target", shape)
+    return _kl_div_grad_target(t, np.abs(x), fmt, divisor)
+
+
+def log_softmax_kl_div_grad_target(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
+                                   input_fmt: FloatFormat, divisor: float) -> FloatArray:
+    """log_softmax then kl_div: :func:`_kl_div_grad_target` of the log-probability ``x``, whose magnitude and
+    error are bounded by its error size ``|z - max| + |log sum| + L`` (:func:`_log_softmax_parts`), rounded by
+    its own computation and again to the inputs' dtype (as in :func:`log_softmax_kl_div_loss`)."""
+    z, t = _get(inputs, "input", shape), _get(inputs, "target", shape)
+    _, size = _log_softmax_parts(z)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x_terms = (2.0 + _input_units(fmt, input_fmt)) * size
+    return _kl_div_grad_target(t, x_terms, fmt, divisor)
 
 
 def kl_div_log_target_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                           input_fmt: FloatFormat) -> FloatArray:
+                           input_fmt: FloatFormat, divisor: float) -> FloatArray:
     """kl_div with ``log_target``: torch's loss is ``exp(t) (t - x)``, whose ``exp(t)`` may be subnormal, an
     absolute error of a subnormal step or so (twice the smallest normal number in unit roundoffs, as in
     :func:`weighted_bce_loss`) that ``t - x`` multiplies: ``(exp(t) + 2 eta) |t - x|``."""
@@ -186,7 +229,7 @@ def _sigmoid_vanishes(x: FloatArray, fmt: FloatFormat) -> npt.NDArray[np.bool_]:
 
 
 def sigmoid_bce_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,
-                     input_fmt: FloatFormat) -> FloatArray:
+                     input_fmt: FloatFormat, divisor: float) -> FloatArray:
     """sigmoid then BCE: torch rounds ``p = sigmoid(x)`` to the inputs' dtype (an error up to ``delta = u_in p +
     eta_in``; CPU autocast keeps it in 16 bits) and computes ``-w (y log p + (1 - y) log(1 - p))`` from it in the
     result's.  ``log`` turns the rounding into absolute errors up to ``-log(1 - delta / p)`` and ``-log(1 - delta /
@@ -217,12 +260,14 @@ SCALES: dict[str, Scale] = {
     "weighted_bce_loss": weighted_bce_loss,
     "sigmoid_bce_loss": sigmoid_bce_loss,
     "kl_div_log_target_grad_target": kl_div_log_target_grad_target,
+    "kl_div_grad_target": kl_div_grad_target,
+    "log_softmax_kl_div_grad_target": log_softmax_kl_div_grad_target,
 }
 
 
 def scale(name: str, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...], fmt: FloatFormat,
-          input_fmt: FloatFormat | None = None) -> FloatArray:
+          input_fmt: FloatFormat | None = None, divisor: float = 1.0) -> FloatArray:
     """The scale ``name`` of a batch of ``shape`` whose result is in ``fmt`` and inputs in ``input_fmt`` (default
-    ``fmt``); a reduced value: pass its batch's shape and sum."""
+    ``fmt``), reduced with ``divisor``; a reduced value: pass its batch's shape and sum."""
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
-    return np.asarray(SCALES[name](arrays, shape, fmt, input_fmt or fmt), dtype=np.float64)
+    return np.asarray(SCALES[name](arrays, shape, fmt, input_fmt or fmt, divisor), dtype=np.float64)

@@ -288,6 +288,14 @@ def _kl_target_gradient_without_one(t: Tensors) -> torch.Tensor:
     return torch.log(t["target"]) - t["input"]
 
 
+def _kl_log_target_target_gradient_flushed_exp(t: Tensors) -> torch.Tensor:
+    """KL with a log target, target gradient ``exp(t) (t - x + 1)`` whose ``exp(t)`` is flushed to 0 where it is
+    subnormal (an exp without gradual underflow)."""
+    e = torch.exp(t["target"])
+    e = torch.where(e < torch.finfo(e.dtype).tiny, torch.zeros_like(e), e)
+    return e * (t["target"] - t["input"] + 1)
+
+
 def _sigmoid_bce_gradient_clamped_probability(t: Tensors) -> torch.Tensor:
     """sigmoid then BCE logit gradient ``p - y`` with the probability clamped to ``[1e-7, 1 - 1e-7]`` (Keras's
     epsilon), as hand-written losses do to keep the logs finite: wrong wherever sigmoid saturates."""
@@ -575,6 +583,9 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "float32", "grad_target"),
     Mutant("kl_div_target_gradient_without_one", "kl_div",
            with_gradient(_kl_div_forward, "target", _kl_target_gradient_without_one), "float32", "grad_target"),
+    Mutant("kl_div_log_target_target_gradient_flushed_exp", "kl_div_log_target",
+           with_gradient(_kl_div_log_target_forward, "target", _kl_log_target_target_gradient_flushed_exp),
+           "float64", "grad_target"),
     Mutant("bce_with_logits_bfloat16_truncating_store", "bce_with_logits", bce_with_logits_bfloat16_truncating_store,
            "bfloat16"),
     Mutant("bce_with_logits_softplus_threshold_25", "bce_with_logits",

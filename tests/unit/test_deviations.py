@@ -169,6 +169,37 @@ def test_error_scales_are_the_magnitudes_of_torchs_terms() -> None:
     got = error_scales.scale("kl_div_log_target_grad_target", cancel, (2,), dtypes.BFLOAT16)
     assert np.allclose(got, [2.0 * float(mpmath.exp(-0.10546875)), 4.0], rtol=1e-15, atol=0)
 
+
+def test_error_scales_count_the_underflows_of_the_backward_after_the_divisor() -> None:
+    # kl_div(log_target) in float64 at t = -745, x = -1e300, mean over D = 8: exp(-745) is subnormal, a rounding of
+    # a subnormal step (the smallest normal number in unit roundoffs) that |t - x| + 1 multiplies, and the two
+    # backward products may each underflow by half a subnormal step whatever D: 2 D smallest normal
+    f64, tiny = dtypes.FLOAT64, 2.0**-1022
+    kl = {"input": np.array([-1e300]), "target": np.array([-745.0])}
+    expected = (float(mpmath.exp(-745)) + tiny) * (1e300 - 745.0 + 1.0) + 2.0 * 8.0 * tiny
+    got = error_scales.scale("kl_div_log_target_grad_target", kl, (1,), f64, divisor=8.0)
+    assert np.allclose(got, [expected], rtol=1e-15, atol=0)
+    # kl_div's target gradient g log t + (g t) / t - g x in float16 at t = 2^-24, the smallest subnormal, x =
+    # -16.640625, D = 8: g t = 2^-27 underflows to 0, an error of 2^-27 that the quotient makes 1/8; in the
+    # unit u S / D with u = 2^-11 that is S = D (2^-14 / t): |log t| + 1 + |x| + 2 D 2^-14 + D 2^-14 / 2^-24
+    f16 = dtypes.FLOAT16
+    grad = {"input": np.array([-16.640625, -16.640625]), "target": np.array([2.0**-24, 0.0])}
+    got = error_scales.scale("kl_div_grad_target", grad, (2,), f16, divisor=8.0)
+    lost_one = 8.0 * 2.0**-14 / 2.0**-24
+    assert f16.unit_roundoff * lost_one / 8.0 == 2.0**-25 / 2.0**-24  # eta / t: half the smallest subnormal over t
+    expected = 24.0 * math.log(2.0) + 1.0 + 16.640625 + 2.0 * 8.0 * 2.0**-14 + lost_one
+    assert np.allclose(got[0], expected, rtol=1e-15, atol=0)
+    assert math.isinf(got[1])  # t = 0: |log t| is infinite, the quotient 0 / 0 adds nothing
+    # log_softmax then kl_div: the log-probability's terms are (2 + u_in / u) times its error size; a row [0, 0]
+    # in float32 from float32 inputs: size = log 2 + 2, three times over
+    rows = {"input": np.array([[0.0, 0.0]]), "target": np.array([[1.0, 0.5]])}
+    got = error_scales.scale("log_softmax_kl_div_grad_target", rows, (1, 2), dtypes.FLOAT32, divisor=1.0)
+    size, tiny32 = math.log(2.0) + 2.0, 2.0**-126
+    row = [0.0 + 1.0 + 3.0 * size + 2.0 * tiny32 + tiny32, math.log(2.0) + 1.0 + 3.0 * size + 2.0 * tiny32
+           + tiny32 / 0.5]
+    assert np.allclose(got, [row], rtol=1e-15, atol=0)
+
+
 def _to_precision(value: mpmath.mpf, fmt: dtypes.FloatFormat) -> mpmath.mpf:
     """``value`` rounded to nearest with ``fmt``'s significand bits by mpmath (normal values only)."""
     with mpmath.workprec(fmt.precision):
@@ -221,3 +252,32 @@ def test_an_error_scale_bounds_the_absolute_error_by_unit_roundoffs() -> None:
         deviations._parse({**base, "error_scale": "nope", "max_scaled_error": 8})
     with pytest.raises(ValueError, match="go together"):
         deviations._parse({**base, "error_scale": "bce_with_logits_grad_input"})
+
+
+def _exact_kl_div_grad_target(t: float, x: float, divisor: float, log_target: bool) -> mpmath.mpf:
+    """The exact target gradient of kl_div at one element, divided by the reduction's ``divisor``."""
+    t_, x_ = mpmath.mpf(t), mpmath.mpf(x)
+    return (mpmath.exp(t_) * (t_ - x_ + 1) if log_target else mpmath.log(t_) + 1 - x_) / divisor
+
+
+@pytest.mark.parametrize(("entry_id", "t", "x", "log_target"), [
+    ("kl-div-target-grad-subnormal-target", 5e-324, -744.0, False),  # g t = 2^-1075 rounds to 0: the + 1/2 is lost
+    ("kl-div-log-target-subnormal", -744.07, -1e300, True),  # exp(-744.07) = 1.45 subnormal steps rounds to 1
+])
+def test_subnormal_kl_div_gradients_are_within_their_error_scale_and_near_it(entry_id: str, t: float, x: float,
+                                                                            log_target: bool) -> None:
+    # torch's formulas replayed in float64 numpy (the order of torch 2.13's autograd, bit for bit on CPU) at a
+    # mean over D = 2: the error is the subnormal rounding the scale counts, within the entry's bound and more than
+    # a quarter of one unit (the scale is not loose by orders of magnitude)
+    entry, g, f64 = deviations.get(entry_id), np.float64(0.5), dtypes.FLOAT64
+    tt, xx = np.float64(t), np.float64(x)
+    with np.errstate(under="ignore"):
+        if log_target:
+            e = np.exp(tt)
+            got = (g * (tt - xx)) * e + g * e
+        else:
+            got = (g * np.log(tt) + (g * tt) / tt) - g * xx
+    error = float(abs(mpmath.mpf(float(got)) - _exact_kl_div_grad_target(t, x, 2.0, log_target)))
+    unit = float(entry.error_unit({"input": np.array([x]), "target": np.array([t])}, (1,), 2, f64)[0])
+    assert entry.max_scaled_error is not None
+    assert 0.25 <= error / unit <= entry.max_scaled_error
