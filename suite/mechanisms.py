@@ -131,6 +131,20 @@ def bce_log_clamp(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Float
     return [_weighted(t.get("weight", _w(1.0)), _clamped_bce(p, y), fmt, divisor, LOSS_SUBNORMAL_ROUNDINGS)]
 
 
+def bce_flushed_probability(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
+                            divisor: int) -> list[Branch]:
+    """BCE's clamped loss (:func:`bce_log_clamp`) as a float32 kernel that flushes subnormal numbers to zero
+    computes it: ``log1p(-p)`` of a float32-subnormal ``p`` is 0, and ``log p`` either the exact one (a log that
+    keeps subnormal arguments) or ``log 0``, clamped to -100 (one that flushes them too): one branch each, the
+    same where ``p`` is a normal number."""
+    p, y, w = t["input"], t["target"], t.get("weight", _w(1.0))
+    flushed = np.where(np.abs(p) < _w(FLOAT32.smallest_normal), _w(0.0), p)
+    cap = _w(-LOG_CLAMP)
+    one_minus = _times(1 - y, np.minimum(-np.log1p(-flushed), cap))
+    return [_weighted(w, _times(y, np.minimum(-np.log(q), cap)) + one_minus, fmt, divisor, LOSS_SUBNORMAL_ROUNDINGS)
+            for q in (p, flushed)]
+
+
 def bce_grad_epsilon(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
                      divisor: int) -> list[Branch]:
     """BCE's input gradient with its denominator clamped, as torch's backward computes it:
@@ -235,6 +249,7 @@ def _values_around(v: WorkArray, fmt: FloatFormat) -> tuple[WorkArray, WorkArray
 #: Mechanism name (the registry's ``mechanism``) -> function of the batch.
 MECHANISMS: dict[str, Mechanism] = {
     "bce_log_clamp": bce_log_clamp,
+    "bce_flushed_probability": bce_flushed_probability,
     "bce_grad_epsilon": bce_grad_epsilon,
     "sigmoid_underflow_grad": sigmoid_underflow_grad,
     "mean_divisor_overflow": mean_divisor_overflow,

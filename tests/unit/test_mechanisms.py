@@ -11,8 +11,9 @@ import mpmath
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812
 
-from suite import cases, deviations, dtypes, judge, mechanisms, run
+from suite import cases, deviations, dtypes, fp_environment, judge, mechanisms, run
 from suite.metrics import Label
 
 F64, F32, F16, BF16 = dtypes.FLOAT64, dtypes.FLOAT32, dtypes.FLOAT16, dtypes.BFLOAT16
@@ -40,6 +41,48 @@ def test_the_log_clamp_caps_each_log_at_100() -> None:
     assert _interval("bce_log_clamp", F64, input=1e-300, target=0.25) == (25.0, 25.0)
     # outside the clamp it is the exact loss: -log(0.5) = log 2
     assert _interval("bce_log_clamp", F64, input=0.5, target=1.0) == (math.log(2), math.log(2))
+
+
+def test_a_flushing_kernel_reads_a_subnormal_probability_as_0() -> None:
+    # float32 p = 1e-39 is subnormal: log1p(-p) flushed is 0, so with y = 0 the loss 3 p = 3e-39 (a normal number)
+    # becomes 0, give or take three subnormal roundings before the weight 3; eager's 3 p is not this mechanism
+    p32 = float(np.float32(1e-39))
+    low, high = _interval("bce_flushed_probability", F32, input=p32, target=0.0, weight=3.0)
+    assert (low, high) == (-3 * 1.5 * 2.0**-149, 3 * 1.5 * 2.0**-149)
+    kept = mechanisms.distance_ulps("bce_flushed_probability", {"input": np.array([p32]), "target": np.zeros(1),
+                                                                "weight": np.array([3.0])}, np.array([3 * p32]), 1, F32)
+    assert kept[0] > 1e6
+    # y = 1/2: the log of p kept (-log 1e-39 / 2, from mpmath) or flushed (log 0 clamped: 100 / 2), nothing between
+    inputs = {"input": np.full(3, p32), "target": np.full(3, 0.5)}
+    kept_log = float(np.float32(-mpmath.log(mpmath.mpf(p32)) / 2))  # the float32 result
+    distance = mechanisms.distance_ulps("bce_flushed_probability", inputs, np.array([kept_log, 50.0, 47.0]), 1, F32)
+    assert distance[0] == distance[1] == 0 and distance[2] > 1e5
+    # a normal p is read as it is: the clamped loss, -log(0.75) at p = 1/4, y = 0
+    assert _interval("bce_flushed_probability", F64, input=0.25, target=0.0) == (-math.log(0.75), -math.log(0.75))
+
+
+def test_a_kernel_run_with_flush_to_zero_is_the_flushed_probability_mechanism() -> None:
+    # torch's float32 BCE on this CPU with flush-to-zero and denormals-are-zero on: a flushing kernel to check the
+    # mechanism against (CUDA's compiled one, which the registry entry is about, needs a GPU); without them torch
+    # keeps p, and where that matters (y = 0, w p a normal number: not at 2^-149, within the rounding slack, nor
+    # with y > 0, where y log p dwarfs p) the mechanism does not hold
+    p = np.array([1e-45, 1e-40, 1.1e-38, 1e-39, 1e-39, 1e-39, 0.25], dtype=np.float32)
+    y = np.array([0.0, 0.0, 0.0, 0.5, 1.0, 0.25, 0.0], dtype=np.float32)
+    w = np.full(p.shape, 3.0e8, dtype=np.float32)
+    inputs = {"input": p.astype(np.float64), "target": y.astype(np.float64), "weight": w.astype(np.float64)}
+
+    def loss() -> np.ndarray:
+        value = F.binary_cross_entropy(torch.from_numpy(p), torch.from_numpy(y), weight=torch.from_numpy(w),
+                                       reduction="none")
+        return value.numpy().astype(np.float64)
+
+    try:
+        with fp_environment.flushing_subnormals():
+            flushed = loss()
+    except RuntimeError:
+        pytest.skip("this CPU has no flush-to-zero mode")
+    assert mechanisms.distance_ulps("bce_flushed_probability", inputs, flushed, 1, F32).max() <= 6
+    assert (mechanisms.distance_ulps("bce_flushed_probability", inputs, loss(), 1, F32)[1:3] > 1e11).all()
 
 
 def test_the_gradient_epsilon_is_torchs_float32_constant_in_each_format() -> None:
