@@ -101,10 +101,12 @@ def _clamped_quotient(numerator: WorkArray, product: WorkArray, eps: float) -> W
     return numerator / np.maximum(product, _w(eps))
 
 
-def _clamped_bce(p: WorkArray, y: WorkArray) -> WorkArray:
-    """``y min(-log p, 100) + (1 - y) min(-log(1 - p), 100)``: BCE with each log clamped at -100."""
+def _clamped_bce(p: WorkArray, y: WorkArray, p_of_log1p: WorkArray | None = None) -> WorkArray:
+    """``y min(-log p, 100) + (1 - y) min(-log(1 - p), 100)``: BCE with each log clamped at -100, ``log(1 - p)``
+    taken of ``p_of_log1p`` where a kernel reads ``p`` differently there (default ``p``)."""
     cap = _w(-LOG_CLAMP)
-    return _times(y, np.minimum(-np.log(p), cap)) + _times(1 - y, np.minimum(-np.log1p(-p), cap))
+    q = p if p_of_log1p is None else p_of_log1p
+    return _times(y, np.minimum(-np.log(p), cap)) + _times(1 - y, np.minimum(-np.log1p(-q), cap))
 
 
 #: Operations of BCE's loss before the weight (two products and their sum) whose results, when subnormal, each
@@ -139,10 +141,7 @@ def bce_flushed_probability(t: Mapping[str, WorkArray], fmt: FloatFormat, input_
     same where ``p`` is a normal number."""
     p, y, w = t["input"], t["target"], t.get("weight", _w(1.0))
     flushed = np.where(np.abs(p) < _w(FLOAT32.smallest_normal), _w(0.0), p)
-    cap = _w(-LOG_CLAMP)
-    one_minus = _times(1 - y, np.minimum(-np.log1p(-flushed), cap))
-    return [_weighted(w, _times(y, np.minimum(-np.log(q), cap)) + one_minus, fmt, divisor, LOSS_SUBNORMAL_ROUNDINGS)
-            for q in (p, flushed)]
+    return [_weighted(w, _clamped_bce(q, y, flushed), fmt, divisor, LOSS_SUBNORMAL_ROUNDINGS) for q in (p, flushed)]
 
 
 def bce_grad_epsilon(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
