@@ -1,6 +1,7 @@
 """Deterministic input grids: uniform in ordinal (bit-pattern) space over each input kind's whole range,
 exhaustive for the 16-bit formats, always with the special values and the thresholds of
-:mod:`suite.inputs.thresholds` and their neighbours.  No randomness: a grid is the same on every run.
+:mod:`suite.inputs.thresholds` and their neighbours, and for 32/64-bit formats :data:`BAND_POINTS_PER_BINADE`
+points in each binade of the moderate :data:`BAND`.  No randomness: a grid is the same on every run.
 
     from suite import cases, dtypes
     from suite.inputs import grids
@@ -13,6 +14,7 @@ Sizes (points = loss elements whose truth must be computed) are given by :func:`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -27,6 +29,18 @@ from suite.inputs.thresholds import PRECISION, sort_unique, threshold_values
 
 #: Ordinal-uniform points of a 32/64-bit kind when ``count`` is not given.
 DEFAULT_COUNT = 4096
+#: Magnitudes ``[low, high)`` of the moderate band: probabilities from 1/32 up, logits up to 1024 (past
+#: float64's exp overflow at 709.8), where vectorised kernels switch between polynomial segments and cut-offs (a
+#: softplus threshold, a series) that neither the thresholds nor ordinal-uniform points reach often.
+BAND = (2.0**-5, 2.0**10)
+#: Points in each binade of :data:`BAND` (either sign, inside the kind's range) that full 32/64-bit grids add.
+#: The ordinal-uniform points leave about one float64 point per binade there (eight in float32), so a segment of
+#: a sixteenth of a binade that is wrong went unseen by the grid; 32 put two points in every such segment.
+BAND_POINTS_PER_BINADE = 32
+#: Where a band point lies inside its 1/32 of a binade: the golden ratio's fraction, so that its mantissa has
+#: all its bits in play rather than being a short dyadic fraction (``1 + k / 32``) that a kernel's range
+#: reduction handles exactly.
+_BAND_OFFSET = (6180339887, 10**10)
 #: Ordinal-uniform points of the main input of a quick grid.
 QUICK_COUNT = 96
 #: Ordinals either side of each threshold in full and quick grids.
@@ -85,10 +99,7 @@ def ordinal_grid(fmt: FloatFormat, low: float, high: float, count: int) -> Float
         raise ValueError(f"count must be at least 1, got {count}")
     if math.isnan(low) or math.isnan(high):
         raise ValueError("grid bounds must not be NaN")
-    lo_v, hi_v = ceil_to(low, fmt), floor_to(high, fmt)
-    if lo_v > hi_v:
-        raise ValueError(f"no value of {fmt.name} lies in [{low!r}, {high!r}]")
-    lo, hi = (int(o) for o in dtypes.to_ordinal([lo_v, hi_v], fmt))
+    lo, hi = _inward_ordinals(low, high, fmt)
     span = hi - lo
     if count == 1:
         ordinals = [lo]
@@ -96,6 +107,56 @@ def ordinal_grid(fmt: FloatFormat, low: float, high: float, count: int) -> Float
         ordinals = list(range(lo, hi + 1))
     else:  # Python integers: the span of float64 ordinals exceeds int64
         ordinals = [lo + (i * span) // (count - 1) for i in range(count)]
+    return sort_unique(dtypes.from_ordinal(np.array(ordinals, dtype=np.int64), fmt))
+
+
+def _inward_ordinals(low: float, high: float, fmt: FloatFormat) -> tuple[int, int]:
+    """Ordinals of the smallest and largest values of ``fmt`` in ``[low, high]`` (ValueError: there is none)."""
+    lo_v, hi_v = ceil_to(low, fmt), floor_to(high, fmt)
+    if lo_v > hi_v:
+        raise ValueError(f"no value of {fmt.name} lies in [{low!r}, {high!r}]")
+    lo, hi = (int(o) for o in dtypes.to_ordinal([lo_v, hi_v], fmt))
+    return lo, hi
+
+
+def exponents(fmt: FloatFormat, magnitudes: tuple[float, float] | None = None) -> range:
+    """Exponents ``e`` of the binades ``[2^e, 2^(e+1))`` of ``fmt`` (subnormal ones included) that lie in
+    ``magnitudes = [low, high)`` (None: all of them)."""
+    smallest = fmt.emin - fmt.precision + 1
+    if magnitudes is None:
+        return range(smallest, fmt.emax + 1)
+    low, high = (int(math.log2(m)) for m in magnitudes)
+    return range(max(low, smallest), min(high, fmt.emax + 1))
+
+
+@functools.lru_cache(maxsize=256)
+def binades(lo: int, hi: int, fmt: FloatFormat, exps: range) -> tuple[tuple[int, int], ...]:
+    """The binades of exponents ``exps`` (negative and positive) inside the ordinals ``[lo, hi]``, each as its
+    first ordinal and its number of values (clipped to the bounds).  Cached: Hypothesis strategies are rebuilt for
+    every drawn batch."""
+    starts = [math.ldexp(1.0, e) for e in exps]
+    ends = [math.ldexp(1.0, e + 1) if e < fmt.emax else math.inf for e in exps]  # the last ends at +inf
+    found = []
+    for first, end in zip(dtypes.to_ordinal(starts, fmt).tolist(), dtypes.to_ordinal(ends, fmt).tolist(),
+                          strict=True):
+        for a, b in ((first, end - 1), (-end + 1, -first)):
+            a, b = max(a, lo), min(b, hi)
+            if a <= b:
+                found.append((a, b - a + 1))
+    return tuple(found)
+
+
+def band_values(fmt: FloatFormat, low: float, high: float,
+                per_binade: int = BAND_POINTS_PER_BINADE) -> FloatArray:
+    """``per_binade`` values of ``fmt`` in each binade of :data:`BAND` (either sign) inside ``[low, high]``, one
+    in each ``1/per_binade`` of the binade's values, at the same irrational offset in each, sorted."""
+    try:
+        lo, hi = _inward_ordinals(low, high, fmt)
+    except ValueError:
+        return np.array([])
+    num, den = _BAND_OFFSET
+    ordinals = [first + (count * (k * den + num)) // (per_binade * den)
+                for first, count in binades(lo, hi, fmt, exponents(fmt, BAND)) for k in range(per_binade)]
     return sort_unique(dtypes.from_ordinal(np.array(ordinals, dtype=np.int64), fmt))
 
 
@@ -144,9 +205,9 @@ def weight_values(fmt: FloatFormat) -> FloatArray:
 def input_grid(kind: str, fmt: FloatFormat, *, count: int | None = None, include_nan: bool = True,
                reach: int = THRESHOLD_REACH) -> FloatArray:
     """Sorted values of ``fmt`` for one input kind over its natural range: every value of a 16-bit format
-    when ``count`` is None, else ``count`` ordinal-uniform points (:data:`DEFAULT_COUNT` for 32/64 bits when
-    None), always with :func:`specials` in range and every threshold of the kind within ``reach`` ordinals;
-    one NaN last when ``include_nan``.
+    when ``count`` is None, else ``count`` ordinal-uniform points (when None, :data:`DEFAULT_COUNT` for 32/64 bits
+    and :func:`band_values`), always with :func:`specials` in range and every threshold of the kind within
+    ``reach`` ordinals; one NaN last when ``include_nan``.
 
     Ranges: logit and log_probability the whole line with +-inf; probability and target [0, 1] (with -0);
     log_target [-inf, max finite]; weight and pos_weight :func:`weight_values`.
@@ -159,8 +220,10 @@ def input_grid(kind: str, fmt: FloatFormat, *, count: int | None = None, include
         if count is None and fmt.bits == 16:
             every = all_values(fmt)
             base = _within(every[~np.isnan(every)], low, high)
+        elif count is None:
+            base = np.concatenate([ordinal_grid(fmt, low, high, DEFAULT_COUNT), band_values(fmt, low, high)])
         else:
-            base = ordinal_grid(fmt, low, high, DEFAULT_COUNT if count is None else count)
+            base = ordinal_grid(fmt, low, high, count)
         extra = np.concatenate([specials(fmt),
                                 threshold_values(fmt, kind, reach, mirrored=kind in MIRRORED_KINDS)])
         values = sort_unique(np.concatenate([base, _within(extra, low, high)]))

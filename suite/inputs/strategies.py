@@ -9,8 +9,8 @@ four sources mixed by ``one_of`` (earlier sources are where shrinking goes):
 3. the whole range, binade by binade: a binade ``[2^e, 2^(e+1))`` of the range (subnormal ones included, either
    sign) is chosen uniformly, then a value uniformly inside it, so every magnitude from the smallest
    subnormal to the largest finite value is as likely as another,
-4. the same over the moderate :data:`BAND` of magnitudes, where losses are mostly evaluated and where the
-   whole range puts few draws (in float64, 1 in 70),
+4. the same over the moderate :data:`~suite.inputs.grids.BAND` of magnitudes, where losses are mostly
+   evaluated and where the whole range puts few draws (in float64, 1 in 70),
 
 and NaN as a fifth source where ``allow_nan``.  Bounds are validated like ``hypothesis.strategies.floats``:
 they are rounded inward to the format and an empty range is an ``InvalidArgument``.
@@ -22,7 +22,6 @@ they are rounded inward to the format and an empty range is an ``InvalidArgument
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -36,15 +35,12 @@ from suite import dtypes
 from suite.cases.base import INPUT_KINDS, Case, InputSpec
 from suite.dtypes import FloatArray, FloatFormat
 from suite.inputs import grids
+from suite.inputs.grids import BAND
 from suite.inputs.thresholds import threshold_values
 
 #: Ordinals either side of each threshold that are drawn with high probability.
 REACH = 3
 
-#: Magnitudes ``[low, high)`` of the moderate band (source 4): probabilities from 1/32 up, logits up to 1024
-#: (past float64's exp overflow at 709.8), where vectorised kernels switch between polynomial segments and
-#: cut-offs (a softplus threshold, a series) that neither the thresholds nor uniform ordinals reach often.
-BAND = (2.0**-5, 2.0**10)
 
 
 def _bound(value: float | None, default: float, name: str) -> float:
@@ -116,8 +112,8 @@ def floats_of(fmt: Any, *, min_value: float | None = None, max_value: float | No
         inside = [v for v in notable.tolist() if allowed(v)]
         if inside:
             sources.append(st.sampled_from(inside))
-    for exponents in (_exponents(fmt), _exponents(fmt, BAND)):
-        binades = _binades(lo, hi, fmt, exponents)
+    for exponents in (grids.exponents(fmt), grids.exponents(fmt, BAND)):
+        binades = grids.binades(lo, hi, fmt, exponents)
         if binades:
             sources.append(_in_binades(binades).map(from_ordinal))
     if not sources:  # a range of +-0 or +-inf alone has no binade: its values are drawn as ordinals
@@ -125,33 +121,6 @@ def floats_of(fmt: Any, *, min_value: float | None = None, max_value: float | No
     if allow_nan:
         sources.append(st.just(math.nan))
     return st.one_of(sources)
-
-
-def _exponents(fmt: FloatFormat, magnitudes: tuple[float, float] | None = None) -> range:
-    """Exponents ``e`` of the binades ``[2^e, 2^(e+1))`` of ``fmt`` (subnormal ones included) that lie in
-    ``magnitudes = [low, high)`` (None: all of them)."""
-    smallest = fmt.emin - fmt.precision + 1
-    if magnitudes is None:
-        return range(smallest, fmt.emax + 1)
-    low, high = (int(math.log2(m)) for m in magnitudes)
-    return range(max(low, smallest), min(high, fmt.emax + 1))
-
-
-@functools.lru_cache(maxsize=256)
-def _binades(lo: int, hi: int, fmt: FloatFormat, exponents: range) -> tuple[tuple[int, int], ...]:
-    """The binades of ``exponents`` (negative and positive) inside the ordinals ``[lo, hi]``, each as its first
-    ordinal and its number of values (clipped to the bounds), so that a binade is chosen uniformly and then a
-    value in it.  Cached: strategies are rebuilt for every drawn batch."""
-    starts = [math.ldexp(1.0, e) for e in exponents]
-    ends = [math.ldexp(1.0, e + 1) if e < fmt.emax else math.inf for e in exponents]  # the last ends at +inf
-    found = []
-    for first, end in zip(dtypes.to_ordinal(starts, fmt).tolist(), dtypes.to_ordinal(ends, fmt).tolist(),
-                          strict=True):
-        for a, b in ((first, end - 1), (-end + 1, -first)):
-            a, b = max(a, lo), min(b, hi)
-            if a <= b:
-                found.append((a, b - a + 1))
-    return tuple(found)
 
 
 def _in_binades(binades: Sequence[tuple[int, int]]) -> st.SearchStrategy[int]:

@@ -28,8 +28,9 @@ DESCRIPTION = """\
 Measure how accurate torch's BCELoss, BCEWithLogitsLoss and kl_div are, against exact (mpmath) values.
 
 Runs every registered case x dtype x device x mode x reduction, forward and gradients, on deterministic
-full-range grids (exhaustive for float16/bfloat16), then a targeted Hypothesis search for the worst input of
-each case, dtype and device (eager, unreduced), and writes into --out:
+full-range grids (exhaustive for float16/bfloat16; for float32/float64, 4096 points even in bit patterns plus
+32 in every binade of magnitudes 1/32 to 1024), then a targeted Hypothesis search for the worst input of each
+case, dtype and device (eager, unreduced), and writes into --out:
   accuracy.json  every number, in a versioned schema (suite/report/schema.py)
   accuracy.md    summary, safe ranges, worst cases, search results, findings with reproducers
   index.html     the same with plots (ULP error and labels along the main input)
@@ -110,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="DIR",
                         help="once the report is written, compare it with this earlier report, or with the "
                              "baseline of a folder of baselines (reports/baselines: the one of this torch and "
-                             "devices, else of the newest torch; none for these devices: no diff), into "
+                             "devices, else of the newest older torch; none for these devices: no diff), into "
                              "diff.md in the report folder (python -m suite diff gives the same, with its exit "
                              "status)")
     parser.add_argument("--plot-format", choices=("png", "svg"), default="png",

@@ -1,7 +1,8 @@
 """Mutation check: each deliberately broken loss implementation of :mod:`tests.accuracy.mutants`, registered
 as a user case with the exact reference of the loss it imitates, must be caught by the same property test
 that judges torch (of budgets, or of NaN propagation), in the quantity and reduction where it is wrong (other
-quantities it may also break are not looked at), with a shrunk counter-example and a reproducer."""
+quantities it may also break are not looked at), with a shrunk counter-example and a reproducer; a mutant wrong
+only in a narrow segment of one binade must be caught by the report's full grid."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from suite import cases, search
+from suite import cases, dtypes, judge, search
+from suite.discover import evaluate_grid
 from suite.inputs import strategies
 from tests.accuracy.harness import check, check_nan, evaluate
 from tests.accuracy.mutants import MUTANTS, Mutant
@@ -27,7 +29,12 @@ def mutant(request: pytest.FixtureRequest) -> Iterator[tuple[Mutant, cases.Case]
         cases.unregister(case.name)
 
 
-@pytest.mark.parametrize("mutant", sorted(MUTANTS), indirect=True)
+#: Mutants the drawn batches must catch, and those only the full grid reaches.
+SEARCHED = sorted(name for name, m in MUTANTS.items() if m.judged_by != "grid")
+GRIDDED = sorted(name for name, m in MUTANTS.items() if m.judged_by == "grid")
+
+
+@pytest.mark.parametrize("mutant", SEARCHED, indirect=True)
 def test_broken_implementation_is_caught(mutant: tuple[Mutant, cases.Case]) -> None:
     chosen, case = mutant
 
@@ -56,3 +63,16 @@ def test_broken_implementation_is_caught(mutant: tuple[Mutant, cases.Case]) -> N
     # Hypothesis shrinks and reports the minimal example ("Falsifying example" before 6.16x, "Failing test
     # case" after), with the drawn batch
     assert ("Falsifying example" in notes or "Failing test case" in notes) and "Draw 1 (inputs)" in notes, notes
+
+
+@pytest.mark.parametrize("mutant", GRIDDED, indirect=True)
+def test_narrow_bug_is_caught_by_the_full_grid(mutant: tuple[Mutant, cases.Case]) -> None:
+    """The report's grid (:func:`suite.inputs.grids.case_grid`, with the band's points in every sixteenth of a
+    binade) finds the mutant as failures that no known deviation explains, in the quantity and reductions it
+    breaks."""
+    chosen, case = mutant
+    wanted = tuple(dict.fromkeys(("none", *chosen.reductions)))
+    result = evaluate_grid(case, dtypes.get(chosen.dtype), "cpu", chosen.mode, False, wanted, workers=1)
+    for reduction in chosen.reductions:
+        verdict = judge.judge(result, result.get(reduction, chosen.quantity))
+        assert verdict.unexplained.any(), f"{chosen.name}: {reduction} {chosen.quantity} passes on the full grid"

@@ -132,6 +132,51 @@ def test_default_wide_grid_has_the_default_count_plus_extras() -> None:
     assert grids.DEFAULT_COUNT < len(got) < 2 * grids.DEFAULT_COUNT
 
 
+def _points_per_sixteenth(values: np.ndarray, kind: str, fmt: dtypes.FloatFormat) -> dict[tuple[int, int, int], int]:
+    """How many of ``values`` lie in each sixteenth of each binade ``[2^e, 2^(e+1))`` of the band (either sign,
+    keyed by sign, ``e`` and the sixteenth), for the sixteenths inside the kind's range; numpy's ``frexp``
+    tells where a value lies."""
+    low, high = grids.KIND_RANGES[kind]
+    high = fmt.max_finite if high is None else high
+    first, last = (int(math.log2(b)) for b in grids.BAND)
+    counts = {(sign, e, k): 0 for sign in (1, -1) for e in range(first, last) for k in range(16)
+              if all(low <= sign * math.ldexp(1 + j / 16, e) <= high for j in (k, k + 1))}
+    nonzero = values[np.isfinite(values) & (values != 0)]
+    mantissas, exponents = np.frexp(nonzero)  # v = m 2^x with |m| in [0.5, 1): binade x - 1
+    sixteenths = np.floor((2 * np.abs(mantissas) - 1) * 16).astype(int)
+    for key in zip(np.sign(nonzero).astype(int).tolist(), (exponents - 1).tolist(), sixteenths.tolist(), strict=True):
+        if key in counts:
+            counts[key] += 1
+    return counts
+
+
+@pytest.mark.parametrize("fmt", [dtypes.FLOAT64, dtypes.FLOAT32], ids=str)
+@pytest.mark.parametrize("kind", ["logit", "log_probability", "probability", "target", "log_target"])
+def test_full_wide_grids_hold_two_points_in_every_sixteenth_of_the_band(kind: str, fmt: dtypes.FloatFormat) -> None:
+    """A kernel wrong in a sixteenth of one binade (a polynomial segment, a cut-off) is seen by the grid only if
+    every sixteenth of the moderate band holds grid points: in float64 the ordinal-uniform points alone leave
+    most of them empty (about one point per binade there), and the band's points fill each with two."""
+    full = _points_per_sixteenth(grids.input_grid(kind, fmt, include_nan=False), kind, fmt)
+    assert full and min(full.values()) >= 2, [key for key, n in full.items() if n < 2][:5]
+    if fmt is dtypes.FLOAT64:
+        low, high = grids.KIND_RANGES[kind]
+        uniform = grids.ordinal_grid(fmt, low, fmt.max_finite if high is None else high, grids.DEFAULT_COUNT)
+        empty = [key for key, n in _points_per_sixteenth(uniform, kind, fmt).items() if n == 0]
+        assert len(empty) > len(full) / 2
+
+
+@pytest.mark.parametrize("fmt", [dtypes.FLOAT64, dtypes.FLOAT32], ids=str)
+def test_band_points_have_full_mantissas(fmt: dtypes.FloatFormat) -> None:
+    """Band points are not short dyadic fractions such as ``1 + k / 32``, which a kernel's range reduction can
+    handle exactly: each has nonzero low fraction bits."""
+    band = grids.band_values(fmt, -math.inf, math.inf)
+    assert len(band) == 2 * 15 * grids.BAND_POINTS_PER_BINADE  # 15 binades from 1/32 to 1024, either sign
+    mantissas, _ = np.frexp(np.abs(band))
+    fractions = np.ldexp(2 * mantissas - 1, fmt.precision - 1).astype(np.int64)  # the fraction bits as an integer
+    assert np.all(fractions % 2**8 != 0)
+    assert np.all(dtypes.is_representable(band, fmt))
+
+
 def test_full_16_bit_case_grid_is_exhaustive_in_main_input_times_targets() -> None:
     case = cases.get("bce_with_logits")
     grid = grids.case_grid(case, dtypes.FLOAT16)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from suite import cases, dtypes, run
+from suite.inputs import grids
 from suite.inputs import strategies as xs
 
 FORMATS = list(dtypes.FORMATS.values())
@@ -145,8 +146,8 @@ def test_case_inputs_broadcast_and_run_in_torch(case: cases.Case) -> None:
 @pytest.mark.parametrize("fmt", FORMATS, ids=str)
 def test_every_binade_of_the_moderate_band_is_drawn(fmt: dtypes.FloatFormat) -> None:
     """Uniform ordinals put a float64 draw in [2, 4) once in 2046 (numpy's spacing: every binade holds as many
-    values); the band source (:data:`suite.inputs.strategies.BAND`) reaches each of its binades."""
-    low, high = xs.BAND
+    values); the band source (:data:`suite.inputs.grids.BAND`) reaches each of its binades."""
+    low, high = grids.BAND
     values = np.array(_draws(xs.logits(fmt), 3000))
     magnitudes = np.abs(values[np.isfinite(values)])
     binades = {int(e) for e in np.floor(np.log2(magnitudes[magnitudes > 0]))}
@@ -165,7 +166,7 @@ def test_band_values_are_spread_over_each_binade(fmt: dtypes.FloatFormat) -> Non
     """A bug in one segment of a binade (a polynomial piece, a cut-off at 25) is found only if the middle of a
     binade is drawn as often as its ends.  Hypothesis draws a wide integer with a bias toward small values,
     so fraction bits drawn as one integer left the middle three quarters of each binade almost empty."""
-    low, high = xs.BAND
+    low, high = grids.BAND
     values = np.unique(_draws(xs.logits(fmt), 3000))
     band = values[np.isfinite(values) & (np.abs(values) >= low) & (np.abs(values) < high)]
     counts, _ = np.histogram(_position_in_binade(band), bins=8, range=(0, 1))
@@ -195,7 +196,8 @@ def test_the_band_respects_bounds() -> None:
     values = np.array(_draws(xs.probabilities(dtypes.FLOAT64), 1000))
     assert ((values >= 0) & (values <= 1)).all()
     assert ((values >= 0.5) & (values < 1)).sum() > 20  # 1 ordinal draw in 2046 lands there
-    assert xs._binades(0, 10, dtypes.FLOAT64, xs._exponents(dtypes.FLOAT64, xs.BAND)) == ()  # none below the band
+    band = grids.exponents(dtypes.FLOAT64, grids.BAND)
+    assert grids.binades(0, 10, dtypes.FLOAT64, band) == ()  # none below the band
 
 
 def test_square_batches_are_drawn() -> None:
