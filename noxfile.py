@@ -57,7 +57,7 @@ def report(session: nox.Session) -> None:
     """The main job: accuracy report of the installed torch under reports/<torch>-cpu/ (JSON, Markdown, HTML
     with plots, the bad-input and mixed-dtype tables), one case/dtype job per core (at most 8) at a time,
     and its diff against the committed baseline (diff.md in the report folder; for a torch without a baseline,
-    against the newest one).  A run cut short goes on with `nox -s report -- --resume`.  Extra arguments go to
+    against the newest older one).  A run cut short goes on with `nox -s report -- --resume`.  Extra arguments go to
     `python -m suite report` (e.g. `-- --modes eager,compile,autocast` for the comparison of modes)."""
     args = install(session)
     jobs = str(min(os.cpu_count() or 1, 8))  # case/dtype jobs side by side; `-- --jobs 1` for one at a time

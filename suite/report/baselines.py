@@ -1,7 +1,7 @@
 """Where reports live, ``reports/<torch version>-<devices>``, and which committed baseline (a report folder
 under ``reports/baselines``) a new report is compared with: the one of the same torch and devices, else the one
-of the newest torch on the same devices, so that a torch without a baseline is compared with the version
-before it (what an upgrade changes)."""
+of the newest older torch on the same devices, so that a torch without a baseline is compared with the version
+before it (what an upgrade changes); a torch older than every baseline is compared with the oldest."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def is_baseline_root(path: str | Path) -> bool:
 
 def pick(root: str | Path, torch_version: str, devices: Sequence[str]) -> Path | None:
     """The baseline under ``root`` for a report of ``torch_version`` on ``devices``: its own, else the newest
-    torch's on the same devices (None: there is none for those devices)."""
+    older torch's on the same devices, else the oldest newer one's (None: there is none for those devices)."""
     root, tag = Path(root), devices_tag(devices)
     own = root / folder_name(torch_version, devices)
     if (own / REPORT_FILE).is_file():
@@ -43,7 +43,11 @@ def pick(root: str | Path, torch_version: str, devices: Sequence[str]) -> Path |
         except InvalidVersion:
             continue
     found = [(v, f) for v, f in found if (f / REPORT_FILE).is_file()]
-    return max(found)[1] if found else None
+    if not found:
+        return None
+    release = Version(torch_version.split("+")[0])
+    older = [(v, f) for v, f in found if v < release]
+    return max(older)[1] if older else min(found)[1]
 
 
 def resolve(path: str | Path, torch_version: str, devices: Sequence[str]) -> Path | None:

@@ -5,6 +5,10 @@ deviations explained and B's do not, more failing elements on an equal grid, a l
 its budget, a narrower safe range, or handles a bad input or a mixed-dtype call worse; or when a result only B
 measured (a mode or device A did not run) has a finding no known deviation explains.
 
+Where the two grids differ (another suite version, or a grid option), a finding that is new only because B's
+grid has points A's lacks is coverage, not torch: there a new finding regresses only when no known deviation
+explains it, and a max-ULP growth or a narrower safe range does not regress.  The change says so.
+
 Grid findings are matched by their result key and label, and their regions by overlap along the main input (a
 region of B that meets none of A's is new; one of A that meets none of B's is fixed; one unexplained in B that
 meets only explained regions of A is no longer explained).  A finding of the targeted search (attribution
@@ -113,14 +117,14 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
     fa = {k: v for k, v in _findings(a, cases).items() if k[0] in both}
     fb = {k: v for k, v in _findings(b, cases).items() if k[0] in both}
     for key in sorted(fb.keys() - fa.keys()):
-        diff.add("new_finding", key[0], f"new {key[1]}: {_regions(fb[key])}", regression=True)
+        _add_new_finding(diff, key, f"new {key[1]}", fb[key], ra[key[0]], rb[key[0]])
     for key in sorted(fa.keys() - fb.keys()):
         diff.add("fixed_finding", key[0], f"fixed {key[1]}: {_regions(fa[key])}")
     for key in sorted(fa.keys() & fb.keys()):
         fresh = [f for f in fb[key] if not any(_overlap(f, g) for g in fa[key])]
         gone = [f for f in fa[key] if not any(_overlap(f, g) for g in fb[key])]
         if fresh:
-            diff.add("new_finding", key[0], f"new {key[1]} region: {_regions(fresh)}", regression=True)
+            _add_new_finding(diff, key, f"new {key[1]} region", fresh, ra[key[0]], rb[key[0]])
         if gone:
             diff.add("fixed_finding", key[0], f"fixed {key[1]} region: {_regions(gone)}")
         _compare_attribution(diff, key, fa[key], fb[key])
@@ -139,11 +143,30 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
     for s in b["safe_ranges"]:
         k = (s["case"], s["dtype"], s["device"], s.get("mode", "eager"))
         if k in sa and (cases is None or s["case"] in cases) and _width(sa[k]) != _width(s):
-            diff.add("safe_range", "/".join(k), f"safe range {safe_text(sa[k])} -> {safe_text(s)}",
-                     regression=_narrower(sa[k], s))
+            unreduced = "/".join((*k, "none", "loss"))
+            grid = _grid_note(ra.get(unreduced), rb.get(unreduced))
+            diff.add("safe_range", "/".join(k), f"safe range {safe_text(sa[k])} -> {safe_text(s)}{grid}",
+                     regression=_narrower(sa[k], s) and not grid)
     compare_probes(diff, a, b, cases)
     compare_promotion(diff, a, b, cases)
     return diff
+
+
+def _grid_note(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+    """``""`` when results ``a`` and ``b`` were measured on grids of the same size, else a note saying they were
+    not (a missing result counts as the same grid: nothing says otherwise)."""
+    if a is None or b is None or a["elements"] == b["elements"]:
+        return ""
+    return f" (on a different grid: {a['elements']} elements in A, {b['elements']} in B)"
+
+
+def _add_new_finding(diff: Diff, key: tuple[str, str], what: str, fresh: list[dict[str, Any]],
+                     a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Findings of B that A lacks: a regression, unless the grids differ (B's may be points A never measured)
+    and a known deviation explains every one of them."""
+    grid = _grid_note(a, b)
+    regression = not grid or any(is_new(f) for f in fresh)
+    diff.add("new_finding", key[0], f"{what}: {_regions(fresh)}{grid}", regression=regression)
 
 
 def _compare_attribution(diff: Diff, key: tuple[str, str], a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
@@ -166,16 +189,16 @@ def _compare_attribution(diff: Diff, key: tuple[str, str], a: list[dict[str, Any
 def _compare_result(diff: Diff, key: str, a: dict[str, Any], b: dict[str, Any]) -> None:
     if a["budget"] != b["budget"]:
         diff.add("budget", key, f"budget {number(a['budget'])} -> {number(b['budget'])} ULP")
-    same_grid = a["elements"] == b["elements"]
+    grid = _grid_note(a, b)
     fail_a, fail_b = int(a.get("failing", 0)), int(b.get("failing", 0))
-    if same_grid and fail_a != fail_b:
+    if not grid and fail_a != fail_b:
         diff.add("failing", key, f"failing elements {fail_a} -> {fail_b}", regression=fail_b > fail_a)
     ua, ub = decode_float(a["max_ulp"]), decode_float(b["max_ulp"])
     if not _same(ua, ub):
         worse = (math.isnan(ua) or ub > ua) and not math.isnan(ub)
         over = decode_float(b["algorithmic"]["max_ulp"]) > float(b["budget"])
-        diff.add("max_ulp", key, f"max ULP {number(a['max_ulp'])} -> {number(b['max_ulp'])}",
-                 regression=worse and over and same_grid)
+        diff.add("max_ulp", key, f"max ULP {number(a['max_ulp'])} -> {number(b['max_ulp'])}{grid}",
+                 regression=worse and over and not grid)
 
 
 def _same(x: float, y: float) -> bool:

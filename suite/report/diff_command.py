@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "is a regression when A has no unexplained finding of the same quantity and label.")
     parser.add_argument("a", metavar="A", help="the earlier accuracy.json, its report folder, or a folder of "
                         "baselines (reports/baselines): then the one of B's torch and devices, else of the newest "
-                        "torch on B's devices")
+                        "older torch on B's devices (the oldest, when all are newer)")
     parser.add_argument("b", metavar="B", help="the later accuracy.json (or its report folder)")
     parser.add_argument("--cases", metavar="NAME[,NAME]",
                         help="compare only these cases (each must be in A or B)")

@@ -24,7 +24,7 @@ def _folder(root: Path, name: str, report: bool = True) -> Path:
     return folder
 
 
-def test_the_own_torch_else_the_newest_torch_on_the_same_devices(tmp_path: Path) -> None:
+def test_the_own_torch_else_the_newest_older_torch_on_the_same_devices(tmp_path: Path) -> None:
     for name in ("2.9.0-cpu", "2.11.0-cpu", "2.13.0-cpu", "2.13.0-cpu+cuda0", "2.15.0-cpu+cuda0"):
         _folder(tmp_path, name)
     _folder(tmp_path, "2.14.0-cpu", report=False)  # no accuracy.json: not a baseline
@@ -32,7 +32,10 @@ def test_the_own_torch_else_the_newest_torch_on_the_same_devices(tmp_path: Path)
     assert baselines.pick(tmp_path, "2.11.0+cpu", ["cpu"]) == tmp_path / "2.11.0-cpu"
     # 2.13.0 is newer than 2.9.0 (versions, not strings), and 2.14.0 has no report
     assert baselines.pick(tmp_path, "2.14.1+cu130", ["cpu"]) == tmp_path / "2.13.0-cpu"
-    assert baselines.pick(tmp_path, "2.14.1", ["cpu", "cuda:0"]) == tmp_path / "2.15.0-cpu+cuda0"
+    assert baselines.pick(tmp_path, "2.14.1", ["cpu", "cuda:0"]) == tmp_path / "2.13.0-cpu+cuda0"  # not 2.15.0
+    assert baselines.pick(tmp_path, "2.16.0", ["cpu", "cuda:0"]) == tmp_path / "2.15.0-cpu+cuda0"
+    assert baselines.pick(tmp_path, "2.8.0", ["cpu"]) == tmp_path / "2.9.0-cpu"  # older than all: the oldest
+    assert baselines.pick(tmp_path, "2.13.0+cu130", ["cpu"]) == tmp_path / "2.13.0-cpu"  # the local tag aside
     assert baselines.pick(tmp_path, "2.14.1", ["cuda:0"]) is None
     assert baselines.resolve(tmp_path / "2.9.0-cpu", "2.14.1", ["cpu"]) == tmp_path / "2.9.0-cpu"
     assert baselines.folder_name("2.13.0+cpu", ["cpu", "cuda:1"]) == "2.13.0-cpu+cuda1"

@@ -82,6 +82,30 @@ def test_more_failing_elements_larger_ulp_beyond_budget_and_narrower_range_regre
         assert d.regressed and [c.kind for c in d.changes if c.regression] == [kind]
 
 
+def test_on_a_denser_grid_only_unexplained_new_findings_regress() -> None:
+    """A grid with points A's lacked (a newer suite) finds regions A never measured: coverage, not torch.  There an
+    explained new region, a larger max ULP and a narrower safe range are listed without regressing; an
+    unexplained new region still regresses; and on equal grids each of them regresses."""
+    def denser(explained: bool) -> dict[str, Any]:
+        b = report()
+        b["results"][0].update(elements=130, max_ulp=9.0, algorithmic={"max_ulp": 9.0, "over_budget": 1})
+        b["safe_ranges"][0].update(high=0.5)
+        b["findings"].append(finding(0.5, 0.75, "nan"))
+        b["findings"][-1]["attribution"] = "known: some-entry" if explained else "new"
+        return b
+
+    d = diff.compare(report(), denser(explained=True))
+    assert not d.regressed
+    assert sorted(c.kind for c in d.changes) == ["max_ulp", "new_finding", "safe_range"]
+    assert all("different grid: 100 elements in A, 130 in B" in c.text for c in d.changes)
+    d = diff.compare(report(), denser(explained=False))
+    assert [c.kind for c in d.changes if c.regression] == ["new_finding"]
+    same = denser(explained=True)
+    same["results"][0]["elements"] = 100
+    assert sorted(c.kind for c in diff.compare(report(), same).changes if c.regression) == [
+        "max_ulp", "new_finding", "safe_range"]
+
+
 def test_budget_change_is_reported() -> None:
     b = report()
     b["results"][0]["budget"] = 8.0
