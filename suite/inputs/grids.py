@@ -99,7 +99,7 @@ def ordinal_grid(fmt: FloatFormat, low: float, high: float, count: int) -> Float
         raise ValueError(f"count must be at least 1, got {count}")
     if math.isnan(low) or math.isnan(high):
         raise ValueError("grid bounds must not be NaN")
-    lo, hi = _inward_ordinals(low, high, fmt)
+    lo, hi = inward_ordinals(low, high, fmt)
     span = hi - lo
     if count == 1:
         ordinals = [lo]
@@ -110,7 +110,7 @@ def ordinal_grid(fmt: FloatFormat, low: float, high: float, count: int) -> Float
     return sort_unique(dtypes.from_ordinal(np.array(ordinals, dtype=np.int64), fmt))
 
 
-def _inward_ordinals(low: float, high: float, fmt: FloatFormat) -> tuple[int, int]:
+def inward_ordinals(low: float, high: float, fmt: FloatFormat) -> tuple[int, int]:
     """Ordinals of the smallest and largest values of ``fmt`` in ``[low, high]`` (ValueError: there is none)."""
     lo_v, hi_v = ceil_to(low, fmt), floor_to(high, fmt)
     if lo_v > hi_v:
@@ -120,13 +120,13 @@ def _inward_ordinals(low: float, high: float, fmt: FloatFormat) -> tuple[int, in
 
 
 def exponents(fmt: FloatFormat, magnitudes: tuple[float, float] | None = None) -> range:
-    """Exponents ``e`` of the binades ``[2^e, 2^(e+1))`` of ``fmt`` (subnormal ones included) that lie in
+    """Exponents ``e`` of the binades ``[2^e, 2^(e+1))`` of ``fmt`` (subnormal ones included) that lie wholly in
     ``magnitudes = [low, high)`` (None: all of them)."""
     smallest = fmt.emin - fmt.precision + 1
     if magnitudes is None:
         return range(smallest, fmt.emax + 1)
-    low, high = (int(math.log2(m)) for m in magnitudes)
-    return range(max(low, smallest), min(high, fmt.emax + 1))
+    low, high = magnitudes
+    return range(max(math.ceil(math.log2(low)), smallest), min(math.floor(math.log2(high)), fmt.emax + 1))
 
 
 @functools.lru_cache(maxsize=256)
@@ -149,9 +149,11 @@ def binades(lo: int, hi: int, fmt: FloatFormat, exps: range) -> tuple[tuple[int,
 def band_values(fmt: FloatFormat, low: float, high: float,
                 per_binade: int = BAND_POINTS_PER_BINADE) -> FloatArray:
     """``per_binade`` values of ``fmt`` in each binade of :data:`BAND` (either sign) inside ``[low, high]``, one
-    in each ``1/per_binade`` of the binade's values, at the same irrational offset in each, sorted."""
+    in each ``1/per_binade`` of the binade's values, sorted.  Each lies at the same irrational offset from its
+    piece's lowest ordinal: the smallest magnitude of a positive piece, the largest of a negative one, so the two
+    signs share no magnitude."""
     try:
-        lo, hi = _inward_ordinals(low, high, fmt)
+        lo, hi = inward_ordinals(low, high, fmt)
     except ValueError:
         return np.array([])
     num, den = _BAND_OFFSET

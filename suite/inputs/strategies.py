@@ -42,7 +42,6 @@ from suite.inputs.thresholds import threshold_values
 REACH = 3
 
 
-
 def _bound(value: float | None, default: float, name: str) -> float:
     if value is None:
         return default
@@ -56,14 +55,12 @@ def _bound(value: float | None, default: float, name: str) -> float:
 def _inward(low: float, high: float, fmt: FloatFormat, allow_infinity: bool) -> tuple[int, int]:
     """Ordinals of the smallest and largest values of ``fmt`` in ``[low, high]`` (finite ones only unless
     ``allow_infinity``); InvalidArgument when there is none."""
-    lo_v, hi_v = grids.ceil_to(low, fmt), grids.floor_to(high, fmt)
-    if not allow_infinity:
-        lo_v, hi_v = max(lo_v, -fmt.max_finite), min(hi_v, fmt.max_finite)
-    if lo_v > hi_v:
+    inner = (low, high) if allow_infinity else (max(low, -fmt.max_finite), min(high, fmt.max_finite))
+    try:
+        return grids.inward_ordinals(*inner, fmt)
+    except ValueError:
         raise InvalidArgument(f"no {'finite ' if not allow_infinity else ''}value of {fmt.name} lies in "
-                              f"[{low!r}, {high!r}]")
-    lo, hi = (int(o) for o in dtypes.to_ordinal([lo_v, hi_v], fmt))
-    return lo, hi
+                              f"[{low!r}, {high!r}]") from None
 
 
 def floats_of(fmt: Any, *, min_value: float | None = None, max_value: float | None = None,
@@ -102,10 +99,11 @@ def floats_of(fmt: Any, *, min_value: float | None = None, max_value: float | No
         raise InvalidArgument(f"[{low!r}, {high!r}] holds only subnormal values of {fmt.name}")
 
     def from_ordinal(o: int) -> float:
+        value = float(dtypes.from_ordinal(o, fmt))
         if not allow_subnormal and 0 < abs(o) < subnormal:
             candidates = [0.0, math.copysign(fmt.smallest_normal, o), -math.copysign(fmt.smallest_normal, o)]
-            return min((c for c in candidates if allowed(c)), key=lambda c: abs(c - o))
-        return float(dtypes.from_ordinal(o, fmt))
+            return nearest(value, [c for c in candidates if allowed(c)])
+        return value
 
     sources: list[st.SearchStrategy[float]] = []
     for notable in (grids.specials(fmt), threshold_values(fmt, kind, REACH, mirrored=True)):
@@ -121,6 +119,12 @@ def floats_of(fmt: Any, *, min_value: float | None = None, max_value: float | No
     if allow_nan:
         sources.append(st.just(math.nan))
     return st.one_of(sources)
+
+
+def nearest(value: float, candidates: Sequence[float]) -> float:
+    """The candidate nearest to ``value`` (the first of equally near ones): where a subnormal draw goes when
+    subnormals are not allowed."""
+    return min(candidates, key=lambda c: abs(c - value))
 
 
 def _in_binades(binades: Sequence[tuple[int, int]]) -> st.SearchStrategy[int]:

@@ -31,7 +31,8 @@ def is_baseline_root(path: str | Path) -> bool:
 
 def pick(root: str | Path, torch_version: str, devices: Sequence[str]) -> Path | None:
     """The baseline under ``root`` for a report of ``torch_version`` on ``devices``: its own, else the newest
-    older torch's on the same devices, else the oldest newer one's (None: there is none for those devices)."""
+    older torch's on the same devices, else the oldest newer one's (the newest for a version that does not parse;
+    None: there is none for those devices)."""
     root, tag = Path(root), devices_tag(devices)
     own = root / folder_name(torch_version, devices)
     if (own / REPORT_FILE).is_file():
@@ -45,7 +46,10 @@ def pick(root: str | Path, torch_version: str, devices: Sequence[str]) -> Path |
     found = [(v, f) for v, f in found if (f / REPORT_FILE).is_file()]
     if not found:
         return None
-    release = Version(torch_version.split("+")[0])
+    try:
+        release = Version(torch_version.split("+")[0])
+    except InvalidVersion:  # a build whose version says nothing of its age: the newest baseline
+        return max(found)[1]
     older = [(v, f) for v, f in found if v < release]
     return max(older)[1] if older else min(found)[1]
 

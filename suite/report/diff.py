@@ -7,7 +7,9 @@ measured (a mode or device A did not run) has a finding no known deviation expla
 
 Where the two grids differ (another suite version, or a grid option), a finding that is new only because B's
 grid has points A's lacks is coverage, not torch: there a new finding regresses only when no known deviation
-explains it, and a max-ULP growth or a narrower safe range does not regress.  The change says so.
+explains it, an unexplained region regresses when it reaches past A's unexplained regions it meets (on equal
+grids the failing count says so), and a max-ULP growth or a narrower safe range does not regress.  The change
+says so.
 
 Grid findings are matched by their result key and label, and their regions by overlap along the main input (a
 region of B that meets none of A's is new; one of A that meets none of B's is fixed; one unexplained in B that
@@ -117,14 +119,19 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
     fa = {k: v for k, v in _findings(a, cases).items() if k[0] in both}
     fb = {k: v for k, v in _findings(b, cases).items() if k[0] in both}
     for key in sorted(fb.keys() - fa.keys()):
-        _add_new_finding(diff, key, f"new {key[1]}", fb[key], ra[key[0]], rb[key[0]])
+        _add_new_finding(diff, key, f"new {key[1]}", fb[key], _grid_note(ra, rb, key[0]))
     for key in sorted(fa.keys() - fb.keys()):
         diff.add("fixed_finding", key[0], f"fixed {key[1]}: {_regions(fa[key])}")
     for key in sorted(fa.keys() & fb.keys()):
         fresh = [f for f in fb[key] if not any(_overlap(f, g) for g in fa[key])]
         gone = [f for f in fa[key] if not any(_overlap(f, g) for g in fb[key])]
+        grid = _grid_note(ra, rb, key[0])
         if fresh:
-            _add_new_finding(diff, key, f"new {key[1]} region", fresh, ra[key[0]], rb[key[0]])
+            _add_new_finding(diff, key, f"new {key[1]} region", fresh, grid)
+        grown = [f for f in fb[key] if grid and f not in fresh and _grown(f, fa[key])]
+        if grown:
+            diff.add("new_finding", key[0], f"unexplained {key[1]} region grew: {_regions(grown)}{grid}",
+                     regression=True)
         if gone:
             diff.add("fixed_finding", key[0], f"fixed {key[1]} region: {_regions(gone)}")
         _compare_attribution(diff, key, fa[key], fb[key])
@@ -138,13 +145,12 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
                 + ("some that no known deviation explains" if new else "each explained by a known deviation"))
         diff.add("added", name, f"measured in B only: {what}", regression=new, failing=failing)
     for name in sorted(both):
-        _compare_result(diff, name, ra[name], rb[name])
+        _compare_result(diff, name, ra[name], rb[name], _grid_note(ra, rb, name))
     sa = {(s["case"], s["dtype"], s["device"], s.get("mode", "eager")): s for s in a["safe_ranges"]}
     for s in b["safe_ranges"]:
         k = (s["case"], s["dtype"], s["device"], s.get("mode", "eager"))
         if k in sa and (cases is None or s["case"] in cases) and _width(sa[k]) != _width(s):
-            unreduced = "/".join((*k, "none", "loss"))
-            grid = _grid_note(ra.get(unreduced), rb.get(unreduced))
+            grid = _grid_note(ra, rb, "/".join((*k, "none", "loss")))
             diff.add("safe_range", "/".join(k), f"safe range {safe_text(sa[k])} -> {safe_text(s)}{grid}",
                      regression=_narrower(sa[k], s) and not grid)
     compare_probes(diff, a, b, cases)
@@ -152,21 +158,41 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
     return diff
 
 
-def _grid_note(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
-    """``""`` when results ``a`` and ``b`` were measured on grids of the same size, else a note saying they were
-    not (a missing result counts as the same grid: nothing says otherwise)."""
-    if a is None or b is None or a["elements"] == b["elements"]:
+def _grid_elements(results: dict[str, dict[str, Any]], key: str) -> int | None:
+    """Size of the grid behind result ``key`` (``case/dtype/device/mode/reduction/quantity``): the elements of
+    its unreduced loss, since a reduced value holds one element whatever the grid."""
+    parts = key.split("/")
+    result = results.get("/".join((*parts[:4], "none", "loss"))) or results.get(key)
+    return None if result is None else int(result["elements"])
+
+
+def _grid_note(ra: dict[str, dict[str, Any]], rb: dict[str, dict[str, Any]], key: str) -> str:
+    """``""`` when A and B measured result ``key`` on grids of the same size, else a note saying they did not
+    (a result one of them lacks counts as the same grid: nothing says otherwise)."""
+    a, b = _grid_elements(ra, key), _grid_elements(rb, key)
+    if a is None or b is None or a == b:
         return ""
-    return f" (on a different grid: {a['elements']} elements in A, {b['elements']} in B)"
+    return f" (on a different grid: {a} elements in A, {b} in B)"
 
 
-def _add_new_finding(diff: Diff, key: tuple[str, str], what: str, fresh: list[dict[str, Any]],
-                     a: dict[str, Any], b: dict[str, Any]) -> None:
+def _add_new_finding(diff: Diff, key: tuple[str, str], what: str, fresh: list[dict[str, Any]], grid: str) -> None:
     """Findings of B that A lacks: a regression, unless the grids differ (B's may be points A never measured)
     and a known deviation explains every one of them."""
-    grid = _grid_note(a, b)
     regression = not grid or any(is_new(f) for f in fresh)
     diff.add("new_finding", key[0], f"{what}: {_regions(fresh)}{grid}", regression=regression)
+
+
+def _grown(f: dict[str, Any], a: list[dict[str, Any]]) -> bool:
+    """Whether B's unexplained finding ``f`` reaches past the span of A's unexplained findings it meets (of the
+    same key and label); False for a finding with no region (a reduced value) or one that meets none of them."""
+    met = [g for g in a if is_new(g) and _overlap(f, g)]
+    if not is_new(f) or not met or not f.get("region"):
+        return False
+    spans = [(decode_float(g["region"]["low"]), decode_float(g["region"]["high"])) for g in met if g.get("region")]
+    if not spans:
+        return False
+    low, high = decode_float(f["region"]["low"]), decode_float(f["region"]["high"])
+    return low < min(lo for lo, _ in spans) or high > max(hi for _, hi in spans)
 
 
 def _compare_attribution(diff: Diff, key: tuple[str, str], a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
@@ -186,10 +212,9 @@ def _compare_attribution(diff: Diff, key: tuple[str, str], a: list[dict[str, Any
                      regression=regression)
 
 
-def _compare_result(diff: Diff, key: str, a: dict[str, Any], b: dict[str, Any]) -> None:
+def _compare_result(diff: Diff, key: str, a: dict[str, Any], b: dict[str, Any], grid: str) -> None:
     if a["budget"] != b["budget"]:
         diff.add("budget", key, f"budget {number(a['budget'])} -> {number(b['budget'])} ULP")
-    grid = _grid_note(a, b)
     fail_a, fail_b = int(a.get("failing", 0)), int(b.get("failing", 0))
     if not grid and fail_a != fail_b:
         diff.add("failing", key, f"failing elements {fail_a} -> {fail_b}", regression=fail_b > fail_a)

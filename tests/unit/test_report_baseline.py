@@ -36,6 +36,7 @@ def test_the_own_torch_else_the_newest_older_torch_on_the_same_devices(tmp_path:
     assert baselines.pick(tmp_path, "2.16.0", ["cpu", "cuda:0"]) == tmp_path / "2.15.0-cpu+cuda0"
     assert baselines.pick(tmp_path, "2.8.0", ["cpu"]) == tmp_path / "2.9.0-cpu"  # older than all: the oldest
     assert baselines.pick(tmp_path, "2.13.0+cu130", ["cpu"]) == tmp_path / "2.13.0-cpu"  # the local tag aside
+    assert baselines.pick(tmp_path, "my-build", ["cpu"]) == tmp_path / "2.13.0-cpu"  # no age: the newest
     assert baselines.pick(tmp_path, "2.14.1", ["cuda:0"]) is None
     assert baselines.resolve(tmp_path / "2.9.0-cpu", "2.14.1", ["cpu"]) == tmp_path / "2.9.0-cpu"
     assert baselines.folder_name("2.13.0+cpu", ["cpu", "cuda:1"]) == "2.13.0-cpu+cuda1"

@@ -106,6 +106,38 @@ def test_on_a_denser_grid_only_unexplained_new_findings_regress() -> None:
         "max_ulp", "new_finding", "safe_range"]
 
 
+def test_on_a_denser_grid_an_unexplained_region_that_grew_regresses() -> None:
+    """An unexplained region that reaches past A's on a changed grid regresses (the failing count, which says so
+    on equal grids, is not compared there); the same growth explained in both runs does not."""
+    b = report()
+    b["results"][0]["elements"] = 130
+    b["findings"][0]["region"].update(high=0.9)
+    d = diff.compare(report(), b)
+    assert [c.kind for c in d.changes if c.regression] == ["new_finding"]
+    assert "region grew" in d.changes[0].text and "different grid" in d.changes[0].text
+    a = report()
+    for r in (a, b):
+        r["findings"][0]["attribution"] = "known: bce-log-clamp-100"
+    assert not diff.compare(a, b).regressed
+
+
+def test_a_reduced_result_is_on_the_grid_of_its_unreduced_loss() -> None:
+    """A mean holds one element whatever the grid: whether the grid changed is read from the unreduced loss."""
+    def with_mean(elements: int, max_ulp: float) -> dict[str, Any]:
+        r = report()
+        r["results"][0]["elements"] = elements
+        mean = dict(r["results"][0], key=KEY.replace("/none/", "/mean/"), reduction="mean", elements=1,
+                    max_ulp=max_ulp, algorithmic={"max_ulp": max_ulp, "over_budget": int(max_ulp > 4)}, failing=0)
+        r["results"].append(mean)
+        return r
+
+    changed = diff.compare(with_mean(100, 2.0), with_mean(130, 9.0))
+    assert [(c.kind, c.regression) for c in changed.changes] == [("max_ulp", False)]
+    assert "different grid: 100 elements in A, 130 in B" in changed.changes[0].text
+    same = diff.compare(with_mean(100, 2.0), with_mean(100, 9.0))
+    assert [(c.kind, c.regression) for c in same.changes] == [("max_ulp", True)]
+
+
 def test_budget_change_is_reported() -> None:
     b = report()
     b["results"][0]["budget"] = 8.0
