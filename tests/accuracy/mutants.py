@@ -37,8 +37,8 @@ class Mutant:
     mode: str = "eager"
     #: The property that catches it: ``budget`` (errors within budget, :func:`tests.accuracy.harness.check`),
     #: ``nan`` (NaN inputs reach exactly what depends on them, :func:`tests.accuracy.harness.check_nan`), or
-    #: ``grid`` (errors within budget on the report's full deterministic grid: a bug too narrow for a few hundred
-    #: drawn batches to meet).
+    #: ``grid`` (errors within budget on the report's full deterministic grid: a bug so narrow that the few hundred
+    #: derandomised batches of the mutation test do not meet it).
     judged_by: str = "budget"
 
     def case(self) -> cases.Case:

@@ -165,6 +165,13 @@ def test_full_wide_grids_hold_two_points_in_every_sixteenth_of_the_band(kind: st
         assert len(empty) > len(full) / 2
 
 
+def test_exponents_are_of_the_binades_wholly_inside_the_magnitudes() -> None:
+    assert grids.exponents(dtypes.FLOAT64, grids.BAND) == range(-5, 10)  # [1/32, 1024): 15 binades
+    assert grids.exponents(dtypes.FLOAT64, (0.03, 3.0)) == range(-5, 1)  # [1/32, 1/16) .. [1, 2); not [2, 4)
+    assert grids.exponents(dtypes.FLOAT64, (3.0, 17.0)) == range(2, 4)  # [4, 8) and [8, 16)
+    assert grids.exponents(dtypes.FLOAT16) == range(-24, 16)  # subnormal binades from 2^-24 up to [2^15, 2^16)
+
+
 @pytest.mark.parametrize("fmt", [dtypes.FLOAT64, dtypes.FLOAT32], ids=str)
 def test_band_points_have_full_mantissas(fmt: dtypes.FloatFormat) -> None:
     """Band points are not short dyadic fractions such as ``1 + k / 32``, which a kernel's range reduction can
