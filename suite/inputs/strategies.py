@@ -35,7 +35,6 @@ from suite import dtypes
 from suite.cases.base import INPUT_KINDS, Case, InputSpec
 from suite.dtypes import FloatArray, FloatFormat
 from suite.inputs import grids
-from suite.inputs.grids import BAND
 from suite.inputs.thresholds import threshold_values
 
 #: Ordinals either side of each threshold that are drawn with high probability.
@@ -110,7 +109,7 @@ def floats_of(fmt: Any, *, min_value: float | None = None, max_value: float | No
         inside = [v for v in notable.tolist() if allowed(v)]
         if inside:
             sources.append(st.sampled_from(inside))
-    for exponents in (grids.exponents(fmt), grids.exponents(fmt, BAND)):
+    for exponents in (grids.exponents(fmt), grids.exponents(fmt, grids.BAND)):
         binades = grids.binades(lo, hi, fmt, exponents)
         if binades:
             sources.append(_in_binades(binades).map(from_ordinal))
