@@ -17,7 +17,8 @@ which the suite found it, for deviations too rare for a short search to meet aga
 each of its ``shapes`` in turn when it names them), and a *region*: for each
 input, one or more closed intervals; an element is in the region when every named input lies in one of its
 intervals.  Where the bounds follow the dtype's range (a sigmoid that underflows, an exp that overflows), a
-``dtype_region`` table gives a dtype its own region, so that no dtype excuses what only another one does.
+``dtype_region`` table gives a dtype its own region, so that no dtype excuses what only another one does; a
+``device_torch`` table gives a device its own torch versions (a CPU kernel that a later release added).
 A key ``"row:<input>"`` (rows cases) asks for a value of the element's row in the intervals instead, the key
 ``"exact"`` for the exact value of the judged quantity (where only that says it: a sum that is subnormal),
 and the key ``"elements"`` for the number of elements of the batch (a mean whose element count overflows the
@@ -91,12 +92,17 @@ class Deviation:
     seen: Mapping[str, Any] = field(default_factory=dict)
     witness: Mapping[str, Any] = field(default_factory=dict)  # a batch the suite found it on: case, dtype, inputs
     dtype_regions: Mapping[str, Mapping[str, tuple[Interval, ...]]] = field(default_factory=dict)
+    device_torch: Mapping[str, str] = field(default_factory=dict)  # a device's own torch versions
+
+    def torch_on(self, device: str) -> str:
+        """The torch versions the entry is about on ``device``: its own ``device_torch`` entry, else ``torch``."""
+        return self.device_torch.get(device.split(":")[0], self.torch)
 
     def applies(self, case: str, dtype: str, device: str, torch_version: str, mode: str = "eager",
                 quantity: str | None = None, reduction: str | None = None) -> bool:
         """Whether the entry is about this case, dtype, device, torch version, mode (and quantity/reduction)."""
         return (case in self.cases and dtype in self.dtypes and device.split(":")[0] in self.devices
-                and mode in self.modes and Version(torch_version.split("+")[0]) in SpecifierSet(self.torch)
+                and mode in self.modes and Version(torch_version.split("+")[0]) in SpecifierSet(self.torch_on(device))
                 and (quantity is None or quantity in self.quantities)
                 and (reduction is None or reduction in self.reductions))
 
@@ -218,8 +224,13 @@ def _parse(entry: Mapping[str, Any]) -> Deviation:
             max_ulps=entry.get("max_ulps"), max_ulps_per_element=entry.get("max_ulps_per_element"),
             error_scale=entry.get("error_scale"), max_scaled_error=entry.get("max_scaled_error"),
             mechanism=entry.get("mechanism"), mechanism_ulps=entry.get("mechanism_ulps"),
-            seen=entry.get("seen", {}), witness=entry.get("witness", {}), dtype_regions=dtype_regions)
-        SpecifierSet(deviation.torch)
+            seen=entry.get("seen", {}), witness=entry.get("witness", {}), dtype_regions=dtype_regions,
+            device_torch=dict(entry.get("device_torch", {})))
+        for spec in (deviation.torch, *deviation.device_torch.values()):
+            SpecifierSet(spec)
+        if not set(deviation.device_torch) <= set(deviation.devices):
+            raise ValueError(f"device_torch names devices the entry is not about: "
+                             f"{sorted(set(deviation.device_torch) - set(deviation.devices))}")
         if (deviation.error_scale is None) != (deviation.max_scaled_error is None):
             raise ValueError("error_scale and max_scaled_error go together")
         if deviation.error_scale is not None and deviation.error_scale not in error_scales.SCALES:

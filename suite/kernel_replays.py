@@ -108,6 +108,20 @@ def bce_with_logits_loss(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span
     return _weighted(k, k.sub(k.mul(k.sub(one, y), x), log_sigmoid), t)
 
 
+def bce_with_logits_loss_log_of_exps(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+    """``(1 - y) x + m + log(exp(-m) + exp(-x - m))`` with ``m = max(-x, 0)``, the log's term times
+    ``(pw - 1) y + 1`` with a pos_weight, times the weight: the composite forward of torch's older releases (the
+    registry's ``bce-with-logits-log-of-exps``), which rounds the sum ``1 + exp(-|x|)`` before its log."""
+    x, y, one = t["input"], t["target"], k.constant(1.0)
+    m = k.maximum(k.neg(x), k.constant(0.0))
+    log_sum = k.function(np.log, k.add(k.function(np.exp, k.neg(m)), k.function(np.exp, k.sub(k.neg(x), m))))
+    linear = k.mul(k.sub(one, y), x)
+    if "pos_weight" in t:
+        log_weight = k.add(k.mul(k.sub(t["pos_weight"], one), y), one)
+        return _weighted(k, k.add(linear, k.mul(log_weight, k.add(log_sum, m))), t)
+    return _weighted(k, k.add(k.add(linear, m), log_sum), t)
+
+
 def bce_with_logits_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
     """``(pw y + 1 - y) sigmoid(x) - pw y``, or ``sigmoid(x) - y`` (``binary_cross_entropy_with_logits_backward``)."""
     x, y, one = t["input"], t["target"], k.constant(1.0)

@@ -226,8 +226,20 @@ def kernel_replay(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Float
     everywhere), one computed in float32 and stored in ``fmt`` at the end (a compiled, fused kernel).  No branch
     where the suite has no replay of the case."""
     replay = kernel_replays.REPLAYS.get(case, {}).get(quantity)
-    if replay is None:
-        return []
+    return [] if replay is None else _replayed(replay, t, fmt, divisor)
+
+
+def bce_with_logits_log_of_exps(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
+                                divisor: int) -> list[Branch]:
+    """BCE-with-logits' loss as torch's older releases computed it, the log of the rounded sum
+    ``exp(-m) + exp(-x - m)`` (:func:`suite.kernel_replays.bce_with_logits_loss_log_of_exps`)."""
+    return _replayed(kernel_replays.bce_with_logits_loss_log_of_exps, t, fmt, divisor)
+
+
+def _replayed(replay: kernel_replays.Replay, t: Mapping[str, WorkArray], fmt: FloatFormat,
+              divisor: int) -> list[Branch]:
+    """``replay`` with each operation stored in ``fmt``, and for a 16-bit ``fmt`` computed in float32 and stored
+    once: a branch each."""
     spans = {name: Span.of(np.asarray(v, dtype=np.float64)) for name, v in t.items()}
     kernels = [Kernel(fmt)] + ([Kernel(FLOAT32)] if fmt.precision < FLOAT32.precision else [])
     branches = []
@@ -254,6 +266,7 @@ MECHANISMS: dict[str, Mechanism] = {
     "mean_divisor_overflow": mean_divisor_overflow,
     "sigmoid_bce_loss": sigmoid_bce_loss,
     "sigmoid_bce_grad": sigmoid_bce_grad,
+    "bce_with_logits_log_of_exps": bce_with_logits_log_of_exps,
     "kernel_replay": kernel_replay,  # type: ignore[dict-item]  # takes the case and quantity too
 }
 #: Mechanisms that depend on the case and quantity, not on the inputs alone: called with ``case`` and

@@ -124,7 +124,10 @@ def reproducer_for(result: CaseResult, q: QuantityResult, index: tuple[int, ...]
     it next to the exact value (:func:`suite.report.reproducer.snippet`); ``plugin`` is the module that
     registered a user's case (imported by the snippet when the case is not a plain torch expression)."""
     sample, element = _sample(result, index)
-    shape = None if q.reduction == "none" else tuple(int(s) for s in result.truth.values.shape)
+    if q.reduction == "none":  # copies of the sample: torch's vectorised loop, as in the measured batch
+        shape = (reproducer.UNREDUCED_COPIES, *((len(next(iter(sample.values()))),) if result.case.rows else ()))
+    else:
+        shape = tuple(int(s) for s in result.truth.values.shape)
     p = reproducer.Point(sample, result.fmt.name, result.device, result.mode, q.reduction, q.quantity, element,
                          float(q.truth.hi[index]), float(q.got[index]), torch_version, shape)
     return reproducer.snippet(result.case, p, plugin)

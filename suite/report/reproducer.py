@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from suite.cases.base import Case
 
 _MODULES = ("F", "torch")
+#: Copies of the sample an unreduced snippet computes: a one-element tensor takes a CPU kernel's scalar path,
+#: while the measured batch took its vectorised loop (two vectors a step, up to 64 16-bit lanes with AVX-512),
+#: and the two can differ (the registry's ``cpu-vectorised-sigmoid-overflows-early``).
+UNREDUCED_COPIES = 128
 #: How a snippet stores an input ``v`` in a layout mode's memory layout (:func:`suite.modes.lay_out`).
 _LAYOUTS = {"strided": "{v} = torch.stack([{v}.detach(), torch.zeros_like({v})], -1)[..., 0]"
                        ".requires_grad_({v}.requires_grad)  # every other element of a buffer",
@@ -24,7 +28,8 @@ _LAYOUTS = {"strided": "{v} = torch.stack([{v}.detach(), torch.zeros_like({v})],
 @dataclass(frozen=True)
 class Point:
     """What a snippet reproduces: one element (``element`` within a row for row cases) of one quantity,
-    with ``shape`` the batch shape to expand the sample to (None: the sample alone)."""
+    with ``shape`` the batch shape to expand the sample to (None: the sample alone); an unreduced snippet shows
+    the element of the first copy."""
 
     inputs: Mapping[str, Sequence[float]]
     dtype: str

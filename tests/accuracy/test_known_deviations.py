@@ -53,7 +53,7 @@ def test_known_deviation_still_present(deviation_id: str, device: str) -> None:
     combos = witness.combos(deviation, device)
     if not combos:
         pytest.skip(f"{deviation_id} is not about torch {torch.__version__} on {device} (recorded for torch "
-                    f"{deviation.torch})")
+                    f"{deviation.torch_on(device)})")
     shown = witness.witness_shows(deviation, device)
     if shown:
         raise DeviationStillPresentError(f"{deviation_id}: {shown} element(s) of its witness still show "

@@ -90,6 +90,22 @@ def test_a_dtype_region_for_a_dtype_the_entry_is_not_about_is_rejected() -> None
                            "dtype_region": {"float64": {"input": [[0.0, 0.0]]}}})
 
 
+def test_a_device_torch_range_replaces_the_common_one_on_that_device_only() -> None:
+    base = {"id": "t", "description": "d", "reason": "r", "torch": ">=1.0", "cases": ["bce"],
+            "dtypes": ["float16"], "quantity": "grad_input", "label": "nan", "region": {}}
+    entry = deviations._parse({**base, "device_torch": {"cpu": ">=2.4"}})
+    assert not entry.applies("bce", "float16", "cpu", "2.3.1+cu121")
+    assert entry.applies("bce", "float16", "cpu", "2.4.1")
+    assert entry.applies("bce", "float16", "cuda:0", "2.3.1+cu121")
+    assert entry.torch_on("cuda") == ">=1.0" and entry.torch_on("cpu") == ">=2.4"
+    with pytest.raises(ValueError, match="device_torch names devices"):
+        deviations._parse({**base, "devices": ["cpu"], "device_torch": {"cuda": ">=2.4"}})
+    with pytest.raises(ValueError, match="malformed"):
+        deviations._parse({**base, "device_torch": {"cpu": "2.4 or later"}})
+    # the registry's float16 BCE entries start on CPU where torch's float16 CPU kernel of BCE does
+    assert deviations.get("bce-grad-epsilon-half-nan").torch_on("cpu") == ">=2.4"
+
+
 def test_a_row_key_selects_every_element_of_a_row_holding_a_value_inside() -> None:
     entry = replace(_entry(None), region={"row:target": ((1e38, math.inf),)})
     target = np.array([[0.0, 2e38, 1.0], [0.0, 1.0, 2.0]])

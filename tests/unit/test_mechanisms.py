@@ -240,6 +240,39 @@ def test_sigmoid_bce_loss_where_the_clamp_decides() -> None:
     assert _hull("sigmoid_bce_loss", inputs, (1,), F32)[1][0] < 10
 
 
+def _log_of_exps(x: np.floating, y: np.floating) -> np.floating:
+    """BCE-with-logits' older formula in numpy scalars of one type: each operation rounds to it."""
+    m = max(-x, type(x)(0))
+    return (1 - y) * x + m + np.log(np.exp(-m) + np.exp(-x - m))
+
+
+def test_the_log_of_exps_formula_rounds_the_sum_before_its_log() -> None:
+    # float64, y = 1: 1 + exp(-37.43) rounds to 1 (exp(-37.43) = 5.6e-17 < u/2), so the formula gives 0 (log of
+    # a sum within an ULP of 1 either side, as libm's exp may be an ULP off), not log1p(exp(-x)) = 5.6e-17 alone;
+    # at x = 2 the interval holds numpy's float64 value, within a few ULPs of 1 (the log's absolute error there)
+    low, high = _interval("bce_with_logits_log_of_exps", F64, input=37.4299478, target=1.0)
+    assert low <= 0.0 <= high and max(-low, high) <= 2 * math.ulp(1.0)
+    assert float(_log_of_exps(np.float64(37.4299478), np.float64(1.0))) == 0.0
+    low, high = _interval("bce_with_logits_log_of_exps", F64, input=2.0, target=1.0)
+    expected = float(_log_of_exps(np.float64(2.0), np.float64(1.0)))
+    assert low <= expected <= high and high - low <= 4 * math.ulp(1.0)
+    # float16: numpy's float16 operations round each result as torch's 16-bit CPU ops do; at x = 7.62,
+    # y = 1, 1 + exp(-7.62) rounds up to 1 + 2^-10, twice the exact loss 4.9e-4 (the branch computed in float32
+    # and stored once, a fused kernel's, gives about the exact loss)
+    with np.errstate(all="ignore"):
+        for x, y in ((7.62109375, 1.0), (0.5, 0.0), (-3.0, 0.899902344), (9.703125, 1.0)):
+            half = float(_log_of_exps(np.float16(x), np.float16(y)))
+            low, high = _interval("bce_with_logits_log_of_exps", F16, input=x, target=y)
+            assert low <= half <= high, (x, y, half, low, high)
+    rounded_up = float(_log_of_exps(np.float16(7.62109375), np.float16(1.0)))
+    assert rounded_up == float(np.float16(math.log1p(2.0**-10)))
+    assert rounded_up > 1.9 * float(mpmath.log1p(mpmath.exp(-7.62109375)))
+    # the pos_weight scales the log's term, (pw - 1) y + 1 = 3 at y = 1, pw = 3; a weight scales the whole loss
+    pos = _interval("bce_with_logits_log_of_exps", F64, input=2.0, target=1.0, pos_weight=3.0)
+    weighted = _interval("bce_with_logits_log_of_exps", F64, input=2.0, target=1.0, weight=3.0)
+    assert pos[0] <= 3 * expected <= pos[1] and weighted[0] <= 3 * expected <= weighted[1]
+
+
 def test_a_mean_whose_divisor_overflowed_has_a_zero_gradient() -> None:
     # float16 holds no N above 65504: 1 / inf = 0, so every g / N is 0; a 6e-8 (the smallest subnormal) is not
     inputs = {"input": np.array([1.0, 1.0]), "target": np.zeros(2)}

@@ -10,12 +10,13 @@ import math
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from suite import cases, cli
-from suite.report import collect, command, schema, summary
+from suite.report import collect, command, reproducer, schema, summary
 
 CASES = ["bce_with_logits", "kl_div"]
 LOGITS = np.array([-np.inf, -200.0, -90.0, -30.0, -17.0, -3.0, -0.5, 0.0, 0.5, 3.0, 17.0, 30.0, 200.0, np.inf])
@@ -69,12 +70,14 @@ def test_reproducers_print_the_measured_value(report: Path) -> None:
     for f in payload["findings"]:
         if f["reduction"] != "none" or checked >= 6:
             continue
-        out = io.StringIO()
+        out, namespace = io.StringIO(), dict[str, Any]()
         with contextlib.redirect_stdout(out):
-            exec(compile(f["reproducer"], "<reproducer>", "exec"), {})
+            exec(compile(f["reproducer"], "<reproducer>", "exec"), namespace)
         printed = float(out.getvalue().split()[-1])
         expected = schema.decode_float(f["worst"]["got"])
         assert printed == expected or (math.isnan(printed) and math.isnan(expected)), f["reproducer"]
+        # a batch of copies, so that a CPU kernel takes the vectorised loop the measured batch took
+        assert namespace["loss"].shape[0] == reproducer.UNREDUCED_COPIES, f["reproducer"]
         checked += 1
     assert checked > 0
 
