@@ -3,7 +3,8 @@ and max-ULP changes, budget changes, safe-range changes, and changes in the bad-
 (:mod:`suite.report.diff_behaviour`).  B *regressed* when it has a finding A lacks, or one that A's known
 deviations explained and B's do not, more failing elements on an equal grid, a larger max ULP that is beyond
 its budget, a narrower safe range, or handles a bad input or a mixed-dtype call worse; or when a result only B
-measured (a mode or device A did not run) has a finding no known deviation explains.
+measured (a mode or device A did not run), or one torch raised for in A and computes in B (a kernel a later
+release added), has a finding no known deviation explains.
 
 Where the two grids differ (another suite version, or a grid option), a finding that is new only because B's
 grid has points A's lacks is coverage, not torch: there a new finding regresses only when no known deviation
@@ -115,7 +116,9 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
     one of its findings."""
     diff = Diff()
     ra, rb = _results(a, cases), _results(b, cases)
-    both = ra.keys() & rb.keys()
+    # torch raised in A and computes in B (a kernel a later release added): A measured no value to compare with
+    computes = {name for name in ra.keys() & rb.keys() if ra[name].get("error") and not rb[name].get("error")}
+    both = (ra.keys() & rb.keys()) - computes
     fa = {k: v for k, v in _findings(a, cases).items() if k[0] in both}
     fb = {k: v for k, v in _findings(b, cases).items() if k[0] in both}
     for key in sorted(fb.keys() - fa.keys()):
@@ -140,10 +143,10 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
     for name in sorted(ra.keys() - rb.keys()):
         diff.add("missing", name, "measured in A only (not compared)", failing=int(ra[name].get("failing", 0)))
     for name in sorted(rb.keys() - ra.keys()):
-        failing, new = int(rb[name].get("failing", 0)), name in unexplained_b
-        what = ("no failing element" if not failing else f"{failing} failing elements, "
-                + ("some that no known deviation explains" if new else "each explained by a known deviation"))
-        diff.add("added", name, f"measured in B only: {what}", regression=new, failing=failing)
+        _add_one_sided(diff, "added", name, rb[name], "measured in B only", name in unexplained_b)
+    for name in sorted(computes):
+        _add_one_sided(diff, "computes", name, rb[name], f"raised in A ({ra[name]['error']}), computes in B",
+                       name in unexplained_b)
     for name in sorted(both):
         _compare_result(diff, name, ra[name], rb[name], _grid_note(ra, rb, name))
     sa = {(s["case"], s["dtype"], s["device"], s.get("mode", "eager")): s for s in a["safe_ranges"]}
@@ -156,6 +159,15 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
     compare_probes(diff, a, b, cases)
     compare_promotion(diff, a, b, cases)
     return diff
+
+
+def _add_one_sided(diff: Diff, kind: str, name: str, result: dict[str, Any], what: str, new: bool) -> None:
+    """A result of B that A has no values of: one change, a regression only where no known deviation explains
+    one of its findings (``new``)."""
+    failing = int(result.get("failing", 0))
+    counted = ("no failing element" if not failing else f"{failing} failing elements, "
+               + ("some that no known deviation explains" if new else "each explained by a known deviation"))
+    diff.add(kind, name, f"{what}: {counted}", regression=new, failing=failing)
 
 
 def _grid_elements(results: dict[str, dict[str, Any]], key: str) -> int | None:

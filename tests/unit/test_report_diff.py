@@ -266,6 +266,24 @@ def test_a_result_only_b_measured_is_one_change_that_regresses_only_when_unexpla
     assert [(c.kind, c.key) for c in back.changes] == [("missing", strided_key)] and not back.regressed
 
 
+def test_a_result_torch_raised_for_in_a_and_computes_in_b_is_one_change_like_one_b_alone_measured() -> None:
+    # torch 2.1.2 raised for float16 BCE on CPU; 2.13 computes it, with findings its known deviations explain
+    refused = report()
+    refused["results"][0].update(error="RuntimeError: not implemented for 'Half'", labels={"raised": 100},
+                                 failing=100, max_ulp=None)
+    refused["findings"] = [{**finding(0.0, 1.0, "raised"), "count": 100}]
+    computes = report()
+    computes["findings"][0]["attribution"] = "known: bce-log-clamp-100"
+    d = diff.compare(refused, computes)
+    assert [(c.kind, c.key) for c in d.changes] == [("computes", KEY)] and not d.regressed
+    assert "raised in A (RuntimeError: not implemented for 'Half')" in d.changes[0].text
+    assert "3 failing elements, each explained" in d.changes[0].text
+    d = diff.compare(refused, report())  # a finding there that no known deviation explains
+    assert [(c.kind, c.key) for c in d.changes] == [("computes", KEY)] and d.regressed
+    back = diff.compare(computes, refused)  # and a torch that starts to raise regresses
+    assert back.regressed and ("new_finding", KEY) in [(c.kind, c.key) for c in back.changes]
+
+
 def test_results_only_one_report_measured_render_as_one_line_per_device_and_mode() -> None:
     b = report()
     for mode in ("strided", "transposed"):
