@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import nox
+from packaging.version import InvalidVersion, Version
 
 nox.options.default_venv_backend = "virtualenv"
 nox.options.sessions = ["tests"]
@@ -35,10 +36,19 @@ def _split_torch(posargs: list[str]) -> tuple[str, list[str]]:
     return version, rest
 
 
+#: The first torch built against numpy 2: an older one cannot exchange arrays with numpy 2 (suite/interop.py).
+NUMPY2_TORCH = Version("2.3")
+
+
 def install(session: nox.Session, *extras: str) -> list[str]:
-    """Install the pinned torch first (so nothing pulls an unpinned build), then the suite."""
+    """Install the pinned torch first (so nothing pulls an unpinned build), with numpy<2 for a torch built against
+    numpy 1.x, then the suite."""
     version, rest = _split_torch(session.posargs)
-    session.install(f"torch=={version}")
+    try:
+        numpy1 = Version(version) < NUMPY2_TORCH
+    except InvalidVersion:
+        session.error(f"--torch {version!r} is not a version")
+    session.install(f"torch=={version}", *(["numpy<2"] if numpy1 else []))
     target = "." if not extras else f".[{','.join(extras)}]"
     session.install("-e", target)
     return rest

@@ -9,7 +9,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from suite import fp_environment
+from suite import fp_environment, interop
 from suite.errors import OneLineParser, UsageError
 
 #: command name -> (module, one-line help)
@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "_missing", None):
             raise UsageError(f"command {args.command!r} is not available in this installation")
         fp_environment.require_ieee()
+        interop.require_numpy_interop()
         status: int = importlib.import_module(args._module).main(args)
         return status
     except UsageError as exc:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, Phase, settings
 
-from suite import fp_environment
+from suite import fp_environment, interop
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -30,11 +30,15 @@ DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Stop before the first test when this process does not compute floats the IEEE way: every exact error
-    the tests compare would be wrong (exit status 2, one line)."""
+    """Stop before the first test when this process does not compute floats the IEEE way (every exact error
+    the tests compare would be wrong), or its torch cannot exchange arrays with its numpy (exit status 2, one
+    line)."""
     problems = fp_environment.ieee_problems()
     if problems:
         pytest.exit(f"floating-point arithmetic is not IEEE 754's default: {'; '.join(problems)}", returncode=2)
+    problem = interop.numpy_interop_problem()
+    if problem:
+        pytest.exit(problem, returncode=2)
 
 
 @pytest.fixture(autouse=True)
