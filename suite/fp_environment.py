@@ -76,6 +76,30 @@ def flushing_subnormals() -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
+@contextlib.contextmanager
+def keeping_ieee() -> Iterator[None]:
+    """Run a block of torch calls and give this thread IEEE 754's default arithmetic back after it, where the
+    block took it away: loading inductor's compiled CPU kernels sets flush-to-zero and denormals-are-zero in
+    the calling thread in some torch releases (2.4 and 2.5 build them with ``-ffast-math``), which would make
+    every later number of the suite, and every later eager kernel of the thread, wrong near zero.  What torch
+    computed inside the block is its own observation and is kept."""
+    try:
+        yield
+    finally:
+        if ieee_problems():
+            torch.set_flush_denormal(False)
+
+
+def compile_problems(device: str = "cpu") -> list[str]:
+    """What compiling and calling a small function with ``torch.compile`` on ``device`` does to this thread's
+    arithmetic (:func:`ieee_problems` after it; empty where nothing), IEEE arithmetic restored afterwards."""
+    compiled = torch.compile(lambda x: x * 2 + 1)
+    with keeping_ieee():
+        compiled(torch.linspace(-1.0, 1.0, 7, device=device))
+        problems = ieee_problems()
+    return problems
+
+
 #: torch float dtype -> (the integer type of its width, its number of stored mantissa bits)
 _BIT_FORMATS = {torch.float64: (torch.int64, 52), torch.float32: (torch.int32, 23),
                 torch.float16: (torch.int16, 10), torch.bfloat16: (torch.int16, 7)}

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
+from suite import fp_environment
 from suite.cases.base import Case
 
 MODES = ("eager", "compile", "compile_dynamic", "autocast", "strided", "transposed")
@@ -81,8 +82,44 @@ def forward_for(case: Case, reduction: str, mode: str, device: str) -> Forward:
         return eager
     key = (case.name, reduction, torch.device(device).type, mode, id(case.forward))
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(eager, dynamic=True if mode == "compile_dynamic" else None)
+        compiled = torch.compile(eager, dynamic=True if mode == "compile_dynamic" else None)
+        _COMPILED[key] = _guarded(compiled)
     return _COMPILED[key]
+
+
+def dynamo_settings() -> tuple[str, str | None]:
+    """This torch's names of dynamo's recompile limit per code object (``recompile_limit`` from 2.7,
+    ``cache_size_limit`` before) and of raising at it instead of running eagerly (``fail_on_recompile_limit_hit``
+    from 2.7, ``fail_on_cache_limit_hit`` in 2.6, None before)."""
+    config = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    fail = next((name for name in ("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit")
+                 if hasattr(config, name)), None)
+    return limit, fail
+
+
+def _limits_reached() -> int:
+    """How many times dynamo has run a frame eagerly because a recompile limit was reached (its ``unimplemented``
+    counter, which torch before 2.6 keeps instead of raising)."""
+    from torch._dynamo.utils import counters
+    return sum(count for reason, count in counters["unimplemented"].items() if "limit" in reason)
+
+
+def _guarded(compiled: Forward) -> Forward:
+    """``compiled``, with this thread's IEEE arithmetic given back after each call where loading its kernels took
+    it (:func:`suite.fp_environment.keeping_ieee`), and raising where dynamo ran it eagerly because a recompile
+    limit was reached: the check a torch without a setting for it (before 2.6) needs for ``compile`` to mean
+    compiled."""
+    counted = dynamo_settings()[1] is None
+
+    def call(tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        before = _limits_reached() if counted else 0
+        with fp_environment.keeping_ieee():
+            out = compiled(tensors)
+        if counted and _limits_reached() > before:
+            raise RuntimeError(f"torch.compile ran eagerly: dynamo's {dynamo_settings()[0]} was reached")
+        return out
+    return call
 
 
 def first_call_forward(case: Case, reduction: str, mode: str, device: str) -> Forward:
@@ -109,24 +146,35 @@ def fresh_compiles() -> None:
 
 
 @contextlib.contextmanager
-def strict_compile() -> Iterator[None]:
+def compile_limit(limit: int) -> Iterator[None]:
+    """At most ``limit`` compiled variants per code object, and reaching it raises instead of running eagerly,
+    under this torch's names of the settings (:func:`dynamo_settings`; a torch without a setting for raising has
+    :func:`forward_for`'s functions check instead)."""
+    name, fail = dynamo_settings()
+    settings: dict[str, object] = {name: limit, **({fail: True} if fail else {})}
+    with torch._dynamo.config.patch(settings):
+        yield
+
+
+def strict_compile() -> contextlib.AbstractContextManager[None]:
     """Make ``compile`` mean compiled.  Dynamo recompiles a code object at most 8 times and then silently
     runs it eagerly; :func:`forward_for` compiles one closure (one code object) for every case, reduction,
     dtype and shape, so after 8 variants "compile" results would be eager ones.  Inside this context the
-    limit is :data:`RECOMPILE_LIMIT` and reaching it raises instead of falling back."""
-    with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True):
-        yield
+    limit is :data:`RECOMPILE_LIMIT` and reaching it raises instead of falling back (:func:`compile_limit`)."""
+    return compile_limit(RECOMPILE_LIMIT)
 
 
 @contextlib.contextmanager
 def context(mode: str, device: str, dtype: torch.dtype) -> Iterator[None]:
     """The context a forward and backward run in: ``torch.autocast`` to ``dtype`` for autocast mode,
-    :func:`strict_compile` for the compile modes."""
+    :func:`strict_compile` for the compile modes, with this thread's IEEE arithmetic given back after the block
+    where loading compiled kernels took it (:func:`suite.fp_environment.keeping_ieee`): keep in it only torch's
+    calls, not the suite's arithmetic on their results."""
     if mode == "autocast":
         with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
             yield
     elif mode in COMPILE_MODES:
-        with strict_compile():
+        with strict_compile(), fp_environment.keeping_ieee():
             yield
     else:
         yield

@@ -196,19 +196,19 @@ def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, de
     if differentiable and backward_fatal is not None:
         results += failed(*backward_fatal, differentiable, loss=False)
     elif differentiable:
-        with modes.context(mode, device, fmt.torch_dtype):
-            results += _gradients(out, tensors, differentiable, truth_set, divisor or 1, reduction, case, fmt,
-                                  device, budget)
+        results += _gradients(out, tensors, differentiable, truth_set, divisor or 1, reduction, case, fmt,
+                              device, mode, budget)
     return results
 
 
 def _gradients(out: torch.Tensor, tensors: dict[str, torch.Tensor], names: list[str], truth_set: truth.TruthSet,
-               divisor: int, reduction: str, case: Case, fmt: FloatFormat, device: str,
+               divisor: int, reduction: str, case: Case, fmt: FloatFormat, device: str, mode: str,
                budget: float | None) -> list[QuantityResult]:
     results = []
     error = None
     try:
-        out.backward(torch.ones_like(out))
+        with modes.context(mode, device, fmt.torch_dtype):  # the backward only: the measures need IEEE arithmetic
+            out.backward(torch.ones_like(out))
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
     for name in names:

@@ -14,7 +14,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,12 +125,14 @@ def _cpu_capability() -> str | None:
     return str(get()) if get is not None else None
 
 
-def environment() -> dict[str, Any]:
-    """Versions and hardware of this run."""
+def environment(compile_devices: Sequence[str] = ()) -> dict[str, Any]:
+    """Versions and hardware of this run, and what compiling on each of ``compile_devices`` (the run's devices
+    when it has a compile mode) did to the calling thread's arithmetic."""
     import mpmath
 
     cuda = torch.cuda.is_available()
-    return {"torch": torch.__version__, "cuda": torch.version.cuda,
+    compiled = {"compile_arithmetic": {d: fp_environment.compile_problems(d) for d in compile_devices}}
+    return {**(compiled if compile_devices else {}),"torch": torch.__version__, "cuda": torch.version.cuda,
             "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
             "cpu": _cpu(), "cpu_capability": _cpu_capability(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
@@ -501,7 +503,7 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
     payload = {
         "schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "environment": environment(),
+        "environment": environment(options.devices if set(options.modes) & set(modes.COMPILE_MODES) else ()),
         "options": {"cases": [c.name for c in cases_to_run], "dtypes": list(options.dtypes),
                     "devices": list(options.devices), "modes": list(options.modes), "quick": options.quick,
                     "plugins": sorted(set(options.plugins.values())),

@@ -12,6 +12,8 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
                       "torch_threads": int (torch's intra-op threads: how a CPU sum is split),
                       "subnormals": {"cpu" (, "cuda"): {dtype: "kept" | "flushed" | "flushed in part (k of n)"}},
                       # what torch's kernels did with subnormals in this process (suite.fp_environment)
+                      "compile_arithmetic": {device: [problem, ...]},  # with a compile mode only: what compiling
+                      # left in the calling thread's arithmetic (flush-to-zero), given back by the suite
                       "python": ...,
                       "platform": ..., "numpy": ..., "mpmath": ..., "suite": ..., "suite_commit": ... | null},
       "options": {"cases": [...], "dtypes": [...], "devices": [...], "modes": [...], "quick": bool,

@@ -81,6 +81,7 @@ def environment_lines(payload: dict[str, Any]) -> list[str]:
             + (f"; {env['torch_threads']} torch threads" if env.get("torch_threads") else "")
             + f"; Python {env.get('python')}; {env.get('platform')}",
             *_subnormal_lines(env.get("subnormals")),
+            *_compile_lines(env.get("compile_arithmetic")),
             f"suite {env.get('suite')} at commit {env.get('suite_commit') or 'unknown'}; created {payload['created']}",
             f"grid: {options.get('grid')}; {_search_line(options.get('search'))}",
             f"dtypes {', '.join(options['dtypes'])}; devices {', '.join(options['devices'])}; "
@@ -100,6 +101,14 @@ def _subnormal_lines(subnormals: dict[str, dict[str, str]] | None) -> list[str]:
             lines.append(f"{device}: torch's kernels flush subnormals to zero (FTZ/DAZ) in this run: "
                          + ", ".join(f"{dtype} {what}" for dtype, what in flushed.items()))
     return lines
+
+
+def _compile_lines(problems: dict[str, list[str]] | None) -> list[str]:
+    """One line per device where compiling with torch.compile took IEEE arithmetic from the calling thread
+    (inductor's CPU kernels built with -ffast-math set flush-to-zero when loaded): a user's later eager results
+    in that thread change too.  Nothing where it did not, or was not measured."""
+    return [f"{device}: torch.compile left the calling thread's arithmetic non-IEEE ({'; '.join(found)}); the "
+            f"suite gave it back after each compiled call" for device, found in (problems or {}).items() if found]
 
 
 def incomplete_text(payload: dict[str, Any]) -> str | None:

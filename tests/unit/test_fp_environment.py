@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from suite import fp_environment
 from suite.report import summary
@@ -52,6 +54,39 @@ def test_require_ieee_is_one_usage_error_naming_the_cause(flushing: None) -> Non
         fp_environment.require_ieee("after importing plugin 'fast_math'")
     text = str(caught.value)
     assert "\n" not in text and "after importing plugin 'fast_math'" in text and "flush-to-zero" in text
+
+
+def test_a_block_that_sets_flush_to_zero_is_followed_by_ieee_arithmetic_again() -> None:
+    """What loading a -ffast-math kernel does (torch.compile on CPU in torch 2.4 and 2.5), imitated with
+    torch.set_flush_denormal: inside the block torch flushes, after it the thread is IEEE again."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    tiny = torch.tensor([2.0 ** -1074], dtype=torch.float64)
+    with fp_environment.keeping_ieee():
+        torch.set_flush_denormal(True)
+        inside = (tiny * 1).item()
+    assert inside == 0.0 and fp_environment.ieee_problems() == []
+    assert (tiny * 1).item() == 2.0 ** -1074
+
+
+#: Torch releases whose inductor builds CPU kernels with -ffast-math, whose start-up code sets flush-to-zero when
+#: they load (measured on 2.4.1 and 2.5.1; 2.1.2, 2.6.0 and 2.7.1 keep IEEE arithmetic).
+FAST_MATH_INDUCTOR = SpecifierSet(">=2.4,<2.6")
+
+
+@pytest.mark.xfail(Version(torch.__version__.split("+")[0]) in FAST_MATH_INDUCTOR, strict=True,
+                   reason="inductor's CPU kernels set flush-to-zero when loaded in this torch")
+def test_compiling_here_keeps_ieee_arithmetic() -> None:
+    assert fp_environment.compile_problems("cpu") == []
+    assert fp_environment.ieee_problems() == []
+
+
+def test_summary_names_a_device_whose_compile_took_ieee_arithmetic() -> None:
+    lines = summary._compile_lines({"cpu": ["float32 subnormal results flushed to zero (flush-to-zero)"],
+                                    "cuda": []})
+    assert lines == ["cpu: torch.compile left the calling thread's arithmetic non-IEEE (float32 subnormal results "
+                     "flushed to zero (flush-to-zero)); the suite gave it back after each compiled call"]
+    assert summary._compile_lines(None) == []
 
 
 def test_torch_keeps_subnormals_by_default() -> None:
