@@ -95,6 +95,24 @@ def test_compile_dynamic_serves_every_shape_with_one_graph(mode: str, recompiles
     modes.fresh_compiles()
 
 
+def test_a_torch_that_cannot_raise_at_the_limit_has_the_fallback_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before 2.6 dynamo has no setting to raise at its recompile limit: it runs the frame eagerly and counts it.
+    Here the setting is hidden from the suite as such a torch would, so the compiled function must check."""
+    limit, _ = modes.dynamo_settings()
+    monkeypatch.setattr(modes, "dynamo_settings", lambda: (limit, None))
+    modes.fresh_compiles()
+    forward = modes.forward_for(cases.get("bce_with_logits"), "mean", "compile", "cpu")
+    with modes.compile_limit(1):  # the limit alone: dynamo would fall back silently
+        for n in (5, 9):
+            tensors = {"input": torch.linspace(-3.0, 3.0, n), "target": torch.full((n,), 0.25)}
+            if n == 9:
+                with pytest.raises(RuntimeError, match=r"torch\.compile ran eagerly"):
+                    forward(tensors)
+            else:
+                assert torch.isfinite(forward(tensors))
+    modes.fresh_compiles()
+
+
 def test_fresh_compiles_forgets_every_compiled_shape() -> None:
     """After :func:`modes.fresh_compiles`, ``compile`` compiles for the next shape as if it were the first
     (static shapes again): with one cached graph allowed, a second shape runs instead of raising."""
