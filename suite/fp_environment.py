@@ -14,7 +14,12 @@ thread's share of it (:func:`torch_subnormals` measures that).
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -91,12 +96,19 @@ def keeping_ieee() -> Iterator[None]:
 
 
 def compile_problems(device: str = "cpu") -> list[str]:
-    """What compiling and calling a small function with ``torch.compile`` on ``device`` does to this thread's
-    arithmetic (:func:`ieee_problems` after it; empty where nothing), IEEE arithmetic restored afterwards."""
-    compiled = torch.compile(lambda x: x * 2 + 1)
-    with keeping_ieee():
-        compiled(torch.linspace(-1.0, 1.0, 7, device=device))
-        problems = ieee_problems()
+    """What compiling and calling a small function with ``torch.compile`` on ``device`` does to the calling
+    thread's arithmetic (:func:`ieee_problems` after it; empty where nothing).  Measured in a fresh child process:
+    a kernel sets these modes when it is loaded, and in a process that has compiled before, the same kernel may
+    come from a module already loaded."""
+    code = ("import json, torch\nfrom suite import fp_environment\n"
+            f"torch.compile(lambda x: x * 2 + 1)(torch.linspace(-1.0, 1.0, 7, device={device!r}))\n"
+            "print(json.dumps(fp_environment.ieee_problems()))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+                              str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))})
+    if done.returncode != 0:
+        return [f"compiling failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}"]
+    problems: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
     return problems
 
 

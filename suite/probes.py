@@ -269,10 +269,16 @@ def tasks_for(selected: Iterable[Case], dtype_names: Sequence[str], devices: Seq
 _TRACED_ERROR = re.compile(r"""got (\w+)\((['"])(.*?)\2\)""")
 
 
+#: A Python object's memory address in its repr (``<function f at 0x7f...>``), which torch.compile's messages quote
+#: before 2.6: it differs between processes, so it is left out of the recorded outcome, which must not.
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+
+
 def first_line(exc: BaseException) -> str:
     """``Type: first line`` of an exception.  torch.compile wraps the error an operation raised in a generic
     one ("RuntimeError when making fake tensor call"); the wrapped error is appended when it can be found
-    (the explicit cause, or the ``got Error('...')`` dynamo writes)."""
+    (the explicit cause, the ``got Error('...')`` dynamo writes, or the line after a first line that ends in a
+    colon)."""
     text = str(exc).strip()
     line = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
     cause = exc.__cause__
@@ -281,7 +287,9 @@ def first_line(exc: BaseException) -> str:
         line += f" (from {type(cause).__name__}: {str(cause).strip().splitlines()[0]})"
     elif traced:
         line += f" (from {traced.group(1)}: {traced.group(3)})"
-    return line
+    elif len(lines := text.splitlines()) > 1 and lines[0].rstrip().endswith(":") and lines[1].strip():
+        line += f" ({lines[1].strip()})"  # torch.compile before 2.6: the wrapped error's message on the next line
+    return _ADDRESS.sub("", line)
 
 
 def _describe_value(out: torch.Tensor) -> tuple[str, str]:

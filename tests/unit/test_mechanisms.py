@@ -241,9 +241,12 @@ def test_sigmoid_bce_loss_where_the_clamp_decides() -> None:
 
 
 def _log_of_exps(x: np.floating, y: np.floating) -> np.floating:
-    """BCE-with-logits' older formula in numpy scalars of one type: each operation rounds to it."""
-    m = max(-x, type(x)(0))
-    return (1 - y) * x + m + np.log(np.exp(-m) + np.exp(-x - m))
+    """BCE-with-logits' older formula in numpy scalars of one type, each operation's result rounded to it (the
+    promotion rules of numpy 1 and 2 differ for scalars, so the rounding is explicit)."""
+    r = type(x)
+    m = max(r(-x), r(0))
+    total = r(r(np.exp(r(-m))) + r(np.exp(r(r(-x) - m))))
+    return r(r(r(r(r(1) - y) * x) + m) + r(np.log(total)))
 
 
 def test_the_log_of_exps_formula_rounds_the_sum_before_its_log() -> None:

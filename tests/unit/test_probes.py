@@ -66,6 +66,16 @@ def test_a_compiled_probe_does_not_depend_on_the_probes_before_it() -> None:
         in after_others.message
 
 
+def test_an_outcome_leaves_out_the_memory_addresses_a_message_quotes() -> None:
+    # torch.compile before 2.6 quotes the function it traced, with its address, which differs between processes
+    # and, from its second line, the error it wraps
+    error = RuntimeError("Failed running call_function <function binary_cross_entropy at 0x7ff9669dd440>(*(x,)):\n"
+                         "Using a target size (torch.Size([2, 3])) that is different\n\nfrom user code: ...")
+    assert probes.first_line(error) == ("RuntimeError: Failed running call_function "
+                                        "<function binary_cross_entropy>(*(x,)): (Using a target size "
+                                        "(torch.Size([2, 3])) that is different)")
+
+
 def test_applicable_probes() -> None:
     names = {t.probe for t in probes.tasks_for([cases.get("kl_div")], ["float32"], ["cpu"], ["eager"])}
     assert "target_below" in names  # a target is a probability: >= 0
