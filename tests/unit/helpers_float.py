@@ -33,10 +33,17 @@ def random_values(name: str, count: int, rng: np.random.Generator) -> npt.NDArra
 
 
 def torch_next(values: npt.ArrayLike, toward: float, name: str) -> npt.NDArray[np.float64]:
-    """``nextafter`` in the format, computed by torch on tensors of that dtype."""
+    """``nextafter`` in the format, computed by torch on tensors of that dtype; by numpy's ``float16`` where torch
+    has no float16 ``nextafter`` on CPU (torch 2.1)."""
     dtype, _ = TORCH_TYPES[name]
     t = torch.tensor(np.asarray(values, dtype=np.float64)).to(dtype)
-    return torch.nextafter(t, torch.full_like(t, toward)).to(torch.float64).numpy()
+    try:
+        return torch.nextafter(t, torch.full_like(t, toward)).to(torch.float64).numpy()
+    except RuntimeError:
+        if name != "float16":
+            raise
+        half = np.asarray(values, dtype=np.float64).astype(np.float16)
+        return np.nextafter(half, np.float16(toward)).astype(np.float64)
 
 
 def _is_even(value: float, name: str) -> bool:

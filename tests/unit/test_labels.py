@@ -32,8 +32,9 @@ EXAMPLES: dict[Label, tuple[str, dict[str, list[float]], torch.dtype, int]] = {
     Label.SPURIOUS_INF: ("kl_div_log_target", {"input": [88.5], "target": [89.0]}, torch.float32, 0),
     # BCE(p=0, y=1) = +inf; torch clamps the log at -100.
     Label.CLAMPED: ("bce", {"input": [0.0], "target": [1.0]}, torch.float32, 0),
-    # BCEWithLogits at x = -16, y = 0 returns 0 for a true 1.1e-7.
-    Label.FLUSHED: ("bce_with_logits", {"input": [-16.0], "target": [0.0]}, torch.float32, 0),
+    # BCEWithLogits at x = -20, y = 0 returns 0 for a true 2.1e-9 (e^-20 is below half an ULP of 1 and of 20, so
+    # both torch's formula and the one before 2.3, bce-with-logits-log-of-exps, lose it; at -16 only the newer does).
+    Label.FLUSHED: ("bce_with_logits", {"input": [-20.0], "target": [0.0]}, torch.float32, 0),
     # kl_div 3e38 * (log 3e38 + 10) is far beyond float32: inf is right.
     Label.OVERFLOW: ("kl_div", {"input": [-10.0], "target": [3e38]}, torch.float32, 0),
     # BCE rejects a probability of 1.5 (a RuntimeError; on CUDA a device-side assert, see below); the element
