@@ -55,12 +55,14 @@ def test_a_failing_label_difference_is_counted_apart_from_an_exact_ok_flip(eager
     got = eager.get().got.copy()
     got[0] = float(dtypes.from_ordinal(dtypes.to_ordinal([got[0]], fmt) + 1, fmt)[0])
     got[1] = math.nan
-    other = _with_loss(eager, got, budget=4.0)
+    # both sides judged with the 4-ULP budget, so that only the two changed elements can differ (an element torch
+    # gets a few ULPs wrong, as torch before 2.3 does here, is then ok on both sides)
+    base, other = _with_loss(eager, eager.get().got, budget=4.0), _with_loss(eager, got, budget=4.0)
     assert [Label(v).text for v in other.get().metrics.labels[:2]] == ["ok", "nan"]
-    assert Label(eager.get().metrics.labels[0]).text == "exact"
-    (q,) = compare.compare(eager, other).quantities
+    assert Label(base.get().metrics.labels[0]).text == "exact"
+    (q,) = compare.compare(base, other).quantities
     assert (q.label_differs, q.failing_differs, q.differing) == (2, 1, 2)
-    assert compare.compare(eager, other).to_dict()["quantities"][0]["failing_differs"] == 1
+    assert compare.compare(base, other).to_dict()["quantities"][0]["failing_differs"] == 1
 
 
 def test_ulp_gap_beyond_budget_is_counted(eager: run.CaseResult) -> None:
