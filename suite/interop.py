@@ -1,9 +1,9 @@
 """Whether torch and numpy can exchange arrays in this installation.
 
 Every number the suite measures crosses between torch and numpy (``torch.from_numpy``, ``Tensor.numpy``).  A torch
-built against numpy 1.x (every release before 2.3) cannot do so under numpy 2: it imports, but each exchange raises
-``RuntimeError: Numpy is not available``.  The suite checks once, before it measures anything, and stops with one
-line that says what to install, instead of failing in every case and test.
+built against numpy 1.x (the releases before 2.3; measured on 2.2.2) cannot do so under numpy 2: it imports, but
+each exchange raises ``RuntimeError: Numpy is not available``.  The suite checks once, before it measures
+anything, and stops with one line that says what to install, instead of failing in every case and test.
 """
 
 from __future__ import annotations

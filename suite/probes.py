@@ -270,7 +270,7 @@ _TRACED_ERROR = re.compile(r"""got (\w+)\((['"])(.*?)\2\)""")
 
 
 #: A Python object's memory address in its repr (``<function f at 0x7f...>``), which torch.compile's messages quote
-#: before 2.6: it differs between processes, so it is left out of the recorded outcome, which must not.
+#: before 2.6: it differs between processes and a recorded outcome must not, so it is left out.
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 
 

@@ -131,8 +131,8 @@ def environment(compile_devices: Sequence[str] = ()) -> dict[str, Any]:
     import mpmath
 
     cuda = torch.cuda.is_available()
-    compiled = {"compile_arithmetic": {d: fp_environment.compile_problems(d) for d in compile_devices}}
-    return {**(compiled if compile_devices else {}),"torch": torch.__version__, "cuda": torch.version.cuda,
+    env: dict[str, Any] = {
+            "torch": torch.__version__, "cuda": torch.version.cuda,
             "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
             "cpu": _cpu(), "cpu_capability": _cpu_capability(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
@@ -140,6 +140,9 @@ def environment(compile_devices: Sequence[str] = ()) -> dict[str, Any]:
             "python": platform.python_version(),
             "platform": platform.platform(), "numpy": np.__version__, "mpmath": mpmath.__version__,
             "suite": suite.__version__, "suite_commit": _git_commit()}
+    if compile_devices:
+        env["compile_arithmetic"] = {device: fp_environment.compile_problems(device) for device in compile_devices}
+    return env
 
 
 def grid_inputs(case: Case, fmt: FloatFormat, quick: bool) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from suite import cases, cli, compare, modes, plugins, probes
+from suite import cases, cli, compare, fp_environment, modes, plugins, probes
 from suite.errors import UsageError
 from suite.report import checkpoint, collect, command
 from suite.report.progress import Progress
@@ -280,6 +280,9 @@ def test_compile_modes_and_bad_inputs_give_the_same_report_with_jobs(tmp_path: P
     two = report(2)
     assert any(r["mode"] == "compile" for r in one["results"]) and one["comparisons"]["probes"]
     assert _same_numbers(one, two)
+    # a run with a compile mode records what compiling did to the thread's arithmetic, per device (torch 2.13:
+    # nothing; 2.4 and 2.5: flush-to-zero), and the compiled calls left the thread IEEE
+    assert set(one["environment"]["compile_arithmetic"]) == {"cpu"} and fp_environment.ieee_problems() == []
 
 
 def test_a_terminated_run_with_workers_keeps_its_finished_jobs_and_resumes(tmp_path: Path) -> None:

@@ -82,6 +82,11 @@ def test_reproducers_print_the_measured_value(report: Path) -> None:
     assert checked > 0
 
 
+def test_an_eager_run_compiles_nothing_to_probe_the_arithmetic(report: Path) -> None:
+    payload = _strict((report / "accuracy.json").read_text())
+    assert payload["options"]["modes"] == ["eager"] and "compile_arithmetic" not in payload["environment"]
+
+
 def test_markdown_has_every_section(report: Path) -> None:
     text = (report / "accuracy.md").read_text()
     for heading in ("# Accuracy of torch", "## Summary", "## Safe ranges", "## Worst cases", "## Findings",
