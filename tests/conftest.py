@@ -29,14 +29,20 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"
 DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=[CUDA, pytest.mark.cuda])]
 
 
-def skip_where_torch_raises(case: str, dtype: str, device: str = "cpu", mode: str = "eager") -> None:
-    """Skip a test that needs torch to compute ``case`` in ``dtype`` on ``device`` where the registry records that
-    this torch raises instead (a kernel a later release added: float16 BCE on CPU before torch 2.4).  That entry's
-    strict xfail checks that it still raises, so a torch that gains the kernel runs the test again."""
+def raising_entry(case: str, dtype: str, device: str = "cpu", mode: str = "eager") -> str | None:
+    """The registry entry recording that this torch raises for ``case`` in ``dtype`` on ``device`` in ``mode``
+    instead of computing (a kernel a later release added: float16 BCE on CPU before torch 2.4), or None."""
     raising = [d.id for d in deviations.applicable(case, dtype, device, torch.__version__, mode)
                if d.labels == ("raised",) and not d.region]
-    if raising:
-        pytest.skip(f"torch {torch.__version__} raises for {case} in {dtype} on {device} ({raising[0]})")
+    return raising[0] if raising else None
+
+
+def skip_where_torch_raises(case: str, dtype: str, device: str = "cpu", mode: str = "eager") -> None:
+    """Skip a test that needs torch to compute ``case`` in ``dtype`` where :func:`raising_entry` names an entry.
+    That entry's strict xfail checks that torch still raises, so a torch that gains the kernel runs the test again."""
+    entry = raising_entry(case, dtype, device, mode)
+    if entry:
+        pytest.skip(f"torch {torch.__version__} raises for {case} in {dtype} on {device} ({entry})")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 import pytest
 import torch._dynamo.config
 
-from suite import budgets, cases, compare, deviations, modes, run
-from tests.conftest import DEVICES
+from suite import budgets, cases, compare, modes, run
+from tests.conftest import DEVICES, raising_entry
 
 
 def test_strict_compile_raises_the_limit_and_forbids_fallback() -> None:
@@ -45,8 +45,7 @@ def test_eager_mode_is_exact_at_a_simple_point(device: str) -> None:
 
 #: The autocast dtypes this torch's CPU autocast takes: torch 2.1 raises for float16
 #: (the registry's cpu-autocast-float16-not-supported).
-CPU_AUTOCAST = [d for d in ("float16", "bfloat16") if not deviations.get("cpu-autocast-float16-not-supported")
-                .applies("bce", d, "cpu", torch.__version__, "autocast")]
+CPU_AUTOCAST = [d for d in ("float16", "bfloat16") if raising_entry("bce", d, "cpu", "autocast") is None]
 
 
 @pytest.mark.parametrize("dtype", CPU_AUTOCAST)
