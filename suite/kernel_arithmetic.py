@@ -39,6 +39,11 @@ LIBM_ULPS = 1.0
 #: are within a few ULPs of float64, 2^-50; this is 2^-40): far below an ULP of float32 (2^-23).
 FLOAT64_EVALUATION_ERROR = 2.0**-40
 
+#: Smallest normal numbers below which a C library function's result may be flushed to zero in a kernel that
+#: flushes: torch 2.5's compiled float32 and float64 ``log1p`` gives 0 from 1 to just under 2 smallest normal
+#: numbers, where its intermediate ``a / (2 + a)`` is subnormal.
+FLUSHED_FUNCTION_RESULTS = 2.0
+
 
 @dataclass(frozen=True)
 class Span:
@@ -59,17 +64,40 @@ class Span:
 class Kernel:
     """Arithmetic of a kernel that computes each operation in ``compute`` (float32, or float64 for float64)
     and stores each result in ``store``: ``Kernel(FLOAT16)`` is torch's float16 CPU kernel;
-    ``Kernel(FLOAT32)`` a fused kernel that keeps a 16-bit loss in float32 until its last store."""
+    ``Kernel(FLOAT32)`` a fused kernel that keeps a 16-bit loss in float32 until its last store.
 
-    def __init__(self, store: FloatFormat) -> None:
+    ``flush``: the kernel runs with the processor's flush-to-zero and denormals-are-zero modes (FTZ/DAZ, which
+    code built with ``-ffast-math`` turns on): an operand subnormal in ``compute`` is read as zero, and a result
+    subnormal in ``compute`` is written as zero, both keeping their sign.  A C library function may check its
+    argument's bits before any arithmetic, so it is taken of the operand and of the flushed operand, either;
+    and it may flush an intermediate smaller than its result (SLEEF's ``log1p(a)`` forms ``a / (2 + a)``), so
+    a result below :data:`FLUSHED_FUNCTION_RESULTS` smallest normal numbers may be zero too."""
+
+    def __init__(self, store: FloatFormat, flush: bool = False) -> None:
         self.store = store
         self.compute = FLOAT64 if store.precision > FLOAT32.precision else FLOAT32
+        self.flush = flush
+
+    def computing(self) -> Kernel:
+        """A kernel of the same arithmetic that stores in ``compute`` too (an operation kept in float32)."""
+        return Kernel(self.compute, self.flush)
+
+    def _flushed(self, values: FloatArray) -> FloatArray:
+        """``values`` with those subnormal in ``compute`` made zero of their sign, where the kernel flushes."""
+        if not self.flush:
+            return values
+        return np.where(np.abs(values) < self.compute.smallest_normal, np.copysign(0.0, values), values)
+
+    def _operand(self, s: Span) -> Span:
+        """``s`` as an arithmetic instruction reads it (zero for a subnormal number, where the kernel flushes)."""
+        return Span(self._flushed(s.low), self._flushed(s.high), s.nan) if self.flush else s
 
     def _rounded(self, values: npt.ArrayLike) -> FloatArray:
-        """A value of ``compute`` stored in ``store``: both roundings, as torch makes them."""
+        """A value of ``compute`` stored in ``store``: both roundings, as torch makes them (the first flushed
+        where the kernel flushes)."""
         with np.errstate(all="ignore"):
-            return dtypes.round_array(dtypes.round_array(np.asarray(values, dtype=np.float64), self.compute),
-                                      self.store)
+            computed = self._flushed(dtypes.round_array(np.asarray(values, dtype=np.float64), self.compute))
+            return dtypes.round_array(computed, self.store)
 
     def stored(self, s: Span) -> Span:
         """``s`` stored in this kernel's format (the last store of a fused kernel)."""
@@ -82,6 +110,7 @@ class Kernel:
     def _combine(self, op: Callable[[FloatArray, FloatArray], FloatArray], a: Span, b: Span) -> Span:
         """``op`` on every pair of ends, rounded: the span of a correctly rounded operation that is monotone in
         each operand on the spans (``+``, ``-``, ``*``, and ``/`` by a span of one sign)."""
+        a, b = self._operand(a), self._operand(b)
         with np.errstate(all="ignore"):
             ends = np.stack(np.broadcast_arrays(op(a.low, b.low), op(a.low, b.high), op(a.high, b.low),
                                                 op(a.high, b.high)))
@@ -108,6 +137,7 @@ class Kernel:
     def maximum(self, a: Span, b: Span) -> Span:
         """``std::max(a, b)`` of C++: ``a`` where ``a`` is NaN (``a < b`` is false), as torch's kernels write
         it with the variable first."""
+        a, b = self._operand(a), self._operand(b)
         return Span(np.where(np.isnan(a.low), a.low, np.fmax(a.low, b.low)),
                     np.where(np.isnan(a.high), a.high, np.fmax(a.high, b.high)), a.nan)
 
@@ -130,24 +160,37 @@ class Kernel:
                     np.logical_or.reduce([s.nan for s in spans]))
 
     def function(self, f: Callable[[Any], Any], a: Span, ulps: float = LIBM_ULPS) -> Span:
+        """A non-decreasing function of the C library on ``a`` (:meth:`_function`); where the kernel flushes,
+        of ``a`` or of ``a`` flushed."""
+        value = self._function(f, a, ulps)
+        if not self.flush:
+            return value
+        value = self.either(value, self._function(f, self._operand(a), ulps))
+        small = FLUSHED_FUNCTION_RESULTS * self.compute.smallest_normal
+        return Span(np.where(np.abs(value.low) < small, np.fmin(value.low, 0.0), value.low),
+                    np.where(np.abs(value.high) < small, np.fmax(value.high, 0.0), value.high), value.nan)
+
+    def _function(self, f: Callable[[Any], Any], a: Span, ulps: float) -> Span:
         """A non-decreasing function of the C library on ``a``: its exact value at the ends, within ``ulps`` ULPs
         of ``compute``, then stored.  The exact value is taken in ``numpy.longdouble`` for a float64 kernel; for
         a float32 one, float64's value (a few ULPs of float64 from the exact one, two to five times faster) widened by
         :data:`FLOAT64_EVALUATION_ERROR` of itself, which keeps the exact value inside at a cost of 2^-16 of an
-        ULP of float32."""
+        ULP of float32.  An exact zero stays zero (``exp(-inf)``, ``log(1)``: the libraries return it, and a
+        widened one would have ``0 * inf`` be anything but the NaN torch gives)."""
         wide = self.compute.precision > FLOAT32.precision
         carrier = np.longdouble if wide else np.float64
         margin = 0.0 if wide else FLOAT64_EVALUATION_ERROR
         with np.errstate(all="ignore"):
             low = np.asarray(f(np.asarray(a.low, dtype=carrier)), dtype=np.float64)
             high = np.asarray(f(np.asarray(a.high, dtype=carrier)), dtype=np.float64)
-            low = np.where(np.isfinite(low), low - ulps * dtypes.ulp(low, self.compute) - margin * np.abs(low), low)
-            high = np.where(np.isfinite(high), high + ulps * dtypes.ulp(high, self.compute) + margin * np.abs(high),
-                            high)
+            low = np.where(np.isfinite(low) & (low != 0), low - ulps * dtypes.ulp(low, self.compute)
+                           - margin * np.abs(low), low)
+            high = np.where(np.isfinite(high) & (high != 0), high + ulps * dtypes.ulp(high, self.compute)
+                            + margin * np.abs(high), high)
         nan = a.nan | np.isnan(low) | np.isnan(high)
         return Span(self._rounded(low), self._rounded(high), np.asarray(nan))
 
     def fused(self, body: Callable[[Kernel], Span]) -> Span:
         """``body`` computed in ``compute`` throughout and stored once: one kernel's own formula (torch's float16
         xlogy, its bfloat16 sigmoid backward, any fused kernel)."""
-        return self.stored(body(Kernel(self.compute)))
+        return self.stored(body(self.computing()))

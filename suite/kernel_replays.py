@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from suite import array_math
+from suite import array_math, dtypes
+from suite.dtypes import FLOAT32
 from suite.inputs.thresholds import GRAD_EPSILON, LOG_CLAMP
 from suite.kernel_arithmetic import Kernel, Span
 
@@ -51,8 +52,11 @@ def _bce_loss_of(k: Kernel, p: Span, y: Span) -> Span:
 
 
 def _bce_grad_of(k: Kernel, p: Span, y: Span) -> Span:
-    """``grad (p - y) / max((1 - p) p, 1e-12)`` with the upstream grad 1 (torch's CPU backward)."""
-    eps = k.constant(float(GRAD_EPSILON))
+    """``grad (p - y) / max((1 - p) p, 1e-12)`` with the upstream grad 1 (torch's CPU backward), 1e-12 torch's
+    float32 constant (eager's kernels) or a float64 one (a compiled float64 kernel's): they differ in float64
+    alone."""
+    float32_eps = float(dtypes.round_fraction(GRAD_EPSILON.numerator, GRAD_EPSILON.denominator, FLOAT32))
+    eps = k.either(k.constant(float(GRAD_EPSILON)), k.constant(float32_eps))
     return k.div(k.mul(k.constant(1.0), k.sub(p, y)), k.maximum(k.mul(k.sub(k.constant(1.0), p), p), eps))
 
 
@@ -206,7 +210,7 @@ def sigmoid_bce_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -> Sp
     """BCE's backward on the sigmoid tensor (divided by the mean's ``N``), in the stored format or in float32 (CPU
     autocast runs BCE in float32 on the 16-bit sigmoid) and stored, then sigmoid's backward kernel
     ``g (1 - s) s``: each operation stored (float16) or in float32, stored once (bfloat16)."""
-    s, y, wide = _sigmoid(k, t["input"]), t["target"], Kernel(k.compute)
+    s, y, wide = _sigmoid(k, t["input"]), t["target"], k.computing()
     g = k.either(_divided(k, _bce_grad_of(k, s, y), divisor), k.stored(_divided(wide, _bce_grad_of(wide, s, y),
                                                                                    divisor)))
 
@@ -242,7 +246,7 @@ def _log_softmax(k: Kernel, x: Span) -> Span:
     not."""
     most = Span.of(np.max(x.low, axis=-1, keepdims=True))
     total = _row_sum(k, k.fused(lambda c: c.function(np.exp, c.sub(x, most))))
-    log_sum = k.either(k.function(np.log, total), Kernel(k.compute).function(np.log, total))
+    log_sum = k.either(k.function(np.log, total), k.computing().function(np.log, total))
     return k.fused(lambda c: c.sub(x, c.add(most, log_sum)))
 
 

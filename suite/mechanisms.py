@@ -229,6 +229,14 @@ def kernel_replay(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Float
     return [] if replay is None else _replayed(replay, t, fmt, divisor)
 
 
+def kernel_replay_flushing(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat, divisor: int, *,
+                           case: str, quantity: str) -> list[Branch]:
+    """:func:`kernel_replay` in kernels that flush subnormal operands and results to zero (FTZ/DAZ,
+    :class:`suite.kernel_arithmetic.Kernel`): torch's formula as code built with ``-ffast-math`` computes it."""
+    replay = kernel_replays.REPLAYS.get(case, {}).get(quantity)
+    return [] if replay is None else _replayed(replay, t, fmt, divisor, flush=True)
+
+
 def bce_with_logits_log_of_exps(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
                                 divisor: int) -> list[Branch]:
     """BCE-with-logits' loss as torch's older releases computed it, the log of the rounded sum
@@ -237,14 +245,14 @@ def bce_with_logits_log_of_exps(t: Mapping[str, WorkArray], fmt: FloatFormat, in
 
 
 def _replayed(replay: kernel_replays.Replay, t: Mapping[str, WorkArray], fmt: FloatFormat,
-              divisor: int) -> list[Branch]:
+              divisor: int, flush: bool = False) -> list[Branch]:
     """``replay`` with each operation stored in ``fmt``, and for a 16-bit ``fmt`` computed in float32 and stored
-    once: a branch each."""
+    once: a branch each, in kernels that flush subnormal numbers where ``flush``."""
     spans = {name: Span.of(np.asarray(v, dtype=np.float64)) for name, v in t.items()}
-    kernels = [Kernel(fmt)] + ([Kernel(FLOAT32)] if fmt.precision < FLOAT32.precision else [])
+    kernels = [Kernel(fmt, flush)] + ([Kernel(FLOAT32, flush)] if fmt.precision < FLOAT32.precision else [])
     branches = []
     for kernel in kernels:
-        span = Kernel(fmt).stored(replay(kernel, spans, divisor))
+        span = Kernel(fmt, flush).stored(replay(kernel, spans, divisor))
         branches.append([_w(span.low), _w(span.high), _w(np.where(span.nan, np.nan, span.low))])
     return branches
 
@@ -268,10 +276,15 @@ MECHANISMS: dict[str, Mechanism] = {
     "sigmoid_bce_grad": sigmoid_bce_grad,
     "bce_with_logits_log_of_exps": bce_with_logits_log_of_exps,
     "kernel_replay": kernel_replay,  # type: ignore[dict-item]  # takes the case and quantity too
+    "kernel_replay_flushing": kernel_replay_flushing,  # type: ignore[dict-item]  # takes the case and quantity too
 }
 #: Mechanisms that depend on the case and quantity, not on the inputs alone: called with ``case`` and
 #: ``quantity``.
-OF_A_FORMULA = frozenset({"kernel_replay"})
+OF_A_FORMULA = frozenset({"kernel_replay", "kernel_replay_flushing"})
+#: Mechanisms that describe a departure from another (the replay in flushing kernels from the replay in IEEE
+#: ones): they explain a value only where the other does not (:func:`distance_ulps`), so that an entry about the
+#: departure does not also explain what the formula does without it (a log-softmax that underflows to NaN).
+DEPARTS_FROM = {"kernel_replay_flushing": "kernel_replay"}
 
 
 def outcomes(name: str, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...], fmt: FloatFormat,
@@ -306,13 +319,25 @@ def distance_ulps(name: str, inputs: Mapping[str, npt.ArrayLike], got: npt.Array
     """For each element of ``got`` (torch's values, in ``fmt``), how many ULPs of ``fmt`` it lies outside the
     nearest interval of mechanism ``name``'s branches for its ``inputs`` (broadcast to ``got``'s shape): 0
     inside, to the nearer end outside (an infinite end matches only itself); for a NaN value 0 where the
-    mechanism may give NaN, else ``inf`` (everywhere ``inf`` where it has no branch).  ``input_fmt`` is the
-    inputs' format (default ``fmt``), ``formula`` as for :func:`outcomes`."""
+    mechanism may give NaN, else ``inf`` (everywhere ``inf`` where it has no branch).  For a mechanism of
+    :data:`DEPARTS_FROM`, ``inf`` too where the value lies inside the other mechanism's intervals (a value a
+    flushing kernel gives, and an IEEE one may give too, is no sign of flushing).  ``input_fmt`` is the inputs'
+    format (default ``fmt``), ``formula`` as for :func:`outcomes`."""
     values = np.asarray(got, dtype=np.float64)
     low, high, nan = outcomes(name, inputs, values.shape, fmt, divisor, input_fmt, formula)
     if not len(low):
         return np.full(values.shape, np.inf)
-    g = values.astype(WORKING)
+    result = _distance(values.astype(WORKING), low, high, nan, fmt)
+    if name in DEPARTS_FROM:
+        base = distance_ulps(DEPARTS_FROM[name], inputs, values, divisor, fmt, input_fmt, formula)
+        result = np.where(base > 0, result, np.inf)
+    return result
+
+
+def _distance(g: WorkArray, low: WorkArray, high: WorkArray, nan: npt.NDArray[np.bool_],
+              fmt: FloatFormat) -> FloatArray:
+    """:func:`distance_ulps` of the values ``g`` from the intervals ``low`` to ``high`` (a branch each, on the
+    first axis) and the elements ``nan`` where NaN is an outcome."""
     with np.errstate(invalid="ignore"):
         inside = (g >= low) & (g <= high)
     nearest = np.fmin(_ulps_from(g, low, fmt), _ulps_from(g, high, fmt))

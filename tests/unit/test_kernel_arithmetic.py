@@ -117,3 +117,50 @@ def test_float64_functions_are_within_the_evaluation_error_the_float32_replays_a
         assert finite.sum() > 100
         error = np.abs(got[finite] - exact[finite]) / np.abs(exact[finite])
         assert error.max() <= kernel_arithmetic.FLOAT64_EVALUATION_ERROR, f.__name__
+
+
+def test_a_flushing_kernel_writes_a_subnormal_result_as_zero_of_its_sign() -> None:
+    product = np.float64(1e-300) * np.float64(1e-10)  # numpy's IEEE product: subnormal
+    assert 0 < product < np.finfo(np.float64).tiny
+    a, b = Span.of(np.array([1e-300, -1e-300])), Span.of(np.array([1e-10, 1e-10]))
+    assert Kernel(dtypes.FLOAT64).mul(a, b).low.tolist() == [product, -product]
+    flushed = Kernel(dtypes.FLOAT64, flush=True).mul(a, b).low
+    assert flushed.tolist() == [0.0, 0.0] and np.signbit(flushed).tolist() == [False, True]
+
+
+def test_a_flushing_kernel_reads_a_subnormal_operand_as_zero() -> None:
+    smallest, scale = Span.of(np.array([5e-324])), Span.of(np.array([2.0**1000]))
+    assert Kernel(dtypes.FLOAT64).mul(smallest, scale).low[0] == np.ldexp(5e-324, 1000)  # a normal number
+    assert Kernel(dtypes.FLOAT64, flush=True).mul(smallest, scale).low[0] == 0.0
+    # float32: 2^-149 is subnormal there, 2^-126 the smallest normal number is kept
+    tiny32 = float(np.finfo(np.float32).tiny)
+    got = Kernel(F32, flush=True).add(Span.of(np.array([2.0**-149, tiny32])), Span.of(np.zeros(2))).low
+    assert got.tolist() == [0.0, tiny32]
+
+
+def test_a_flushing_float16_kernel_keeps_float16_subnormals() -> None:
+    # float16's subnormal numbers are normal float32 numbers, in which its kernels compute
+    subnormal = float(np.float16(2.0**-24))
+    got = Kernel(F16, flush=True).mul(Span.of(np.array([subnormal])), Span.of(np.array([1.0]))).low[0]
+    assert got == subnormal
+
+
+def test_a_flushing_kernels_function_may_flush_a_result_below_twice_the_smallest_normal() -> None:
+    tiny = float(np.finfo(np.float64).tiny)
+    values = np.array([1.5 * tiny, 3 * tiny, 0.5 * tiny])
+    span = Kernel(dtypes.FLOAT64, flush=True).function(np.log1p, Span.of(values))
+    ieee = Kernel(dtypes.FLOAT64).function(np.log1p, Span.of(values))
+    # log1p(a) = a: 1.5 tiny may be flushed (an intermediate a / 2 is subnormal), 3 tiny may not; the log1p of a
+    # subnormal argument is subnormal, written as 0
+    assert span.low.tolist() == [0.0, ieee.low[1], 0.0]
+    assert span.high.tolist() == [ieee.high[0], ieee.high[1], 0.0]
+    assert ieee.low[0] > 0 and ieee.low[2] > 0
+
+
+def test_a_functions_exact_zero_is_not_widened() -> None:
+    # exp(-inf) is 0 exactly in every C library: widened, 0 * -inf would be any number instead of torch's NaN
+    for k in (Kernel(F32), Kernel(dtypes.FLOAT64)):
+        zero = k.function(np.exp, Span.of(np.array([-np.inf])))
+        assert (zero.low[0], zero.high[0]) == (0.0, 0.0)
+        product = k.mul(zero, Span.of(np.array([-np.inf])))
+        assert product.nan[0]

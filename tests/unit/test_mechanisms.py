@@ -307,3 +307,65 @@ def test_a_mechanism_on_some_elements_is_the_mechanism_on_all_there(case_name: s
     within = entry.within_mechanism(q.got, result.inputs, 1, F16, F16, (case_name, "loss"))
     assert within.all()
     assert not entry.within_mechanism(moved.got, result.inputs, 1, F16, F16, (case_name, "loss")).any()
+
+
+def _near_subnormal_grid(dtype: torch.dtype) -> np.ndarray:
+    """Values about the computing format's subnormal range and the logits whose exponentials reach it."""
+    tiny = float(torch.finfo(torch.float32 if dtype == torch.bfloat16 else dtype).tiny)
+    log_tiny = math.log(tiny)
+    return np.array([0.0, tiny / 2, tiny, 1.5 * tiny, 3 * tiny, -tiny / 2, -1.5 * tiny, log_tiny - 0.7, log_tiny,
+                     log_tiny + 0.7, -log_tiny - 0.7, -log_tiny, -log_tiny + 0.7, 0.5, 1.0, -1.0])
+
+
+FLUSHED_LOSSES = {
+    "bce": lambda x, y: F.binary_cross_entropy(x, y, reduction="none"),
+    "bce_with_logits": lambda x, y: F.binary_cross_entropy_with_logits(x, y, reduction="none"),
+    "kl_div": lambda x, y: F.kl_div(x, y, reduction="none"),
+    "kl_div_log_target": lambda x, y: F.kl_div(x, y, reduction="none", log_target=True),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", sorted(FLUSHED_LOSSES))
+def test_torchs_kernels_with_flush_to_zero_on_are_the_flushing_replay(case: str, dtype: torch.dtype) -> None:
+    """An independent check of ``kernel_replay_flushing``: torch's own eager kernels run with flush-to-zero and
+    denormals-are-zero on (``torch.set_flush_denormal``) give, at every point about the subnormal range, the
+    IEEE replay's value or the flushing one's, and the IEEE replay alone misses some."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode (torch.set_flush_denormal returned False)")
+    fmt = dtypes.get(str(dtype).removeprefix("torch."))
+    grid = _near_subnormal_grid(dtype)
+    if case == "bce":
+        grid = grid[(grid >= 0) & (grid <= 1)]
+    targets = np.concatenate([grid[(grid >= 0) & (grid <= 1)], [0.5]]) if case != "kl_div_log_target" else grid
+    x = np.repeat(grid, targets.size)
+    y = np.tile(targets, grid.size)
+    inputs = torch.tensor(x, dtype=dtype).requires_grad_()
+    target = torch.tensor(y, dtype=dtype).requires_grad_()
+    with fp_environment.flushing_subnormals():
+        loss = FLUSHED_LOSSES[case](inputs, target)
+        grads = torch.autograd.grad(loss.sum(), [inputs, target])
+    exact = {"input": inputs.detach().double().numpy(), "target": target.detach().double().numpy()}
+    missed_by_ieee = 0
+    for quantity, got in zip(("loss", "grad_input", "grad_target"), (loss, *grads), strict=True):
+        values = got.detach().double().numpy()
+        ieee = mechanisms.distance_ulps("kernel_replay", exact, values, 1, fmt, formula=(case, quantity))
+        flushing = mechanisms.distance_ulps("kernel_replay_flushing", exact, values, 1, fmt,
+                                            formula=(case, quantity))
+        assert (np.fmin(ieee, flushing) <= 2).all(), (quantity, x[np.fmin(ieee, flushing) > 2],
+                                                      y[np.fmin(ieee, flushing) > 2])
+        assert not ((ieee == 0) & (flushing < np.inf)).any()  # a departure only where the IEEE replay misses
+        missed_by_ieee += int((ieee > 2).sum())
+    assert missed_by_ieee > 0
+
+
+def test_the_flushing_replay_explains_only_a_departure_from_the_ieee_one() -> None:
+    tiny = float(np.finfo(np.float64).tiny)
+    inputs = {"input": np.array([0.5, tiny]), "target": np.zeros(2)}
+    # log 2 at p = 0.5 is what both kernels give: the IEEE replay explains it, the flushing one does not; at the
+    # smallest normal p, log1p(-p) is -p or, where its intermediate -p / (2 - p) is flushed, 0
+    got = np.array([math.log(2.0), 0.0])
+    assert mechanisms.distance_ulps("kernel_replay", inputs, got, 1, F64, formula=("bce", "loss"))[0] == 0
+    flushing = mechanisms.distance_ulps("kernel_replay_flushing", inputs, got, 1, F64, formula=("bce", "loss"))
+    assert flushing.tolist() == [math.inf, 0.0]
+    assert mechanisms.distance_ulps("kernel_replay", inputs, got, 1, F64, formula=("bce", "loss"))[1] > 1e15

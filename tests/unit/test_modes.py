@@ -112,6 +112,34 @@ def test_a_torch_that_cannot_raise_at_the_limit_has_the_fallback_caught(monkeypa
     modes.fresh_compiles()
 
 
+def test_each_compile_mode_compiles_its_own_graph() -> None:
+    """``compile_dynamic`` run after ``compile`` in one process, on the same inputs, captures a graph of its own
+    (torch 2.4 reused ``compile``'s static one for it when both compiled one code object)."""
+    from torch._dynamo.utils import counters
+
+    modes.fresh_compiles()
+    tensors = {"input": torch.linspace(-3.0, 3.0, 5), "target": torch.full((5,), 0.25)}
+    captured = []
+    for mode in modes.COMPILE_MODES:
+        forward = modes.forward_for(cases.get("bce_with_logits"), "mean", mode, "cpu")
+        with modes.context(mode, "cpu", torch.float32):
+            forward(tensors)
+        captured.append(counters["stats"]["unique_graphs"])
+    modes.fresh_compiles()
+    assert captured[1] == captured[0] + 1
+
+
+def test_own_code_is_the_same_function_under_another_code_object() -> None:
+    def scaled(x: float) -> float:
+        return factor * x
+
+    factor = 3.0
+    compiled, dynamic = modes.own_code(scaled, "compile"), modes.own_code(scaled, "compile_dynamic")
+    assert compiled.__code__ is not dynamic.__code__ and compiled.__code__ is not scaled.__code__
+    assert (compiled(2.0), dynamic(2.0)) == (6.0, 6.0)
+    assert compiled.__name__ == "scaled_compile"
+
+
 def test_fresh_compiles_forgets_every_compiled_shape() -> None:
     """After :func:`modes.fresh_compiles`, ``compile`` compiles for the next shape as if it were the first
     (static shapes again): with one cached graph allowed, a second shape runs instead of raising."""
