@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar, cast
 
 import torch
 
@@ -30,8 +28,9 @@ RECOMPILE_LIMIT = 1024
 AUTOCAST_DTYPES = ("float16", "bfloat16")
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
-FunctionT = TypeVar("FunctionT", bound=Callable[..., Any])
 _COMPILED: dict[tuple[str, str, str, str, int], Forward] = {}
+#: The compile mode whose graphs dynamo's caches hold (None: none since the last :func:`fresh_compiles`).
+_compiling_for: list[str] = []
 
 
 def compile_threads_per_job(jobs: int) -> int:
@@ -83,20 +82,24 @@ def forward_for(case: Case, reduction: str, mode: str, device: str) -> Forward:
 
     if mode not in COMPILE_MODES:
         return eager
+    _compile_for(mode)
     key = (case.name, reduction, torch.device(device).type, mode, id(case.forward))
     if key not in _COMPILED:
-        compiled = torch.compile(own_code(eager, mode), dynamic=True if mode == "compile_dynamic" else None)
+        compiled = torch.compile(eager, dynamic=True if mode == "compile_dynamic" else None)
         _COMPILED[key] = _guarded(compiled)
     return _COMPILED[key]
 
 
-def own_code(fn: FunctionT, mode: str) -> FunctionT:
-    """``fn`` with a code object of its own for ``mode``.  Dynamo keeps its compiled graphs per code object, and
-    torch 2.4 reuses the graph that ``compile`` built for static shapes at ``compile_dynamic``'s first call on the
-    same inputs (measured with 2.4.1: no new graph is captured, and a weighted BCE computes where a compile with
-    dynamic shapes raises), so that without this the second mode of a job would report the first one's kernels."""
-    code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_{mode}")
-    return cast(FunctionT, types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__))
+def _compile_for(mode: str) -> None:
+    """Let this process compile for ``mode`` alone: dynamo keeps its graphs per code object, whatever options
+    they were compiled with, so a graph of one compile mode would serve the other.  Measured: torch 2.4 runs the
+    graph ``compile`` built for static shapes at ``compile_dynamic``'s first call on the same inputs (no new
+    graph is captured, and a weighted BCE computes where a compile with dynamic shapes raises); torch 2.1, whose
+    dynamo breaks the graph before the loss, compiles the loss's own frames once for both.  So switching to
+    another compile mode forgets every compiled graph first (:func:`fresh_compiles`)."""
+    if _compiling_for and _compiling_for[0] != mode:
+        fresh_compiles()
+    _compiling_for[:] = [mode]
 
 
 def dynamo_settings() -> tuple[str, str | None]:
@@ -154,6 +157,7 @@ def fresh_compiles() -> None:
     (see the ``compile-half-mean-target-gradient-flushed`` deviation).  The report calls this before each
     case/dtype job so that its compile results do not depend on which jobs the same process ran before."""
     _COMPILED.clear()
+    _compiling_for.clear()
     torch._dynamo.reset()
 
 

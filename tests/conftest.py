@@ -45,6 +45,21 @@ def skip_where_torch_raises(case: str, dtype: str, device: str = "cpu", mode: st
         pytest.skip(f"torch {torch.__version__} raises for {case} in {dtype} on {device} ({entry})")
 
 
+#: Entries whose mechanism is the formula an older torch computed a quantity with, instead of today's replay.
+OLDER_FORMULAS = ("bce-with-logits-log-of-exps",)
+
+
+def replay_formula(case: str, dtype: str, device: str, quantity: str) -> tuple[str, tuple[str, str]]:
+    """The mechanism that holds this torch's values of a quantity, and its formula argument: today's replay
+    (``kernel_replay``), or the older formula a registry entry records for this torch (BCEWithLogits' loss
+    before 2.3)."""
+    for entry_id in OLDER_FORMULAS:
+        entry = deviations.get(entry_id)
+        if entry.mechanism and entry.applies(case, dtype, device, torch.__version__, quantity=quantity):
+            return entry.mechanism, ("", "")
+    return "kernel_replay", (case, quantity)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Stop before the first test when this process does not compute floats the IEEE way (every exact error
     the tests compare would be wrong), or its torch cannot exchange arrays with its numpy (exit status 2, one

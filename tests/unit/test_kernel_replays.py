@@ -17,7 +17,7 @@ from suite import cases, deviations, dtypes, mechanisms
 from suite.cases.base import REDUCTION_DIVISORS
 from suite.inputs import grids
 from suite.kernel_replays import REPLAYS
-from tests.conftest import DEVICES, skip_where_torch_raises
+from tests.conftest import DEVICES, replay_formula, skip_where_torch_raises
 
 HALF_ENTRIES = ("half-arithmetic-loss", "half-arithmetic-grad-input", "half-arithmetic-grad-target")
 
@@ -53,20 +53,6 @@ def test_every_case_of_the_half_arithmetic_entries_has_a_replay() -> None:
             assert set(entry.quantities) <= set(REPLAYS[case]), (entry_id, case)
 
 
-#: Entries whose mechanism is the formula an older torch computed a quantity with, instead of today's replay.
-OLDER_FORMULAS = ("bce-with-logits-log-of-exps",)
-
-
-def _formula(case_name: str, dtype: str, device: str, quantity: str) -> tuple[str, tuple[str, str]]:
-    """The mechanism that holds this torch's values of a quantity, and its formula argument: today's replay, or
-    the older formula a registry entry records for this torch (BCEWithLogits' loss before 2.3)."""
-    for entry_id in OLDER_FORMULAS:
-        entry = deviations.get(entry_id)
-        if entry.mechanism and entry.applies(case_name, dtype, device, torch.__version__, quantity=quantity):
-            return entry.mechanism, ("", "")
-    return "kernel_replay", (case_name, quantity)
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("case_name", sorted(REPLAYS))
@@ -82,7 +68,7 @@ def test_the_replay_holds_torchs_values(case_name: str, dtype: str, device: str)
         divisor_of = REDUCTION_DIVISORS[reduction]
         divisor = 1 if divisor_of is None else divisor_of(signed_zero.shape)
         for quantity, got in _torch_values(case, inputs, fmt, reduction, device).items():
-            name, formula = _formula(case_name, dtype, device, quantity)
+            name, formula = replay_formula(case_name, dtype, device, quantity)
             distance = mechanisms.distance_ulps(name, inputs, got, divisor, fmt, formula=formula)
             outside = (distance > _bound(quantity)) & ~signed_zero
             assert not outside.any(), (reduction, quantity, {k: v[outside][:3] for k, v in inputs.items()},

@@ -15,7 +15,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from suite import cases, deviations, dtypes, fp_environment, judge, mechanisms, run
 from suite.metrics import Label
-from tests.conftest import skip_where_torch_raises
+from tests.conftest import replay_formula, skip_where_torch_raises
 
 F64, F32, F16, BF16 = dtypes.FLOAT64, dtypes.FLOAT32, dtypes.FLOAT16, dtypes.BFLOAT16
 
@@ -334,6 +334,7 @@ def test_torchs_kernels_with_flush_to_zero_on_are_the_flushing_replay(case: str,
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU has no flush-to-zero mode (torch.set_flush_denormal returned False)")
     fmt = dtypes.get(str(dtype).removeprefix("torch."))
+    skip_where_torch_raises(case, fmt.name)
     grid = _near_subnormal_grid(dtype)
     if case == "bce":
         grid = grid[(grid >= 0) & (grid <= 1)]
@@ -348,6 +349,8 @@ def test_torchs_kernels_with_flush_to_zero_on_are_the_flushing_replay(case: str,
     exact = {"input": inputs.detach().double().numpy(), "target": target.detach().double().numpy()}
     missed_by_ieee = 0
     for quantity, got in zip(("loss", "grad_input", "grad_target"), (loss, *grads), strict=True):
+        if replay_formula(case, fmt.name, "cpu", quantity)[0] != "kernel_replay":
+            continue  # this torch computes an older formula, which has no flushing replay
         values = got.detach().double().numpy()
         ieee = mechanisms.distance_ulps("kernel_replay", exact, values, 1, fmt, formula=(case, quantity))
         flushing = mechanisms.distance_ulps("kernel_replay_flushing", exact, values, 1, fmt,
