@@ -5,7 +5,8 @@ under ``torch.autocast``; or eagerly on inputs stored in another memory layout (
 a buffer; ``transposed``: the last two dimensions swapped in memory), since torch picks its kernel loop by layout
 (vectorised for contiguous data, element by element for strided, reordered for transposed) and a reduction adds
 in another order.  Compiled functions are built once per (case, reduction, device, mode) and reused across the
-batches of a grid; one-off calls compile afresh (:func:`first_call_forward`)."""
+batches of a grid; a process compiles for one compile mode at a time (:func:`forward_for` forgets the other's
+graphs), and one-off calls compile afresh (:func:`first_call_forward`)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ AUTOCAST_DTYPES = ("float16", "bfloat16")
 
 Forward = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 _COMPILED: dict[tuple[str, str, str, str, int], Forward] = {}
-#: The compile mode whose graphs dynamo's caches hold (None: none since the last :func:`fresh_compiles`).
+#: The compile mode whose graphs dynamo's caches hold: one name, or none since the last :func:`fresh_compiles`.
 _compiling_for: list[str] = []
 
 
