@@ -98,17 +98,21 @@ def keeping_ieee() -> Iterator[None]:
             torch.set_flush_denormal(False)
 
 
-def compile_problems(device: str = "cpu") -> list[str]:
+def compile_problems(device: str = "cpu", compile_threads: int | None = None) -> list[str]:
     """What compiling and calling a small function with ``torch.compile`` on ``device`` does to the calling
-    thread's arithmetic (:func:`ieee_problems` after it; empty where nothing).  Measured in a fresh child process:
-    a kernel sets these modes when it is loaded, and in a process that has compiled before, the same kernel may
-    come from a module already loaded."""
+    thread's arithmetic (:func:`ieee_problems` after it; empty where nothing), with ``compile_threads`` inductor
+    compile workers (None: inductor's default).  Measured in a fresh child process: a kernel sets these modes when
+    it is loaded, and in a process that has compiled before, the same kernel may come from a module already
+    loaded.  The workers matter: torch 2.1 to 2.3 set them only where inductor compiles in the calling process
+    (one worker), 2.4 and 2.5 either way (measured on 2.1.2 to 2.13.0)."""
     code = ("import json, torch\nfrom suite import fp_environment\n"
             f"torch.compile(lambda x: x * 2 + 1)(torch.linspace(-1.0, 1.0, 7, device={device!r}))\n"
             "print(json.dumps(fp_environment.ieee_problems()))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-                              str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))}
+    if compile_threads is not None:
+        env["TORCHINDUCTOR_COMPILE_THREADS"] = str(compile_threads)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     if done.returncode != 0:
         return [f"compiling failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}"]
     problems: list[str] = json.loads(done.stdout.strip().splitlines()[-1])

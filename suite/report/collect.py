@@ -125,9 +125,10 @@ def _cpu_capability() -> str | None:
     return str(get()) if get is not None else None
 
 
-def environment(compile_devices: Sequence[str] = ()) -> dict[str, Any]:
+def environment(compile_devices: Sequence[str] = (), compile_threads: int | None = None) -> dict[str, Any]:
     """Versions and hardware of this run, and what compiling on each of ``compile_devices`` (the run's devices
-    when it has a compile mode) did to the calling thread's arithmetic."""
+    when it has a compile mode) with its jobs' ``compile_threads`` inductor workers did to the calling thread's
+    arithmetic."""
     import mpmath
 
     cuda = torch.cuda.is_available()
@@ -141,7 +142,8 @@ def environment(compile_devices: Sequence[str] = ()) -> dict[str, Any]:
             "platform": platform.platform(), "numpy": np.__version__, "mpmath": mpmath.__version__,
             "suite": suite.__version__, "suite_commit": _git_commit()}
     if compile_devices:
-        env["compile_arithmetic"] = {device: fp_environment.compile_problems(device) for device in compile_devices}
+        env["compile_arithmetic"] = {device: fp_environment.compile_problems(device, compile_threads)
+                                     for device in compile_devices}
     return env
 
 
@@ -506,7 +508,8 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
     payload = {
         "schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "environment": environment(options.devices if set(options.modes) & set(modes.COMPILE_MODES) else ()),
+        "environment": environment(options.devices if set(options.modes) & set(modes.COMPILE_MODES) else (),
+                                   pool.job_compile_threads(options.jobs)),
         "options": {"cases": [c.name for c in cases_to_run], "dtypes": list(options.dtypes),
                     "devices": list(options.devices), "modes": list(options.modes), "quick": options.quick,
                     "plugins": sorted(set(options.plugins.values())),

@@ -62,6 +62,12 @@ def _run_job(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return fn(*args, **kwargs)
 
 
+def job_compile_threads(jobs: int) -> int | None:
+    """The inductor compile workers each of ``jobs`` jobs at a time compiles with: a share of the cores in
+    :class:`Workers` (:func:`suite.modes.compile_threads_per_job`), inductor's default for one job in process."""
+    return modes.compile_threads_per_job(jobs) if jobs > 1 else None
+
+
 class Workers(ProcessPoolExecutor):
     """Spawned worker processes that load this process's plugin modules (:func:`suite.plugins.modules`) before
     their first job."""
