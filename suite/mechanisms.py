@@ -220,21 +220,15 @@ def sigmoid_bce_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Fl
 
 
 def kernel_replay(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat, divisor: int, *,
-                  case: str, quantity: str) -> list[Branch]:
+                  case: str, quantity: str, flush: bool = False) -> list[Branch]:
     """torch's own formula of ``case``'s ``quantity``, operation by operation (:mod:`suite.kernel_replays`): one
     branch with each operation stored in ``fmt`` (torch's 16-bit kernels as written, and composite losses
     everywhere), one computed in float32 and stored in ``fmt`` at the end (a compiled, fused kernel).  No branch
-    where the suite has no replay of the case."""
+    where the suite has no replay of the case.  ``flush``: in kernels that flush subnormal operands and results to
+    zero (FTZ/DAZ, :class:`suite.kernel_arithmetic.Kernel`), as code built with ``-ffast-math`` computes it (the
+    registry's ``kernel_replay_flushing``)."""
     replay = kernel_replays.REPLAYS.get(case, {}).get(quantity)
-    return [] if replay is None else _replayed(replay, t, fmt, divisor)
-
-
-def kernel_replay_flushing(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat, divisor: int, *,
-                           case: str, quantity: str) -> list[Branch]:
-    """:func:`kernel_replay` in kernels that flush subnormal operands and results to zero (FTZ/DAZ,
-    :class:`suite.kernel_arithmetic.Kernel`): torch's formula as code built with ``-ffast-math`` computes it."""
-    replay = kernel_replays.REPLAYS.get(case, {}).get(quantity)
-    return [] if replay is None else _replayed(replay, t, fmt, divisor, flush=True)
+    return [] if replay is None else _replayed(replay, t, fmt, divisor, flush)
 
 
 def bce_with_logits_log_of_exps(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
@@ -276,7 +270,7 @@ MECHANISMS: dict[str, Mechanism] = {
     "sigmoid_bce_grad": sigmoid_bce_grad,
     "bce_with_logits_log_of_exps": bce_with_logits_log_of_exps,
     "kernel_replay": kernel_replay,  # type: ignore[dict-item]  # takes the case and quantity too
-    "kernel_replay_flushing": kernel_replay_flushing,  # type: ignore[dict-item]  # takes the case and quantity too
+    "kernel_replay_flushing": partial(kernel_replay, flush=True),
 }
 #: Mechanisms that depend on the case and quantity, not on the inputs alone: called with ``case`` and
 #: ``quantity``.

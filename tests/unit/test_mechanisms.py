@@ -347,6 +347,8 @@ def test_torchs_kernels_with_flush_to_zero_on_are_the_flushing_replay(case: str,
         loss = FLUSHED_LOSSES[case](inputs, target)
         grads = torch.autograd.grad(loss.sum(), [inputs, target])
     exact = {"input": inputs.detach().double().numpy(), "target": target.detach().double().numpy()}
+    bound = deviations.get("compile-cpu-fast-math-flushes-subnormals").mechanism_ulps
+    assert bound is not None
     missed_by_ieee = 0
     for quantity, got in zip(("loss", "grad_input", "grad_target"), (loss, *grads), strict=True):
         if replay_formula(case, fmt.name, "cpu", quantity)[0] != "kernel_replay":
@@ -355,10 +357,10 @@ def test_torchs_kernels_with_flush_to_zero_on_are_the_flushing_replay(case: str,
         ieee = mechanisms.distance_ulps("kernel_replay", exact, values, 1, fmt, formula=(case, quantity))
         flushing = mechanisms.distance_ulps("kernel_replay_flushing", exact, values, 1, fmt,
                                             formula=(case, quantity))
-        assert (np.fmin(ieee, flushing) <= 2).all(), (quantity, x[np.fmin(ieee, flushing) > 2],
-                                                      y[np.fmin(ieee, flushing) > 2])
+        outside = np.fmin(ieee, flushing) > bound
+        assert not outside.any(), (quantity, x[outside], y[outside])
         assert not ((ieee == 0) & (flushing < np.inf)).any()  # a departure only where the IEEE replay misses
-        missed_by_ieee += int((ieee > 2).sum())
+        missed_by_ieee += int((ieee > bound).sum())
     assert missed_by_ieee > 0
 
 
@@ -368,7 +370,7 @@ def test_the_flushing_replay_explains_only_a_departure_from_the_ieee_one() -> No
     # log 2 at p = 0.5 is what both kernels give: the IEEE replay explains it, the flushing one does not; at the
     # smallest normal p, log1p(-p) is -p or, where its intermediate -p / (2 - p) is flushed, 0
     got = np.array([math.log(2.0), 0.0])
-    assert mechanisms.distance_ulps("kernel_replay", inputs, got, 1, F64, formula=("bce", "loss"))[0] == 0
+    ieee = mechanisms.distance_ulps("kernel_replay", inputs, got, 1, F64, formula=("bce", "loss"))
     flushing = mechanisms.distance_ulps("kernel_replay_flushing", inputs, got, 1, F64, formula=("bce", "loss"))
+    assert ieee[0] == 0 and ieee[1] > 1e15
     assert flushing.tolist() == [math.inf, 0.0]
-    assert mechanisms.distance_ulps("kernel_replay", inputs, got, 1, F64, formula=("bce", "loss"))[1] > 1e15
