@@ -222,14 +222,21 @@ def _inherited(result: CaseResult, q: QuantityResult, d: deviations.Deviation, i
     """Where a reduced loss's failure is the deviation's, as a faithful reduction passes it on: the entry
     explains the label and covers the batch, or explains a failing element of the unreduced loss, with that
     element's own label (then any label here: the root cause's error may change its kind through the
-    reduction, a NaN element making the sum NaN, an inf one inf)."""
+    reduction, a NaN element making the sum NaN, an inf one inf).  An entry with a mechanism covers the batch
+    only where its mechanism gives some element of the unreduced loss: a reduced value inherits the mechanism
+    from its elements (an entry about a conversion that none of them went through does not explain their sum)."""
     root = result.quantities.get(("none", LOSS))
+    root_cause = False
+    in_root: BoolArray | None = None
     if root is not None and "none" in d.reductions:
-        candidates = d.in_region(with_exact(result.inputs, root), root.got.shape, result.fmt.name) & failing(root)
+        in_root = d.in_region(with_exact(result.inputs, root), root.got.shape, result.fmt.name)
+        candidates = in_root & failing(root)
         root_cause = bool((candidates & explains(d, result, root, candidates)).any())
-    else:
-        root_cause = False
-    hit: BoolArray = fails & explains(d, result, q) & bool(inside.any() or root_cause)
+    labelled = fails & explains(d, result, q)
+    covers = bool(inside.any())
+    if covers and labelled.any() and d.mechanism is not None and root is not None and in_root is not None:
+        covers = bool(_within_mechanism(d, result, root, in_root).any())
+    hit: BoolArray = labelled & (covers or root_cause)
     if not hit.any() and root_cause:
         hit = fails.copy()
     return hit

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from suite import dtypes
-from suite.dtypes import FLOAT32, FLOAT64, FloatFormat
+from suite.dtypes import FLOAT16, FLOAT32, FLOAT64, FloatFormat
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -71,16 +71,21 @@ class Kernel:
     subnormal in ``compute`` is written as zero, both keeping their sign.  A C library function may check its
     argument's bits before any arithmetic, so it is taken of the operand and of the flushed operand, either;
     and it may flush an intermediate smaller than its result (SLEEF's ``log1p(a)`` forms ``a / (2 + a)``), so
-    a result below :data:`FLUSHED_FUNCTION_RESULTS` smallest normal numbers may be zero too."""
+    a result below :data:`FLUSHED_FUNCTION_RESULTS` smallest normal numbers may be zero too.
 
-    def __init__(self, store: FloatFormat, flush: bool = False) -> None:
+    ``fast_math``: the kernel is code built with ``-ffast-math``, which may reassociate its operations (a replay
+    then allows the orders such code is measured to take, :mod:`suite.kernel_replays`).  A kernel that flushes is
+    such code too."""
+
+    def __init__(self, store: FloatFormat, flush: bool = False, fast_math: bool = False) -> None:
         self.store = store
         self.compute = FLOAT64 if store.precision > FLOAT32.precision else FLOAT32
         self.flush = flush
+        self.fast_math = fast_math or flush
 
     def computing(self) -> Kernel:
         """A kernel of the same arithmetic that stores in ``compute`` too (an operation kept in float32)."""
-        return Kernel(self.compute, self.flush)
+        return Kernel(self.compute, self.flush, self.fast_math)
 
     def _flushed(self, values: FloatArray) -> FloatArray:
         """``values`` with those subnormal in ``compute`` made zero of their sign, where the kernel flushes."""
@@ -194,3 +199,43 @@ class Kernel:
         """``body`` computed in ``compute`` throughout and stored once: one kernel's own formula (torch's float16
         xlogy, its bfloat16 sigmoid backward, any fused kernel)."""
         return self.stored(body(self.computing()))
+
+
+def fast_math_half(values: npt.ArrayLike) -> FloatArray:
+    """float32 ``values`` converted to float16 by c10's ``fp16_ieee_from_fp32_value`` as code built with
+    ``-ffast-math`` computes it (torch 2.1's compiled CPU kernels, in their scalar loops).
+
+    The conversion rounds through ``(|f| * 2^112) * 2^-110``, whose overflow to inf is what makes a value beyond
+    float16's range inf.  ``-fassociative-math`` folds the two products into ``|f| * 4``, which does not
+    overflow, so such a value keeps its float32 exponent modulo 32 in the result's exponent bits: a finite number
+    (8.93e9 gives 2.08), NaN, or a number of the other sign.  Values within float16's range convert as IEEE
+    rounding does.  The steps below are the function's, bit for bit, with the products folded."""
+    with np.errstate(over="ignore"):
+        f = np.asarray(values, dtype=np.float32)  # beyond float32: inf, as a float32 kernel holds it
+    w = f.view(np.uint32)
+    shl1_w = w + w  # uint32 arithmetic wraps, as C's does
+    sign = w & np.uint32(0x80000000)
+    bias = np.maximum(shl1_w & np.uint32(0xFF000000), np.uint32(0x71000000))
+    with np.errstate(all="ignore"):
+        base = np.abs(f) * np.float32(4.0)
+        magic = ((bias >> np.uint32(1)) + np.uint32(0x07800000)).view(np.float32)
+        bits = (magic + base).astype(np.float32).view(np.uint32)
+    nonsign = ((bits >> np.uint32(13)) & np.uint32(0x7C00)) + (bits & np.uint32(0x0FFF))
+    half = (sign >> np.uint32(16)) | np.where(shl1_w > np.uint32(0xFF000000), np.uint32(0x7E00), nonsign)
+    return (half & np.uint32(0xFFFF)).astype(np.uint16).view(np.float16).astype(np.float64)
+
+
+def stored_as_fast_math_half(s: Span) -> Span:
+    """A float32 span stored in float16 by :func:`fast_math_half`.  The conversion is IEEE rounding, monotone,
+    where both ends round to finite float16 values; beyond float16's range it is not monotone, so a span is
+    mapped end by end there only where it is one point, or where both ends lie in one float32 binade and keep
+    their sign and stay finite (one binade maps to one exponent, its mantissas in order).  Elsewhere any value,
+    or NaN, may result."""
+    low, high = fast_math_half(s.low), fast_math_half(s.high)
+    with np.errstate(invalid="ignore"):
+        in_range = np.isfinite(dtypes.round_array(s.low, FLOAT16)) & np.isfinite(dtypes.round_array(s.high, FLOAT16))
+        one_binade = ((np.frexp(s.low)[1] == np.frexp(s.high)[1]) & np.isfinite(low) & np.isfinite(high)
+                      & (np.signbit(low) == np.signbit(s.low)) & (np.signbit(high) == np.signbit(s.high)))
+    mapped = in_range | (s.low == s.high) | one_binade | np.isnan(s.low)
+    return Span(np.where(mapped, low, -np.inf), np.where(mapped, high, np.inf),
+                s.nan | np.isnan(low) | np.isnan(high) | ~mapped)

@@ -51,13 +51,15 @@ def _bce_loss_of(k: Kernel, p: Span, y: Span) -> Span:
     return k.sub(first, k.mul(y, k.maximum(k.function(np.log, p), clamp)))
 
 
-def _bce_grad_of(k: Kernel, p: Span, y: Span) -> Span:
-    """``grad (p - y) / max((1 - p) p, 1e-12)`` with the upstream grad 1 (torch's CPU backward), 1e-12 torch's
+def _bce_grad_of(k: Kernel, p: Span, y: Span, upstream: Span | None = None) -> Span:
+    """``grad (p - y) / max((1 - p) p, 1e-12)`` with the ``upstream`` grad (default 1: torch's CPU backward, which
+    divides by a mean's ``N`` last), 1e-12 torch's
     float32 constant (eager's kernels) or a float64 one (a compiled float64 kernel's): they differ in float64
     alone."""
     float32_eps = float(dtypes.round_fraction(GRAD_EPSILON.numerator, GRAD_EPSILON.denominator, FLOAT32))
     eps = k.either(k.constant(float(GRAD_EPSILON)), k.constant(float32_eps))
-    return k.div(k.mul(k.constant(1.0), k.sub(p, y)), k.maximum(k.mul(k.sub(k.constant(1.0), p), p), eps))
+    grad = k.constant(1.0) if upstream is None else upstream
+    return k.div(k.mul(grad, k.sub(p, y)), k.maximum(k.mul(k.sub(k.constant(1.0), p), p), eps))
 
 
 def _logit(k: Kernel, p: Span) -> Span:
@@ -74,7 +76,15 @@ def bce_loss(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
 
 
 def bce_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
-    return _divided(k, _weighted(k, _bce_grad_of(k, t["input"], t["target"]), t), divisor)
+    """The gradient with upstream grad 1, weighted, divided by a mean's ``N``.  Code built with ``-ffast-math``
+    may reassociate: torch 2.1's compiled float64 backward multiplies the mean's loop-invariant ``1 / N`` into the
+    upstream grad, so ``(1 / N) (p - y)`` comes first (subnormal, and rounded or flushed, at the smallest normal
+    p, where the division last is exact)."""
+    p, y = t["input"], t["target"]
+    last = _divided(k, _weighted(k, _bce_grad_of(k, p, y), t), divisor)
+    if not k.fast_math or divisor == 1:
+        return last
+    return k.either(last, _weighted(k, _bce_grad_of(k, p, y, _upstream(k, divisor)), t))
 
 
 def bce_grad_target(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:

@@ -33,9 +33,9 @@ import numpy.typing as npt
 
 from suite import dtypes, kernel_replays
 from suite.array_math import sigmoid
-from suite.dtypes import FLOAT32, FloatFormat
+from suite.dtypes import FLOAT16, FLOAT32, FloatFormat
 from suite.inputs.thresholds import GRAD_EPSILON, LOG_CLAMP
-from suite.kernel_arithmetic import Kernel, Span
+from suite.kernel_arithmetic import Kernel, Span, stored_as_fast_math_half
 
 #: The working format of the mechanisms.
 WORKING = np.longdouble
@@ -220,15 +220,28 @@ def sigmoid_bce_grad(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Fl
 
 
 def kernel_replay(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat, divisor: int, *,
-                  case: str, quantity: str, flush: bool = False) -> list[Branch]:
+                  case: str, quantity: str, fast_math: bool = False, fast_math_half: bool = False) -> list[Branch]:
     """torch's own formula of ``case``'s ``quantity``, operation by operation (:mod:`suite.kernel_replays`): one
     branch with each operation stored in ``fmt`` (torch's 16-bit kernels as written, and composite losses
     everywhere), one computed in float32 and stored in ``fmt`` at the end (a compiled, fused kernel).  No branch
-    where the suite has no replay of the case.  ``flush``: in kernels that flush subnormal operands and results to
-    zero (FTZ/DAZ, :class:`suite.kernel_arithmetic.Kernel`), as code built with ``-ffast-math`` computes it (the
-    registry's ``kernel_replay_flushing``)."""
+    where the suite has no replay of the case.  ``fast_math``: in kernels of code built with ``-ffast-math``
+    (:class:`suite.kernel_arithmetic.Kernel`), which reassociate, and flush subnormal operands and results to zero
+    (FTZ/DAZ) where the process has those modes on: branches flushing and not (the registry's
+    ``kernel_replay_fast_math``).  ``fast_math_half``: the fused kernel of such code alone, its float16 result
+    stored by c10's conversion built with ``-ffast-math`` (:func:`suite.kernel_arithmetic.fast_math_half`; the
+    registry's ``kernel_replay_fast_math_half``): no branch for another ``fmt``."""
     replay = kernel_replays.REPLAYS.get(case, {}).get(quantity)
-    return [] if replay is None else _replayed(replay, t, fmt, divisor, flush)
+    if replay is None:
+        return []
+    if fast_math_half:
+        if fmt is not FLOAT16:
+            return []
+        spans = _spans(t)
+        return [_branch(stored_as_fast_math_half(Kernel(FLOAT32, flush, True).stored(
+            replay(Kernel(FLOAT32, flush, True), spans, divisor)))) for flush in (False, True)]
+    if fast_math:
+        return [branch for flush in (False, True) for branch in _replayed(replay, t, fmt, divisor, flush, True)]
+    return _replayed(replay, t, fmt, divisor)
 
 
 def bce_with_logits_log_of_exps(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,
@@ -239,16 +252,24 @@ def bce_with_logits_log_of_exps(t: Mapping[str, WorkArray], fmt: FloatFormat, in
 
 
 def _replayed(replay: kernel_replays.Replay, t: Mapping[str, WorkArray], fmt: FloatFormat,
-              divisor: int, flush: bool = False) -> list[Branch]:
+              divisor: int, flush: bool = False, fast_math: bool = False) -> list[Branch]:
     """``replay`` with each operation stored in ``fmt``, and for a 16-bit ``fmt`` computed in float32 and stored
-    once: a branch each, in kernels that flush subnormal numbers where ``flush``."""
-    spans = {name: Span.of(np.asarray(v, dtype=np.float64)) for name, v in t.items()}
-    kernels = [Kernel(fmt, flush)] + ([Kernel(FLOAT32, flush)] if fmt.precision < FLOAT32.precision else [])
-    branches = []
-    for kernel in kernels:
-        span = Kernel(fmt, flush).stored(replay(kernel, spans, divisor))
-        branches.append([_w(span.low), _w(span.high), _w(np.where(span.nan, np.nan, span.low))])
-    return branches
+    once: a branch each, in kernels that flush subnormal numbers where ``flush``, of ``-ffast-math`` code where
+    ``fast_math``."""
+    spans = _spans(t)
+    kernels = [Kernel(fmt, flush, fast_math)] + ([Kernel(FLOAT32, flush, fast_math)]
+                                                 if fmt.precision < FLOAT32.precision else [])
+    return [_branch(Kernel(fmt, flush, fast_math).stored(replay(kernel, spans, divisor))) for kernel in kernels]
+
+
+def _spans(t: Mapping[str, WorkArray]) -> dict[str, Span]:
+    """The batch's inputs as the spans of values known exactly."""
+    return {name: Span.of(np.asarray(v, dtype=np.float64)) for name, v in t.items()}
+
+
+def _branch(span: Span) -> Branch:
+    """A replay's span as a mechanism's branch: its ends, and NaN where it may be NaN."""
+    return [_w(span.low), _w(span.high), _w(np.where(span.nan, np.nan, span.low))]
 
 
 def _values_around(v: WorkArray, fmt: FloatFormat) -> tuple[WorkArray, WorkArray]:
@@ -270,15 +291,20 @@ MECHANISMS: dict[str, Mechanism] = {
     "sigmoid_bce_grad": sigmoid_bce_grad,
     "bce_with_logits_log_of_exps": bce_with_logits_log_of_exps,
     "kernel_replay": kernel_replay,  # type: ignore[dict-item]  # takes the case and quantity too
-    "kernel_replay_flushing": partial(kernel_replay, flush=True),
+    "kernel_replay_fast_math": partial(kernel_replay, fast_math=True),
+    "kernel_replay_fast_math_half": partial(kernel_replay, fast_math_half=True),
 }
 #: Mechanisms that depend on the case and quantity, not on the inputs alone: called with ``case`` and
 #: ``quantity``.
-OF_A_FORMULA = frozenset({"kernel_replay", "kernel_replay_flushing"})
-#: Mechanisms that describe a departure from another (the replay in flushing kernels from the replay in IEEE
-#: ones): they explain a value only where the other does not (:func:`distance_ulps`), so that an entry about the
-#: departure does not also explain what the formula does without it (a log-softmax that underflows to NaN).
-DEPARTS_FROM = {"kernel_replay_flushing": "kernel_replay"}
+OF_A_FORMULA = frozenset({"kernel_replay", "kernel_replay_fast_math", "kernel_replay_fast_math_half"})
+#: Mechanisms that describe a departure from others (the replay in ``-ffast-math`` kernels from the replay in IEEE
+#: ones; c10's float16 conversion built with ``-ffast-math`` from both): they explain a value only where they are
+#: nearer to it than each of the others (:func:`distance_ulps`), so that an entry about the departure does not
+#: also explain what the formula does without it (a log-softmax that underflows to NaN).
+DEPARTS_FROM: dict[str, tuple[str, ...]] = {
+    "kernel_replay_fast_math": ("kernel_replay",),
+    "kernel_replay_fast_math_half": ("kernel_replay", "kernel_replay_fast_math"),
+}
 
 
 def outcomes(name: str, inputs: Mapping[str, npt.ArrayLike], shape: tuple[int, ...], fmt: FloatFormat,
@@ -314,17 +340,18 @@ def distance_ulps(name: str, inputs: Mapping[str, npt.ArrayLike], got: npt.Array
     nearest interval of mechanism ``name``'s branches for its ``inputs`` (broadcast to ``got``'s shape): 0
     inside, to the nearer end outside (an infinite end matches only itself); for a NaN value 0 where the
     mechanism may give NaN, else ``inf`` (everywhere ``inf`` where it has no branch).  For a mechanism of
-    :data:`DEPARTS_FROM`, ``inf`` too where the value lies inside the other mechanism's intervals (a value a
-    flushing kernel gives, and an IEEE one may give too, is no sign of flushing).  ``input_fmt`` is the inputs'
-    format (default ``fmt``), ``formula`` as for :func:`outcomes`."""
+    :data:`DEPARTS_FROM`, ``inf`` too where the value is no nearer to it than to another mechanism's intervals (a
+    value a flushing kernel gives, and an IEEE one may give too, is no sign of flushing; nor is one as near to
+    what both give).  ``input_fmt`` is the inputs' format (default ``fmt``), ``formula`` as for
+    :func:`outcomes`."""
     values = np.asarray(got, dtype=np.float64)
     low, high, nan = outcomes(name, inputs, values.shape, fmt, divisor, input_fmt, formula)
     if not len(low):
         return np.full(values.shape, np.inf)
     result = _distance(values.astype(WORKING), low, high, nan, fmt)
-    if name in DEPARTS_FROM:
-        base = distance_ulps(DEPARTS_FROM[name], inputs, values, divisor, fmt, input_fmt, formula)
-        result = np.where(base > 0, result, np.inf)
+    for other in DEPARTS_FROM.get(name, ()):
+        base = distance_ulps(other, inputs, values, divisor, fmt, input_fmt, formula)
+        result = np.where(result < base, result, np.inf)
     return result
 
 

@@ -9,9 +9,11 @@ from typing import Any
 import mpmath
 import numpy as np
 import torch
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
-from suite import dtypes
-from suite.kernel_arithmetic import Kernel, Span
+from suite import deviations, dtypes, fp_environment
+from suite.kernel_arithmetic import Kernel, Span, fast_math_half, stored_as_fast_math_half
 
 F32, F16, BF16 = dtypes.FLOAT32, dtypes.FLOAT16, dtypes.BFLOAT16
 
@@ -164,3 +166,75 @@ def test_a_functions_exact_zero_is_not_widened() -> None:
         assert (zero.low[0], zero.high[0]) == (0.0, 0.0)
         product = k.mul(zero, Span.of(np.array([-np.inf])))
         assert product.nan[0]
+
+
+def _random_float32(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random finite float32 values from their bit patterns: every binade, subnormals and zeros included."""
+    values = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    return values[np.isfinite(values)]
+
+
+def test_fast_math_half_is_numpys_float16_rounding_within_float16s_range() -> None:
+    values = _random_float32(np.random.default_rng(11), 200000)
+    with np.errstate(over="ignore"):
+        ieee = values.astype(np.float16)
+    kept = np.isfinite(ieee)  # 65520 and beyond round to inf
+    assert kept.sum() > 20000 and (~kept).sum() > 20000
+    assert np.array_equal(fast_math_half(values[kept]), ieee[kept].astype(np.float64))
+    assert np.array_equal(np.signbit(fast_math_half(values[kept])), np.signbit(ieee[kept]))
+
+
+def test_fast_math_half_keeps_the_float32_exponent_modulo_32_beyond_float16s_range() -> None:
+    # Without the overflow, |f| * 4 added to 2^(e + 15 - 127) leaves the float32 exponent e + 15 in the result's
+    # exponent bits, which keep its low 5 bits, and f's mantissa rounded to 10 bits: a float16 of exponent field
+    # ((e + 15) mod 32) + 1 (from the mantissa's leading one), NaN or inf at 31; at 32 the carry sets the sign bit,
+    # so a positive value gives -0 or a negative number
+    values = _random_float32(np.random.default_rng(12), 200000)
+    values = values[(np.abs(values) >= 65536.0) & (np.abs(values) < 2.0**113)]  # beyond, 2^(e + 15) wraps too
+    mantissa, exponent = np.frexp(np.abs(values).astype(np.float64))  # |f| = mantissa 2^exponent, 1/2 <= m < 1
+    fraction = np.round(mantissa * 2048.0) - 1024.0  # 10 bits (ties to even, as the float32 sum rounds)
+    field = (exponent - 1 + 127 + 15) % 32 + 1 + fraction // 1024  # a fraction rounded up to 1024 carries
+    fraction = fraction % 1024
+    ordinary = field <= 30
+    expected = np.copysign(np.ldexp(1.0 + fraction / 1024.0, (field - 15).astype(int)), values)
+    got = fast_math_half(values)
+    assert ordinary.sum() > 1000
+    assert np.array_equal(got[ordinary], expected[ordinary])
+    assert np.isnan(got[(field == 31) & (fraction > 0)]).all()
+    assert (field == 32).any() and np.signbit(got[field == 32]).all() and (values[field == 32] > 0).any()
+
+
+def test_fast_math_half_gives_what_torch_2_1_compiled_kernels_gave() -> None:
+    # measured on torch 2.1.2: a compiled (t * 1.0).half() on a 7-element CPU tensor (its scalar loop)
+    values = [65504.0, 65520.0, 1e5, 131072.0, 8.93e9, 1.5625e10, 1e30, -8.93e9]
+    torch_2_1 = [65504.0, np.inf, np.nan, -0.0, 2.080078125, 3.638671875, 12.625, -2.080078125]
+    got = fast_math_half(values)
+    assert np.array_equal(got, torch_2_1, equal_nan=True)
+    assert np.signbit(got[3])
+
+
+def test_torchs_compiled_scalar_float16_stores_are_ieee_or_the_registered_fast_math_conversion() -> None:
+    """torch.compile's float16 store in a scalar loop (a 7-element CPU tensor) is IEEE rounding, or where the
+    registry says this torch converts with -ffast-math, :func:`fast_math_half`, bit for bit."""
+    entry = deviations.get("compile-cpu-fast-math-half-conversion-wraps")
+    wraps = Version(torch.__version__.split("+")[0]) in SpecifierSet(entry.torch)
+    values = _random_float32(np.random.default_rng(13), 700)[:630].reshape(-1, 7)
+    convert = torch.compile(lambda t: (t * 1.0).half())
+    with fp_environment.keeping_ieee():
+        got = np.array([convert(torch.from_numpy(row.copy())).tolist() for row in values]).ravel()
+    with np.errstate(over="ignore"):
+        expected = fast_math_half(values.ravel()) if wraps else values.ravel().astype(np.float16).astype(np.float64)
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))
+
+
+def test_a_fast_math_half_span_is_mapped_end_by_end_only_where_the_conversion_is_monotone() -> None:
+    low = np.array([1.0, 8.9e9, 70000.0, 8.93e9])
+    high = np.array([2.0, 8.93e9, 1e5, 8.93e9])
+    span = stored_as_fast_math_half(Span(low, high, np.zeros(4, dtype=bool)))
+    # within float16's range: IEEE; one binade beyond it: its ends, in order; a span over two binades: anything;
+    # one point: its conversion
+    assert span.low.tolist()[:2] == [1.0, float(fast_math_half(8.9e9))]
+    assert span.high.tolist()[:2] == [2.0, float(fast_math_half(8.93e9))]
+    assert (span.low[2], span.high[2], bool(span.nan[2])) == (-np.inf, np.inf, True)
+    assert span.low[3] == span.high[3] == 2.080078125 and not span.nan[3]

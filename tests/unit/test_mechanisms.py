@@ -328,7 +328,7 @@ FLUSHED_LOSSES = {
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("case", sorted(FLUSHED_LOSSES))
 def test_torchs_kernels_with_flush_to_zero_on_are_the_flushing_replay(case: str, dtype: torch.dtype) -> None:
-    """An independent check of ``kernel_replay_flushing``: torch's own eager kernels run with flush-to-zero and
+    """An independent check of ``kernel_replay_fast_math``: torch's own eager kernels run with flush-to-zero and
     denormals-are-zero on (``torch.set_flush_denormal``) give, at every point about the subnormal range, the
     IEEE replay's value or the flushing one's, and the IEEE replay alone misses some."""
     if not torch.set_flush_denormal(False):
@@ -355,7 +355,7 @@ def test_torchs_kernels_with_flush_to_zero_on_are_the_flushing_replay(case: str,
             continue  # this torch computes an older formula, which has no flushing replay
         values = got.detach().double().numpy()
         ieee = mechanisms.distance_ulps("kernel_replay", exact, values, 1, fmt, formula=(case, quantity))
-        flushing = mechanisms.distance_ulps("kernel_replay_flushing", exact, values, 1, fmt,
+        flushing = mechanisms.distance_ulps("kernel_replay_fast_math", exact, values, 1, fmt,
                                             formula=(case, quantity))
         outside = np.fmin(ieee, flushing) > bound
         assert not outside.any(), (quantity, x[outside], y[outside])
@@ -364,13 +364,55 @@ def test_torchs_kernels_with_flush_to_zero_on_are_the_flushing_replay(case: str,
     assert missed_by_ieee > 0
 
 
-def test_the_flushing_replay_explains_only_a_departure_from_the_ieee_one() -> None:
+def test_the_fast_math_replay_explains_only_a_departure_from_the_ieee_one() -> None:
     tiny = float(np.finfo(np.float64).tiny)
-    inputs = {"input": np.array([0.5, tiny]), "target": np.zeros(2)}
+    inputs = {"input": np.array([0.5, tiny, 0.5]), "target": np.zeros(3)}
     # log 2 at p = 0.5 is what both kernels give: the IEEE replay explains it, the flushing one does not; at the
-    # smallest normal p, log1p(-p) is -p or, where its intermediate -p / (2 - p) is flushed, 0
-    got = np.array([math.log(2.0), 0.0])
+    # smallest normal p, log1p(-p) is -p or, where its intermediate -p / (2 - p) is flushed, 0; the float64 three
+    # after log 2 (numpy's nextafter) is as far from both (their log is within an ULP), so it is no sign of
+    # -ffast-math either
+    beyond = np.nextafter(np.nextafter(np.nextafter(math.log(2.0), 1.0), 1.0), 1.0)
+    got = np.array([math.log(2.0), 0.0, beyond])
     ieee = mechanisms.distance_ulps("kernel_replay", inputs, got, 1, F64, formula=("bce", "loss"))
-    flushing = mechanisms.distance_ulps("kernel_replay_flushing", inputs, got, 1, F64, formula=("bce", "loss"))
-    assert ieee[0] == 0 and ieee[1] > 1e15
-    assert flushing.tolist() == [math.inf, 0.0]
+    fast = mechanisms.distance_ulps("kernel_replay_fast_math", inputs, got, 1, F64, formula=("bce", "loss"))
+    assert ieee[0] == 0 and ieee[1] > 1e15 and 0 < ieee[2] < 3
+    assert fast.tolist() == [math.inf, 0.0, math.inf]
+
+
+def test_the_fast_math_replay_of_a_mean_bce_gradient_may_multiply_by_1_over_n_first() -> None:
+    # torch 2.1.2's compiled float64 backward (-ffast-math) hoists the mean's 1/N into the upstream grad: at the
+    # smallest normal p, y = 0, (1/615) p is subnormal and flushed, so the gradient is 0 (measured), where the
+    # division last gives p / 1e-12 / 615 = 3.6e-299
+    tiny = float(np.finfo(np.float64).tiny)
+    inputs = {"input": np.array([tiny, 0.25]), "target": np.zeros(2)}
+    got = np.array([0.0, 1 / 0.75 / 615])
+    fast = mechanisms.distance_ulps("kernel_replay_fast_math", inputs, got, 615, F64, formula=("bce", "grad_input"))
+    ieee = mechanisms.distance_ulps("kernel_replay", inputs, got, 615, F64, formula=("bce", "grad_input"))
+    assert fast.tolist() == [0.0, math.inf] and ieee[0] > 1e15 and ieee[1] == 0.0
+    # unreduced, there is no 1/N to hoist
+    unreduced = mechanisms.distance_ulps("kernel_replay_fast_math", inputs, np.zeros(2), 1, F64,
+                                         formula=("bce", "grad_input"))
+    assert unreduced[0] > 1e15
+
+
+def test_the_fast_math_half_replay_explains_torch_2_1s_compiled_float16_results_beyond_its_range() -> None:
+    """torch 2.1.2's compiled float16 values (the quick report's reproducers, measured) where the exact value
+    and the IEEE replay are infinite: the mean BCE input gradient of 560 elements at p = 1, y = 0 (the float32
+    gradient 1e12 / 560 stored by -ffast-math's conversion) and at p = -0, y = 0.1; BCEWithLogits' target
+    gradient -w x at x = 65504, w = 3."""
+    bce = {"input": np.array([1.0, -0.0, 0.5]), "target": np.array([0.0, 0.0999755859375, 0.0])}
+    got = np.array([0.415771484375, -0.04156494140625, 0.003570556640625])  # the last: 1 / 560, IEEE's too
+    half = dtypes.FLOAT16
+    fast = mechanisms.distance_ulps("kernel_replay_fast_math_half", bce, got, 560, half, formula=("bce", "grad_input"))
+    ieee = mechanisms.distance_ulps("kernel_replay", bce, got, 560, half, formula=("bce", "grad_input"))
+    assert fast.tolist() == [0.0, 0.0, math.inf] and ieee.tolist() == [math.inf, math.inf, 0.0]
+    logits = {"input": np.array([65504.0]), "target": np.array([1.0]), "weight": np.array([3.0])}
+    torchs = -3.045797348022461e-05
+    neighbour = float(np.nextafter(np.float16(torchs), np.float16(0.0)))  # numpy's next float16 toward 0
+    for value, expected in ((torchs, 0.0), (-np.inf, math.inf), (neighbour, 1.0)):
+        distance = mechanisms.distance_ulps("kernel_replay_fast_math_half", logits, np.array([value]), 1, half,
+                                            formula=("bce_with_logits_weight", "grad_target"))
+        assert distance[0] == expected, value
+    # the conversion concerns float16 alone
+    assert mechanisms.distance_ulps("kernel_replay_fast_math_half", bce, got, 560, dtypes.BFLOAT16,
+                                    formula=("bce", "grad_input")).tolist() == [math.inf] * 3

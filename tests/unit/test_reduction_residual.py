@@ -186,3 +186,20 @@ def test_a_sum_beyond_any_order_of_summation_is_not_excused_as_one(variant: Case
     assert SEQUENTIAL.in_region(result.inputs, batch.shape, "float32").all()
     verdict = judge.judge(result, q)
     assert SEQUENTIAL.id not in verdict.known and bool(verdict.unexplained)
+
+
+def test_a_reduced_loss_inherits_an_entrys_mechanism_from_its_elements() -> None:
+    # float16 BCE at p = 1, y = 0 is clamped at 100 (exact inf), so the mean is clamped: bce-log-clamp-100's
+    # mechanism gives that element.  Judged as torch 2.1.2's compiled mean, the fast-math entries (label clamped,
+    # everywhere, each with a mechanism) apply too, but their mechanisms give no element of this batch (a
+    # float16 store beyond the range, a subnormal flushed): they do not explain the mean of the elements
+    p = np.array([1.0, 0.5, 0.25])
+    result = run.evaluate(cases.get("bce"), {"input": p, "target": np.zeros_like(p)}, "float16",
+                          reductions=("none", "mean"), gradients=False, mode="compile")
+    q = result.get("mean")
+    assert Label(int(q.metrics.labels)) is Label.CLAMPED and judge.reduction_is_faithful(result, q)
+    applicable = {d.id for d in deviations.applicable("bce", "float16", "cpu", "2.1.2", "compile", "loss", "mean")}
+    fast_math = {"compile-cpu-fast-math-half-conversion-wraps", "compile-cpu-fast-math-flushes-subnormals"}
+    assert fast_math <= applicable
+    verdict = judge.judge(result, q, torch_version="2.1.2")
+    assert "bce-log-clamp-100" in verdict.known and not fast_math & set(verdict.known)
