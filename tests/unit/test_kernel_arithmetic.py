@@ -238,3 +238,24 @@ def test_a_fast_math_half_span_is_mapped_end_by_end_only_where_the_conversion_is
     assert span.high.tolist()[:2] == [2.0, float(fast_math_half(8.93e9))]
     assert (span.low[2], span.high[2], bool(span.nan[2])) == (-np.inf, np.inf, True)
     assert span.low[3] == span.high[3] == 2.080078125 and not span.nan[3]
+
+
+def test_a_dynamic_compiled_float16_mean_gradient_divides_by_n_stored_in_float16() -> None:
+    """torch.compile(dynamic=True)'s float16 BCEWithLogits mean backward divides the float32 gradient
+    sigmoid(x) - y by ``static_cast<half>(N)``: inf beyond float16's range (gradient 0), or, where the registry
+    says this torch converts with -ffast-math, :func:`fast_math_half` of N (70,000 is NaN, 190,470 is -2.77e-5)."""
+    entry = deviations.get("compile-cpu-half-mean-divisor-wraps")
+    wraps = Version(torch.__version__.split("+")[0]) in SpecifierSet(entry.torch)
+    loss = torch.compile(lambda x, y: torch.nn.functional.binary_cross_entropy_with_logits(x, y), dynamic=True)
+    for n in (70000, 190470):
+        x = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float16).repeat(n // 3 + 1)[:n].requires_grad_()
+        y = torch.zeros(n, dtype=torch.float16)
+        with fp_environment.keeping_ieee():
+            loss(x, y).backward()
+        assert x.grad is not None
+        g = (torch.sigmoid(x.detach().float()) - y.float()).numpy()
+        divisor = fast_math_half([float(n)])[0] if wraps else np.inf
+        with np.errstate(all="ignore"):
+            expected = (g / np.float32(divisor)).astype(np.float16).astype(np.float64)
+        got = x.grad.double().numpy()
+        assert np.allclose(got, expected, rtol=2.0**-10, atol=0.0, equal_nan=True), (n, got[:3], expected[:3])
