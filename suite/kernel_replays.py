@@ -20,18 +20,19 @@ from suite.inputs.thresholds import GRAD_EPSILON, LOG_CLAMP
 from suite.kernel_arithmetic import Kernel, Span
 
 #: A replay: the kernel, the batch's inputs (spans, by the case's input names) and the reduction's divisor
-#: (1 for none and sum) -> the span of each element of the quantity.
-Replay = Callable[[Kernel, Mapping[str, Span], int], Span]
+#: (1 for none and sum; N as the kernel holds it, which a float16 conversion may have changed) -> the span of
+#: each element of the quantity.
+Replay = Callable[[Kernel, Mapping[str, Span], float], Span]
 
 
-def _upstream(k: Kernel, divisor: int) -> Span:
+def _upstream(k: Kernel, divisor: float) -> Span:
     """The gradient that autograd sends into an elementwise loss: 1, or a mean's ``1 / N`` (a division by a
     scalar, computed in float32 and stored)."""
     one = k.constant(1.0)
     return one if divisor == 1 else k.div(one, Span.of(np.float64(divisor)))
 
 
-def _divided(k: Kernel, value: Span, divisor: int) -> Span:
+def _divided(k: Kernel, value: Span, divisor: float) -> Span:
     """A gradient that torch's own backward divides by the mean's ``N`` (``grad_input.div_(numel)``)."""
     return value if divisor == 1 else k.div(value, Span.of(np.float64(divisor)))
 
@@ -71,11 +72,11 @@ def _logit(k: Kernel, p: Span) -> Span:
     return k.either(logit(k), k.fused(logit))
 
 
-def bce_loss(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def bce_loss(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     return _weighted(k, _bce_loss_of(k, t["input"], t["target"]), t)
 
 
-def bce_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def bce_grad_input(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """The gradient with upstream grad 1, weighted, divided by a mean's ``N``.  Code built with ``-ffast-math``
     may reassociate: torch 2.1's compiled float64 backward multiplies the mean's loop-invariant ``1 / N`` into the
     upstream grad, so ``(1 / N) (p - y)`` comes first (subnormal, and rounded or flushed, at the smallest normal
@@ -87,7 +88,7 @@ def bce_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
     return k.either(last, _weighted(k, _bce_grad_of(k, p, y, _upstream(k, divisor)), t))
 
 
-def bce_grad_target(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def bce_grad_target(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """``-logit(p) * grad * weight / N`` (``binary_cross_entropy_target_backward``)."""
     return _divided(k, _weighted(k, k.mul(k.neg(_logit(k, t["input"])), k.constant(1.0)), t), divisor)
 
@@ -113,7 +114,7 @@ def _pos_weighted(k: Kernel, t: Mapping[str, Span]) -> Span | None:
     return k.mul(t["pos_weight"], t["target"]) if "pos_weight" in t else None
 
 
-def bce_with_logits_loss(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def bce_with_logits_loss(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """``(1 - y) x - log_sigmoid(x) ((pw - 1) y + 1)`` (torch's composite forward), times the weight."""
     x, y, one = t["input"], t["target"], k.constant(1.0)
     log_sigmoid = k.function(array_math.log_sigmoid, x)
@@ -122,7 +123,7 @@ def bce_with_logits_loss(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span
     return _weighted(k, k.sub(k.mul(k.sub(one, y), x), log_sigmoid), t)
 
 
-def bce_with_logits_loss_log_of_exps(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def bce_with_logits_loss_log_of_exps(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """``(1 - y) x + m + log(exp(-m) + exp(-x - m))`` with ``m = max(-x, 0)``, the log's term times
     ``(pw - 1) y + 1`` with a pos_weight, times the weight: the composite forward of torch's older releases (the
     registry's ``bce-with-logits-log-of-exps``), which rounds the sum ``1 + exp(-|x|)`` before its log."""
@@ -136,7 +137,7 @@ def bce_with_logits_loss_log_of_exps(k: Kernel, t: Mapping[str, Span], divisor: 
     return _weighted(k, k.add(k.add(linear, m), log_sum), t)
 
 
-def bce_with_logits_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def bce_with_logits_grad_input(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """``(pw y + 1 - y) sigmoid(x) - pw y``, or ``sigmoid(x) - y`` (``binary_cross_entropy_with_logits_backward``)."""
     x, y, one = t["input"], t["target"], k.constant(1.0)
     sigmoid = _sigmoid(k, x)
@@ -145,7 +146,7 @@ def bce_with_logits_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -
     return _divided(k, _weighted(k, k.mul(grad, one), t), divisor)
 
 
-def bce_with_logits_grad_target(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def bce_with_logits_grad_target(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """``log_sigmoid(-x) - pw log_sigmoid(x)``, or ``-x``
     (``binary_cross_entropy_with_logits_target_backward``)."""
     x = t["input"]
@@ -168,18 +169,18 @@ def _xlogy(k: Kernel, a: Span, b: Span) -> Span:
     return k.where(np.isnan(b.low), Span.of(np.full(zero.low.shape, np.nan)), k.where(a.low == 0, zero, value))
 
 
-def kl_div_loss(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def kl_div_loss(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """``xlogy(t, t) - t x`` (torch's composite kl_div)."""
     x, y = t["input"], t["target"]
     return k.sub(_xlogy(k, y, y), k.mul(y, x))
 
 
-def kl_div_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def kl_div_grad_input(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """autograd through ``- t x``: ``(-g) t``, with the upstream ``g`` of the reduction."""
     return k.mul(k.neg(_upstream(k, divisor)), t["target"])
 
 
-def kl_div_grad_target(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def kl_div_grad_target(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """autograd through ``xlogy(t, t) - t x``: xlogy's two gradients ``xlogy(g, t)`` (0 where ``t = 0``) and
     ``g t / t`` added first, then the product's ``(-g) x``, in autograd's order."""
     x, y, g = t["input"], t["target"], _upstream(k, divisor)
@@ -189,18 +190,18 @@ def kl_div_grad_target(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
     return k.add(k.add(own, other), product)
 
 
-def kl_div_log_target_loss(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def kl_div_log_target_loss(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """``exp(lt) (lt - x)`` (torch's composite kl_div with ``log_target``)."""
     x, lt = t["input"], t["target"]
     return k.mul(k.function(np.exp, lt), k.sub(lt, x))
 
 
-def kl_div_log_target_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def kl_div_log_target_grad_input(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """autograd through ``exp(lt) (lt - x)``: ``-(g exp(lt))``."""
     return k.neg(k.mul(_upstream(k, divisor), k.function(np.exp, t["target"])))
 
 
-def kl_div_log_target_grad_target(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def kl_div_log_target_grad_target(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """autograd through ``exp(lt) (lt - x)``: ``g exp(lt)`` from the difference plus ``(g (lt - x)) exp(lt)``
     from the exponential."""
     x, lt, g = t["input"], t["target"], _upstream(k, divisor)
@@ -211,12 +212,12 @@ def kl_div_log_target_grad_target(k: Kernel, t: Mapping[str, Span], divisor: int
 # ------------------------------------------------------------------------------------------------ sigmoid then BCE
 
 
-def sigmoid_bce_loss(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def sigmoid_bce_loss(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """BCE's forward on torch's sigmoid tensor."""
     return _bce_loss_of(k, _sigmoid(k, t["input"]), t["target"])
 
 
-def sigmoid_bce_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def sigmoid_bce_grad_input(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """BCE's backward on the sigmoid tensor (divided by the mean's ``N``), in the stored format or in float32 (CPU
     autocast runs BCE in float32 on the 16-bit sigmoid) and stored, then sigmoid's backward kernel
     ``g (1 - s) s``: each operation stored (float16) or in float32, stored once (bfloat16)."""
@@ -229,7 +230,7 @@ def sigmoid_bce_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -> Sp
     return k.either(backward(k), k.fused(backward))
 
 
-def sigmoid_bce_grad_target(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def sigmoid_bce_grad_target(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """``-logit(s)`` of the sigmoid tensor (BCE's target backward)."""
     return _divided(k, k.mul(k.neg(_logit(k, _sigmoid(k, t["input"]))), k.constant(1.0)), divisor)
 
@@ -264,17 +265,17 @@ def _on_log_softmax(k: Kernel, t: Mapping[str, Span]) -> dict[str, Span]:
     return {**t, "input": _log_softmax(k, t["input"])}
 
 
-def log_softmax_kl_div_loss(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def log_softmax_kl_div_loss(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """kl_div's forward on torch's log_softmax tensor."""
     return kl_div_loss(k, _on_log_softmax(k, t), divisor)
 
 
-def log_softmax_kl_div_grad_target(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def log_softmax_kl_div_grad_target(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """kl_div's target gradient on torch's log_softmax tensor."""
     return kl_div_grad_target(k, _on_log_softmax(k, t), divisor)
 
 
-def log_softmax_kl_div_grad_input(k: Kernel, t: Mapping[str, Span], divisor: int) -> Span:
+def log_softmax_kl_div_grad_input(k: Kernel, t: Mapping[str, Span], divisor: float) -> Span:
     """kl_div's input gradient ``go`` on the log_softmax tensor ``o``, then log_softmax's backward
     ``go - exp(o) sum(go)`` over the row (the sum as in :func:`_row_sum`), each operation stored or in float32,
     stored once."""

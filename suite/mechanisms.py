@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from suite import dtypes, kernel_replays
+from suite import dtypes, kernel_arithmetic, kernel_replays
 from suite.array_math import sigmoid
 from suite.dtypes import FLOAT16, FLOAT32, FloatFormat
 from suite.inputs.thresholds import GRAD_EPSILON, LOG_CLAMP
@@ -229,7 +229,9 @@ def kernel_replay(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Float
     (FTZ/DAZ) where the process has those modes on: branches flushing and not (the registry's
     ``kernel_replay_fast_math``).  ``fast_math_half``: the fused kernel of such code alone, its float16 result
     stored by c10's conversion built with ``-ffast-math`` (:func:`suite.kernel_arithmetic.fast_math_half`; the
-    registry's ``kernel_replay_fast_math_half``): no branch for another ``fmt``."""
+    registry's ``kernel_replay_fast_math_half``), and a mean's ``N`` either as it is (a static shape's constant)
+    or stored by that conversion too (a dynamic shape's kernel divides by ``static_cast<half>(N)``): no branch
+    for another ``fmt``."""
     replay = kernel_replays.REPLAYS.get(case, {}).get(quantity)
     if replay is None:
         return []
@@ -237,11 +239,28 @@ def kernel_replay(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Float
         if fmt is not FLOAT16:
             return []
         spans = _spans(t)
-        return [_branch(stored_as_fast_math_half(Kernel(FLOAT32, flush, True).stored(
-            replay(Kernel(FLOAT32, flush, True), spans, divisor)))) for flush in (False, True)]
+        return [_branch(stored_as_fast_math_half(Kernel(FLOAT32, flush, True).stored(value)))
+                for flush in (False, True)
+                for value in _fast_math_kernel_values(replay, spans, divisor, flush, quantity != "loss")]
     if fast_math:
         return [branch for flush in (False, True) for branch in _replayed(replay, t, fmt, divisor, flush, True)]
     return _replayed(replay, t, fmt, divisor)
+
+
+def _fast_math_kernel_values(replay: kernel_replays.Replay, spans: Mapping[str, Span], divisor: int, flush: bool,
+                             gradient: bool) -> list[Span]:
+    """``replay`` in a float32 kernel of ``-ffast-math`` code with a mean's ``N`` as it is (a static shape's
+    constant) and as ``static_cast<half>(N)`` holds it (a dynamic shape's kernel, by
+    :func:`suite.kernel_arithmetic.fast_math_half`): in torch's order of operations and, for a ``gradient``, as
+    inductor's backward orders them too, the unreduced gradient divided by it last."""
+    k = Kernel(FLOAT32, flush, True)
+    values = [replay(k, spans, divisor)]
+    if divisor != 1:
+        held = float(kernel_arithmetic.fast_math_half([divisor])[0])
+        values.append(replay(k, spans, held))
+        if gradient:
+            values.append(k.div(replay(k, spans, 1), Span.of(np.float64(held))))
+    return values
 
 
 def bce_with_logits_log_of_exps(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: FloatFormat,

@@ -416,3 +416,27 @@ def test_the_fast_math_half_replay_explains_torch_2_1s_compiled_float16_results_
     # the conversion concerns float16 alone
     assert mechanisms.distance_ulps("kernel_replay_fast_math_half", bce, got, 560, dtypes.BFLOAT16,
                                     formula=("bce", "grad_input")).tolist() == [math.inf] * 3
+
+
+def test_the_fast_math_half_replay_divides_by_a_dynamic_shapes_n_as_float16_holds_it() -> None:
+    """torch 2.1.2's compile_dynamic float16 BCEWithLogits mean gradients at x = 1, y = 0 (measured): the kernel
+    divides by static_cast<half>(N), which -ffast-math's conversion makes NaN for N = 70,000 and -3.2e-5 for
+    N = 200,000 (input gradient sigmoid(1) / -3.2e-5 = -22,800, target gradient -1 / -3.2e-5 = 31,184); the
+    IEEE and fast-math replays, with N as it is, give 3.7e-6 and -5e-6."""
+    logits = {"input": np.array([1.0]), "target": np.array([0.0])}
+    half = dtypes.FLOAT16
+    for quantity, measured in (("grad_input", -22800.0), ("grad_target", 31184.0)):
+        for n, got in ((200000, measured), (70000, math.nan)):
+            value = np.array([got])
+            fast = mechanisms.distance_ulps("kernel_replay_fast_math_half", logits, value, n, half,
+                                            formula=("bce_with_logits", quantity))
+            ieee = mechanisms.distance_ulps("kernel_replay", logits, value, n, half,
+                                            formula=("bce_with_logits", quantity))
+            assert fast.tolist() == [0.0] and ieee[0] > 1e9, (quantity, n)
+    # kl_div's target gradient (1 - x) / N at x = 8.25, t = 1 over N = 190,470 (-2.77e-5 as float16 holds it):
+    # 262,144.6 divided last, just above 2^18, which the conversion stores as +2^-14 (measured), where 1 / N
+    # multiplied in first (eager's order) lands below 2^18, at -2^-14
+    kl = {"input": np.array([8.25]), "target": np.array([1.0])}
+    fast = mechanisms.distance_ulps("kernel_replay_fast_math_half", kl, np.array([2.0**-14, -(2.0**-14)]), 190470,
+                                    half, formula=("kl_div", "grad_target"))
+    assert fast.tolist() == [0.0, 0.0]
