@@ -98,11 +98,15 @@ class Deviation:
         """The torch versions the entry is about on ``device``: its own ``device_torch`` entry, else ``torch``."""
         return self.device_torch.get(device.split(":")[0], self.torch)
 
+    def about_torch(self, torch_version: str, device: str = "cpu") -> bool:
+        """Whether the entry is about this torch version (its local build tag ignored) on ``device``."""
+        return Version(torch_version.split("+")[0]) in SpecifierSet(self.torch_on(device))
+
     def applies(self, case: str, dtype: str, device: str, torch_version: str, mode: str = "eager",
                 quantity: str | None = None, reduction: str | None = None) -> bool:
         """Whether the entry is about this case, dtype, device, torch version, mode (and quantity/reduction)."""
         return (case in self.cases and dtype in self.dtypes and device.split(":")[0] in self.devices
-                and mode in self.modes and Version(torch_version.split("+")[0]) in SpecifierSet(self.torch_on(device))
+                and mode in self.modes and self.about_torch(torch_version, device)
                 and (quantity is None or quantity in self.quantities)
                 and (reduction is None or reduction in self.reductions))
 

@@ -9,8 +9,6 @@ from typing import Any
 import mpmath
 import numpy as np
 import torch
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
 
 from suite import deviations, dtypes, fp_environment
 from suite.kernel_arithmetic import Kernel, Span, fast_math_half, stored_as_fast_math_half
@@ -217,7 +215,7 @@ def test_torchs_compiled_scalar_float16_stores_are_ieee_or_the_registered_fast_m
     """torch.compile's float16 store in a scalar loop (a 7-element CPU tensor) is IEEE rounding, or where the
     registry says this torch converts with -ffast-math, :func:`fast_math_half`, bit for bit."""
     entry = deviations.get("compile-cpu-fast-math-half-conversion-wraps")
-    wraps = Version(torch.__version__.split("+")[0]) in SpecifierSet(entry.torch)
+    wraps = entry.about_torch(torch.__version__)
     values = _random_float32(np.random.default_rng(13), 700)[:630].reshape(-1, 7)
     convert = torch.compile(lambda t: (t * 1.0).half())
     with fp_environment.keeping_ieee():
@@ -245,7 +243,7 @@ def test_a_dynamic_compiled_float16_mean_gradient_divides_by_n_stored_in_float16
     sigmoid(x) - y by ``static_cast<half>(N)``: inf beyond float16's range (gradient 0), or, where the registry
     says this torch converts with -ffast-math, :func:`fast_math_half` of N (70,000 is NaN, 190,470 is -2.77e-5)."""
     entry = deviations.get("compile-cpu-half-mean-divisor-wraps")
-    wraps = Version(torch.__version__.split("+")[0]) in SpecifierSet(entry.torch)
+    wraps = entry.about_torch(torch.__version__)
     loss = torch.compile(lambda x, y: torch.nn.functional.binary_cross_entropy_with_logits(x, y), dynamic=True)
     for n in (70000, 190470):
         x = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float16).repeat(n // 3 + 1)[:n].requires_grad_()
