@@ -75,17 +75,34 @@ class Kernel:
 
     ``fast_math``: the kernel is code built with ``-ffast-math``, which may reassociate its operations (a replay
     then allows the orders such code is measured to take, :mod:`suite.kernel_replays`).  A kernel that flushes is
-    such code too."""
+    such code too.
 
-    def __init__(self, store: FloatFormat, flush: bool = False, fast_math: bool = False) -> None:
+    ``tensor``: the dtype of the tensors torch writes between kernels (default ``store``): a fused float32
+    kernel of float16 inputs still reads log_softmax's output as the float16 tensor autograd saved
+    (:meth:`materialised`).  ``half_wraps``: such code converts float32 to float16 by c10's conversion built
+    with ``-ffast-math`` (:func:`fast_math_half`, torch 2.1's compiled scalar loops)."""
+
+    def __init__(self, store: FloatFormat, flush: bool = False, fast_math: bool = False,
+                 tensor: FloatFormat | None = None, half_wraps: bool = False) -> None:
         self.store = store
         self.compute = FLOAT64 if store.precision > FLOAT32.precision else FLOAT32
         self.flush = flush
         self.fast_math = fast_math or flush
+        self.tensor = tensor or store
+        self.half_wraps = half_wraps
 
     def computing(self) -> Kernel:
         """A kernel of the same arithmetic that stores in ``compute`` too (an operation kept in float32)."""
-        return Kernel(self.compute, self.flush, self.fast_math)
+        return Kernel(self.compute, self.flush, self.fast_math, self.tensor, self.half_wraps)
+
+    def materialised(self, s: Span) -> Span:
+        """``s`` written to a tensor of ``tensor``'s dtype (a loss, or an intermediate a later kernel reads):
+        rounded to it, or converted by :func:`stored_as_fast_math_half` where the kernel's half conversion
+        wraps."""
+        if self.half_wraps and self.tensor is FLOAT16:
+            return stored_as_fast_math_half(self.stored(s))
+        with np.errstate(all="ignore"):
+            return Span(dtypes.round_array(s.low, self.tensor), dtypes.round_array(s.high, self.tensor), s.nan)
 
     def _flushed(self, values: FloatArray) -> FloatArray:
         """``values`` with those subnormal in ``compute`` made zero of their sign, where the kernel flushes."""

@@ -254,11 +254,11 @@ def _row_sum(k: Kernel, terms: Span) -> Span:
 def _log_softmax(k: Kernel, x: Span) -> Span:
     """torch's log_softmax over the last axis: ``x - (max + log(sum(exp(x - max))))`` in float32, stored once,
     with the exponentials and their sum stored (the sum within :func:`_row_sum`) and the logarithm stored or
-    not."""
+    not; a tensor of the inputs' dtype, which kl_div's kernels read (a fused float32 kernel too)."""
     most = Span.of(np.max(x.low, axis=-1, keepdims=True))
     total = _row_sum(k, k.fused(lambda c: c.function(np.exp, c.sub(x, most))))
     log_sum = k.either(k.function(np.log, total), k.computing().function(np.log, total))
-    return k.fused(lambda c: c.sub(x, c.add(most, log_sum)))
+    return k.materialised(k.fused(lambda c: c.sub(x, c.add(most, log_sum))))
 
 
 def _on_log_softmax(k: Kernel, t: Mapping[str, Span]) -> dict[str, Span]:

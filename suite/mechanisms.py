@@ -35,7 +35,7 @@ from suite import dtypes, kernel_arithmetic, kernel_replays
 from suite.array_math import sigmoid
 from suite.dtypes import FLOAT16, FLOAT32, FloatFormat
 from suite.inputs.thresholds import GRAD_EPSILON, LOG_CLAMP
-from suite.kernel_arithmetic import Kernel, Span, stored_as_fast_math_half
+from suite.kernel_arithmetic import Kernel, Span
 
 #: The working format of the mechanisms.
 WORKING = np.longdouble
@@ -239,21 +239,20 @@ def kernel_replay(t: Mapping[str, WorkArray], fmt: FloatFormat, input_fmt: Float
         if fmt is not FLOAT16:
             return []
         spans = _spans(t)
-        return [_branch(stored_as_fast_math_half(Kernel(FLOAT32, flush, True).stored(value)))
-                for flush in (False, True)
-                for value in _fast_math_kernel_values(replay, spans, divisor, flush, quantity != "loss")]
+        kernels = [Kernel(FLOAT32, flush, True, tensor=FLOAT16, half_wraps=True) for flush in (False, True)]
+        return [_branch(k.materialised(value)) for k in kernels
+                for value in _fast_math_kernel_values(replay, k, spans, divisor, quantity != "loss")]
     if fast_math:
         return [branch for flush in (False, True) for branch in _replayed(replay, t, fmt, divisor, flush, True)]
     return _replayed(replay, t, fmt, divisor)
 
 
-def _fast_math_kernel_values(replay: kernel_replays.Replay, spans: Mapping[str, Span], divisor: int, flush: bool,
+def _fast_math_kernel_values(replay: kernel_replays.Replay, k: Kernel, spans: Mapping[str, Span], divisor: int,
                              gradient: bool) -> list[Span]:
-    """``replay`` in a float32 kernel of ``-ffast-math`` code with a mean's ``N`` as it is (a static shape's
-    constant) and as ``static_cast<half>(N)`` holds it (a dynamic shape's kernel, by
+    """``replay`` in ``k``, a float32 kernel of ``-ffast-math`` code, with a mean's ``N`` as it is (a static
+    shape's constant) and as ``static_cast<half>(N)`` holds it (a dynamic shape's kernel, by
     :func:`suite.kernel_arithmetic.fast_math_half`): in torch's order of operations and, for a ``gradient``, as
     inductor's backward orders them too, the unreduced gradient divided by it last."""
-    k = Kernel(FLOAT32, flush, True)
     values = [replay(k, spans, divisor)]
     if divisor != 1:
         held = float(kernel_arithmetic.fast_math_half([divisor])[0])
@@ -276,7 +275,7 @@ def _replayed(replay: kernel_replays.Replay, t: Mapping[str, WorkArray], fmt: Fl
     once: a branch each, in kernels that flush subnormal numbers where ``flush``, of ``-ffast-math`` code where
     ``fast_math``."""
     spans = _spans(t)
-    kernels = [Kernel(fmt, flush, fast_math)] + ([Kernel(FLOAT32, flush, fast_math)]
+    kernels = [Kernel(fmt, flush, fast_math)] + ([Kernel(FLOAT32, flush, fast_math, tensor=fmt)]
                                                  if fmt.precision < FLOAT32.precision else [])
     return [_branch(Kernel(fmt, flush, fast_math).stored(replay(kernel, spans, divisor))) for kernel in kernels]
 

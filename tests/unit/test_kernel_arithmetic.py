@@ -257,3 +257,17 @@ def test_a_dynamic_compiled_float16_mean_gradient_divides_by_n_stored_in_float16
             expected = (g / np.float32(divisor)).astype(np.float16).astype(np.float64)
         got = x.grad.double().numpy()
         assert np.allclose(got, expected, rtol=2.0**-10, atol=0.0, equal_nan=True), (n, got[:3], expected[:3])
+
+
+def test_a_fused_float32_kernel_writes_its_tensors_in_the_inputs_dtype() -> None:
+    """A float32 kernel of float16 tensors keeps its own values in float32 and writes a tensor as numpy's
+    float16 rounds it, or by the -ffast-math conversion where its half conversion wraps; ``computing`` keeps
+    both."""
+    values = np.array([1.0 + 2.0**-12, 3.0e-8, 131072.0, -70000.0])
+    plain = Kernel(F32, tensor=F16)
+    span = plain.computing().materialised(plain.add(Span.of(values), Span.of(np.zeros(4))))
+    assert span.low.tolist() == values.astype(np.float16).astype(np.float64).tolist()
+    assert plain.add(Span.of(values), Span.of(np.zeros(4))).low[0] == 1.0 + 2.0**-12  # float32 holds it
+    wraps = Kernel(F32, tensor=F16, half_wraps=True).computing().materialised(Span.of(values))
+    assert np.array_equal(wraps.low, fast_math_half(values), equal_nan=True)
+    assert Kernel(F16).materialised(Span.of(values[:2])).low.tolist() == [1.0, 2.0**-24]  # numpy's rounding
