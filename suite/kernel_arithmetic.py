@@ -80,20 +80,26 @@ class Kernel:
     ``tensor``: the dtype of the tensors torch writes between kernels (default ``store``): a fused float32
     kernel of float16 inputs still reads log_softmax's output as the float16 tensor autograd saved
     (:meth:`materialised`).  ``half_wraps``: such code converts float32 to float16 by c10's conversion built
-    with ``-ffast-math`` (:func:`fast_math_half`, torch 2.1's compiled scalar loops)."""
+    with ``-ffast-math`` (:func:`fast_math_half`, torch 2.1's compiled scalar loops).
+
+    ``literals``: the format the code writes its constants in (default ``compute``, as inductor's generated
+    code does): torch's eager C++ kernels write BCE's 1e-12 as a float, 9.99999996e-13, which a float64 kernel
+    then holds (:meth:`constant`)."""
 
     def __init__(self, store: FloatFormat, flush: bool = False, fast_math: bool = False,
-                 tensor: FloatFormat | None = None, half_wraps: bool = False) -> None:
+                 tensor: FloatFormat | None = None, half_wraps: bool = False,
+                 literals: FloatFormat | None = None) -> None:
         self.store = store
         self.compute = FLOAT64 if store.precision > FLOAT32.precision else FLOAT32
         self.flush = flush
         self.fast_math = fast_math or flush
         self.tensor = tensor or store
         self.half_wraps = half_wraps
+        self.literals = literals or self.compute
 
     def computing(self) -> Kernel:
         """A kernel of the same arithmetic that stores in ``compute`` too (an operation kept in float32)."""
-        return Kernel(self.compute, self.flush, self.fast_math, self.tensor, self.half_wraps)
+        return Kernel(self.compute, self.flush, self.fast_math, self.tensor, self.half_wraps, self.literals)
 
     def materialised(self, s: Span) -> Span:
         """``s`` written to a tensor of ``tensor``'s dtype (a loss, or an intermediate a later kernel reads):
@@ -126,8 +132,9 @@ class Kernel:
         return Span(self._rounded(s.low), self._rounded(s.high), s.nan)
 
     def constant(self, value: float) -> Span:
-        """``scalar_t(value)``: a constant of torch's code in the stored format (1e-12 is 0 in float16)."""
-        return Span.of(self._rounded(np.float64(value)))
+        """``scalar_t(value)``: a constant of torch's code, written in ``literals``, in the stored format (1e-12
+        is 0 in float16)."""
+        return Span.of(self._rounded(dtypes.round_array(np.float64(value), self.literals)))
 
     def _combine(self, op: Callable[[FloatArray, FloatArray], FloatArray], a: Span, b: Span) -> Span:
         """``op`` on every pair of ends, rounded: the span of a correctly rounded operation that is monotone in

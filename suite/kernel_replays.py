@@ -14,8 +14,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from suite import array_math, dtypes
-from suite.dtypes import FLOAT32
+from suite import array_math
 from suite.inputs.thresholds import GRAD_EPSILON, LOG_CLAMP
 from suite.kernel_arithmetic import Kernel, Span
 
@@ -54,11 +53,9 @@ def _bce_loss_of(k: Kernel, p: Span, y: Span) -> Span:
 
 def _bce_grad_of(k: Kernel, p: Span, y: Span, upstream: Span | None = None) -> Span:
     """``grad (p - y) / max((1 - p) p, 1e-12)`` with the ``upstream`` grad (default 1: torch's CPU backward, which
-    divides by a mean's ``N`` last), 1e-12 torch's
-    float32 constant (eager's kernels) or a float64 one (a compiled float64 kernel's): they differ in float64
-    alone."""
-    float32_eps = float(dtypes.round_fraction(GRAD_EPSILON.numerator, GRAD_EPSILON.denominator, FLOAT32))
-    eps = k.either(k.constant(float(GRAD_EPSILON)), k.constant(float32_eps))
+    divides by a mean's ``N`` last), 1e-12 the kernel's constant (:attr:`Kernel.literals`: float32's in eager's
+    kernels, float64's in a compiled float64 kernel; they differ in float64 alone)."""
+    eps = k.constant(float(GRAD_EPSILON))
     grad = k.constant(1.0) if upstream is None else upstream
     return k.div(k.mul(grad, k.sub(p, y)), k.maximum(k.mul(k.sub(k.constant(1.0), p), p), eps))
 

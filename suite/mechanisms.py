@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from suite import dtypes, kernel_arithmetic, kernel_replays
 from suite.array_math import sigmoid
-from suite.dtypes import FLOAT16, FLOAT32, FloatFormat
+from suite.dtypes import FLOAT16, FLOAT32, FLOAT64, FloatFormat
 from suite.inputs.thresholds import GRAD_EPSILON, LOG_CLAMP
 from suite.kernel_arithmetic import Kernel, Span
 
@@ -88,12 +88,18 @@ def computing_formats(fmt: FloatFormat) -> tuple[FloatFormat, ...]:
     return (fmt, FLOAT32) if fmt.precision < FLOAT32.precision else (fmt,)
 
 
+def literal_formats(fmt: FloatFormat) -> tuple[FloatFormat, ...]:
+    """The formats torch's code writes its constants in, for a kernel that computes ``fmt``
+    (:attr:`suite.kernel_arithmetic.Kernel.literals`): float32 (eager's C++ kernels), and float64 where the kernel
+    computes in float64 (inductor's code for float64); a float32 kernel holds either as the same number."""
+    return (FLOAT32, FLOAT64) if fmt.precision > FLOAT32.precision else (FLOAT32,)
+
+
 def grad_epsilons(fmt: FloatFormat) -> tuple[float, ...]:
-    """The values of BCE backward's 1e-12 in a kernel for ``fmt``: torch's constant as a float32 or a float64
-    number, in each of :func:`computing_formats` (float16 has 0)."""
-    constants = np.array([float(GRAD_EPSILON), float(dtypes.round_fraction(
-        GRAD_EPSILON.numerator, GRAD_EPSILON.denominator, FLOAT32))])
-    return tuple(sorted({float(v) for f in computing_formats(fmt) for v in dtypes.round_array(constants, f)}))
+    """The values of BCE backward's 1e-12 in a kernel for ``fmt``: torch's constant written in each of
+    :func:`literal_formats`, in each of :func:`computing_formats` (float16 has 0)."""
+    return tuple(sorted({float(Kernel(f, literals=literals).constant(float(GRAD_EPSILON)).low)
+                         for f in computing_formats(fmt) for literals in literal_formats(f)}))
 
 
 def _clamped_quotient(numerator: WorkArray, product: WorkArray, eps: float) -> WorkArray:
@@ -273,10 +279,12 @@ def _replayed(replay: kernel_replays.Replay, t: Mapping[str, WorkArray], fmt: Fl
               divisor: int, flush: bool = False, fast_math: bool = False) -> list[Branch]:
     """``replay`` with each operation stored in ``fmt``, and for a 16-bit ``fmt`` computed in float32 and stored
     once: a branch each, in kernels that flush subnormal numbers where ``flush``, of ``-ffast-math`` code where
-    ``fast_math``."""
+    ``fast_math``; a branch for each of :func:`literal_formats` (a float64 kernel's 1e-12 is float32's in
+    eager's code, float64's in a compiled kernel's, and a branch each keeps the values between them out)."""
     spans = _spans(t)
-    kernels = [Kernel(fmt, flush, fast_math)] + ([Kernel(FLOAT32, flush, fast_math, tensor=fmt)]
-                                                 if fmt.precision < FLOAT32.precision else [])
+    kernels = [Kernel(fmt, flush, fast_math, literals=literals) for literals in literal_formats(fmt)]
+    if fmt.precision < FLOAT32.precision:
+        kernels.append(Kernel(FLOAT32, flush, fast_math, tensor=fmt))
     return [_branch(Kernel(fmt, flush, fast_math).stored(replay(kernel, spans, divisor))) for kernel in kernels]
 
 

@@ -393,6 +393,15 @@ def test_the_fast_math_replay_of_a_mean_bce_gradient_may_multiply_by_1_over_n_fi
     unreduced = mechanisms.distance_ulps("kernel_replay_fast_math", inputs, np.zeros(2), 1, F64,
                                          formula=("bce", "grad_input"))
     assert unreduced[0] > 1e15
+    # without flush-to-zero (the 2.1.2 quick report with --jobs 1, measured) the hoisted order gives
+    # 3.618006273995617e-299, 316 ULPs from the division last with either 1e-12 (float32's, eager's; float64's, a
+    # compiled kernel's): a replay branch per constant, not the span between them, leaves it to the fast-math one
+    hoisted = np.array([3.618006273995617e-299, 3.6180062739954496e-299])
+    smallest = {"input": np.full(2, tiny), "target": np.zeros(2)}
+    gradient = ("bce", "grad_input")
+    fast = mechanisms.distance_ulps("kernel_replay_fast_math", smallest, hoisted, 615, F64, formula=gradient)
+    ieee = mechanisms.distance_ulps("kernel_replay", smallest, hoisted, 615, F64, formula=gradient)
+    assert fast.tolist() == [0.0, math.inf] and ieee.tolist() == [316.0, 0.0]
 
 
 def test_the_fast_math_half_replay_explains_torch_2_1s_compiled_float16_results_beyond_its_range() -> None:
