@@ -9,6 +9,7 @@ import math
 import tomllib
 
 import numpy as np
+import pytest
 
 from suite import cases, cli, deviations, dtypes, witness
 from tests.conftest import skip_where_torch_raises
@@ -73,3 +74,22 @@ def test_bad_input_is_one_line_and_exit_status_2() -> None:
     assert status == 2 and err.count("\n") == 1 and "no-such-entry" in err
     status, err = _run("bce-log-clamp-100", "--examples", "0")
     assert status == 2 and err.count("\n") == 1 and "--examples" in err
+
+
+def test_each_compiled_batch_compiles_afresh_and_a_search_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch checked in a compile mode must not meet a graph dynamo built for an earlier batch's shape (it
+    would recompile it for symbolic shapes: torch 2.2.2's weighted BCE then raises); a search's draws share one
+    compile.  An eager entry compiles nothing."""
+    forgotten: list[int] = []
+    monkeypatch.setattr(witness.modes, "fresh_compiles", lambda: forgotten.append(1))
+    compiled = deviations.get("compile-half-reduction-of-clamped-elements")
+    assert compiled.home_mode == "compile"
+    case, fmt = cases.get("bce_weight"), dtypes.get("float16")
+    batch = {"input": np.array([0.0, 0.5]), "target": np.array([1.0, 0.5]), "weight": np.array([1000.0, 1.0])}
+    for n in (1, 2):
+        witness.evaluate(case, batch, fmt, "cpu", compiled)
+        assert len(forgotten) == n
+    witness.search_region(case, fmt, "cpu", compiled, examples=3)
+    assert len(forgotten) == 3
+    witness.evaluate(cases.get("bce"), {k: batch[k] for k in ("input", "target")}, fmt, "cpu", CLAMP)
+    assert len(forgotten) == 3
