@@ -19,6 +19,7 @@ is the float32 operation's result (53 >= 2 * 24 + 2 bits), so the replay's only 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,9 @@ class Kernel:
 
     def computing(self) -> Kernel:
         """A kernel of the same arithmetic that stores in ``compute`` too (an operation kept in float32)."""
-        return Kernel(self.compute, self.flush, self.fast_math, self.tensor, self.half_wraps, self.literals)
+        kernel = copy.copy(self)  # every other setting kept, whatever settings the class grows
+        kernel.store = self.compute
+        return kernel
 
     def materialised(self, s: Span) -> Span:
         """``s`` written to a tensor of ``tensor``'s dtype (a loss, or an intermediate a later kernel reads):

@@ -285,7 +285,8 @@ def _replayed(replay: kernel_replays.Replay, t: Mapping[str, WorkArray], fmt: Fl
     kernels = [Kernel(fmt, flush, fast_math, literals=literals) for literals in literal_formats(fmt)]
     if fmt.precision < FLOAT32.precision:
         kernels.append(Kernel(FLOAT32, flush, fast_math, tensor=fmt))
-    return [_branch(Kernel(fmt, flush, fast_math).stored(replay(kernel, spans, divisor))) for kernel in kernels]
+    result = kernels[0]  # stores in fmt
+    return [_branch(result.stored(replay(kernel, spans, divisor))) for kernel in kernels]
 
 
 def _spans(t: Mapping[str, WorkArray]) -> dict[str, Span]:
