@@ -1,8 +1,10 @@
 """On-disk cache of truth sets, so that a second report run does not recompute mpmath truths.
 
 A truth depends only on the mathematics and the exact inputs, never on torch, so it is keyed by the case's
-reference source code (and that of :mod:`suite.exact_math`), the input domains, the precision settings and
-the bytes of the (already rounded) inputs.  Entries are ``.npz`` files without pickle, written atomically.
+reference source code, the source of every module that computes truths (:data:`TRUTH_MODULES`: an edit of
+the precision escalation or of the rounding to double-doubles is a new key, with no version to bump by hand),
+the input domains, the precision settings and the bytes of the (already rounded) inputs.  Entries are ``.npz``
+files of plain numeric arrays (read with ``allow_pickle=False``), written atomically.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from suite import atomic, exact_math, truth
+from suite import atomic, dtypes, exact_math, truth
 from suite.cases.base import Case
+from suite.errors import UsageError
 
-#: 2: hidden tails looked for; 3: and at midpoints; 4: and at ties of lo; 5: big parts; 6: their tails
-CACHE_VERSION = "6"
+#: the layout of an entry (the arrays :func:`_to_arrays` writes); the code that computes them is keyed by source
+CACHE_VERSION = "7"
+#: the modules whose code computes a truth: the evaluation and escalation, the exact functions, the roundings
+TRUTH_MODULES = (truth, exact_math, dtypes)
 DEFAULT_DIR = Path(".cache") / "truth"
 
 
@@ -31,6 +36,19 @@ def cache_folder(override: str | os.PathLike[str] | None = None) -> Path:
     if override is not None:
         return Path(override)
     return Path(os.environ.get("SUITE_CACHE_DIR", DEFAULT_DIR))
+
+
+def check_folder(override: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder, or a UsageError naming where it came from when no entry can be written there: checked
+    before a command starts, not at its first new truth after minutes of mpmath work."""
+    folder = cache_folder(override)
+    source = "--cache-dir" if override is not None else (
+        "SUITE_CACHE_DIR" if "SUITE_CACHE_DIR" in os.environ else "the truth cache")
+    try:
+        atomic.check_writable(folder / "entry.npz")
+    except UsageError as exc:
+        raise UsageError(f"{source} {folder}: {exc}") from None
+    return folder
 
 
 def source_of(obj: Any, unreadable: str | None = None) -> str:
@@ -50,7 +68,8 @@ def cache_key(case: Case, inputs: Mapping[str, np.ndarray], precision: int, max_
     """Hex digest identifying the truth of ``case`` at ``inputs`` (cases sharing a reference and domains,
     like ``sigmoid_bce`` and ``bce_with_logits``, share entries)."""
     digest = hashlib.sha256()
-    for part in (CACHE_VERSION, source_of(case.reference), source_of(exact_math), repr(case.inputs),
+    sources = [source_of(module) for module in TRUTH_MODULES]
+    for part in (CACHE_VERSION, source_of(case.reference), *sources, repr(case.inputs),
                  str(case.rows), str(precision), str(max_precision)):
         digest.update(part.encode())
         digest.update(b"\0")
@@ -112,6 +131,8 @@ def cached_truth(case: Case, inputs: Mapping[str, np.ndarray], *, workers: int |
     result = cached_truth(case, inputs, workers=workers, cache=False, precision=precision,
                         max_precision=max_precision)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, allow_pickle=False, **_to_arrays(result))
+    # plain numeric arrays, nothing to pickle; no allow_pickle keyword, which numpy 1.x would store as an array
+    arrays: dict[str, Any] = _to_arrays(result)
+    np.savez_compressed(buffer, **arrays)
     atomic.write_bytes(path, buffer.getvalue())
     return result
