@@ -3,8 +3,11 @@ interrupted run never leaves a half-written file and never loses the previous on
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -76,3 +79,42 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+#: Linux's renameat2 flag that swaps two paths in one step, and the "relative to the working folder" descriptor
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``), so that no reader
+    and no crash ever sees ``b`` missing; False where the system or its file system cannot (then nothing moved)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):  # no C library, or one without renameat2 (not Linux, old glibc)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return int(renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)) == 0
+
+
+def replace_folder(new: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Put the folder ``new`` in place of ``target`` (a folder or nothing) and delete the previous one.  Atomic
+    where :func:`exchange` is; elsewhere ``target`` is moved aside first, and moved back if ``new`` cannot
+    take its place."""
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.replace(new, target)
+        return
+    if exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now names the previous folder
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    os.replace(target, aside / target.name)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(aside / target.name, target)  # the previous folder back where it was
+        raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import signal
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-from suite import atomic, cases, dtypes, modes, plugins, selection
+from suite import atomic, cases, dtypes, modes, plugins, selection, truth_cache
 from suite.errors import UsageError
 from suite.report import baselines, checkpoint, collect, diff, html, markdown, plots, schema, summary
 from suite.report.progress import Progress
@@ -59,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"cases to run, comma-separated or repeated (default: every registered case: "
                              f"{', '.join(cases.names())}, plus those of --plugin modules)")
     parser.add_argument("--dtypes", action="append", metavar="DTYPE[,DTYPE]",
-                        help=f"dtypes to run (default: {', '.join(collect.DTYPES)})")
+                        help=f"dtypes to run (default: {', '.join(dtypes.NAMES)})")
     parser.add_argument("--devices", action="append", metavar="DEVICE[,DEVICE]",
                         help="devices to run, e.g. cpu,cuda:0 (default: cpu, and cuda when "
                              "torch.cuda.is_available())")
@@ -88,7 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="case/dtype jobs run side by side in N worker processes (default: 1); on a "
                              "machine with many cores this shortens runs in compile mode, whose compiling is "
-                             "single-threaded per job")
+                             "single-threaded per job.  The numbers do not depend on N, except in the compile "
+                             "modes of torch 2.1 to 2.3, which turn flush-to-zero on where inductor compiles in "
+                             "the calling process (see reports/README.md)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the jobs an interrupted or timed-out run of the same command finished "
                              "(each finished job is saved beside --out until the report is written; a job "
@@ -128,7 +129,7 @@ def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     try:
-        chosen = selection.names(args.dtypes, "--dtypes") or list(collect.DTYPES)
+        chosen = selection.names(args.dtypes, "--dtypes") or list(dtypes.NAMES)
         dtype_names = [dtypes.get(d).name for d in chosen]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -143,8 +144,7 @@ def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.
     probe_devices = bad_input_devices(args, devices)
     out = Path(args.out) if args.out else default_out(devices)
     check_out(out)
-    if args.cache_dir is not None and Path(args.cache_dir).exists() and not Path(args.cache_dir).is_dir():
-        raise UsageError(f"--cache-dir {args.cache_dir} exists and is not a folder")
+    truth_cache.check_folder(args.cache_dir)
     return collect.Options(names, dtype_names, devices, mode_names, args.quick, owners, args.workers,
                            args.cache_dir, args.search, args.search_seed, args.bad_inputs, args.jobs,
                            str(checkpoint.folder_for(out)), args.resume, args.saved_only,
@@ -189,15 +189,10 @@ def staging_dir(out: Path) -> Path:
 
 
 def publish(staging: Path, out: Path) -> None:
-    """Swap the finished ``staging`` folder in for ``out``; the previous report is removed only after."""
+    """Swap the finished ``staging`` folder in for ``out`` (in one step on Linux); the previous report is removed
+    only after."""
     check_out(out)  # again: the folder may have changed during the run
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    atomic.replace_folder(staging, out)
 
 
 def write_report(result: collect.Collected, folder: Path, plot_format: str = "png") -> None:
