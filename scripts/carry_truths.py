@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     grids = []
     for case in (cases.get(n) for n in cases.names()):
-        for fmt in (dtypes.get(d) for d in collect.DTYPES):
+        for fmt in (dtypes.get(d) for d in dtypes.NAMES):
             used = run.prepare_inputs(case, collect.grid_inputs(case, fmt, quick=False), fmt)
             elements = max(v.size for v in used.values())
             grids.append((elements, f"{case.name} {fmt.name}", cache_path(case, used, args.cache_dir)))

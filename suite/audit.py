@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from suite import cases, deviations, dtypes, judge, selection
+from suite import cases, deviations, dtypes, judge, selection, truth_cache
 from suite.deviations import Deviation
 from suite.discover import evaluate_grid
 from suite.errors import UsageError
@@ -204,6 +204,9 @@ def main(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     selection.require_device(args.device)
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    truth_cache.check_folder()
     print(f"# Known-deviation audit (torch {torch.__version__}, {args.device}, "
           f"{'quick' if args.quick else 'full'} grids)\n")
     print("| " + " | ".join(HEADER) + " |")

@@ -18,22 +18,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from suite import cases, dtypes, judge, run, selection, truth_cache
+from suite import cases, dtypes, judge, modes, run, selection, truth_cache
 from suite.cases.base import Case
 from suite.errors import UsageError
 from suite.inputs import grids
 from suite.metrics import Label
 from suite.report.findings import group_regions
 
-DTYPES = ("float64", "float32", "float16", "bfloat16")
 MAX_RUNS = 2  # main-input intervals per region: few and wide, so draws between grid values are covered
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cases", nargs="+", metavar="CASE", help="cases to run (default: all)")
-    parser.add_argument("--dtypes", nargs="+", metavar="DTYPE", default=list(DTYPES), help="dtypes to run")
+    parser.add_argument("--cases", action="append", metavar="NAME[,NAME]",
+                        help="cases to run, comma-separated or repeated (default: all)")
+    parser.add_argument("--dtypes", action="append", metavar="DTYPE[,DTYPE]",
+                        help=f"dtypes to run (default: {', '.join(dtypes.NAMES)})")
     parser.add_argument("--device", default="cpu", help="device (default cpu)")
-    parser.add_argument("--mode", default="eager", help="eager, compile or autocast")
+    parser.add_argument("--mode", default="eager", help=f"one of {', '.join(modes.MODES)} (default eager)")
     parser.add_argument("--quick", action="store_true", help="small grids")
     parser.add_argument("--workers", type=int, default=2, help="truth worker processes")
 
@@ -156,14 +157,15 @@ def evaluate_grid(case: Case, fmt: dtypes.FloatFormat, device: str, mode: str, q
 
 def main(args: argparse.Namespace) -> int:
     try:
-        selected = [cases.get(n) for n in args.cases] if args.cases else cases.all_cases()
-        formats = [dtypes.get(d) for d in args.dtypes]
+        selected = [cases.get(n) for n in selection.names(args.cases, "--cases")] or cases.all_cases()
+        formats = [dtypes.get(d) for d in selection.names(args.dtypes, "--dtypes") or dtypes.NAMES]
     except (KeyError, ValueError) as exc:
         raise UsageError(str(exc.args[0])) from None
     selection.require_device(args.device)
     selection.require_mode(args.mode)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    truth_cache.check_folder()
     proposals: list[dict[str, Any]] = []
     for case in selected:
         for fmt in formats:

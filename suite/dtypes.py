@@ -78,6 +78,8 @@ FLOAT16 = FloatFormat("float16", 16, 11, -14, 15)
 BFLOAT16 = FloatFormat("bfloat16", 16, 8, -126, 127)
 
 FORMATS: dict[str, FloatFormat] = {f.name: f for f in (FLOAT64, FLOAT32, FLOAT16, BFLOAT16)}
+#: every dtype the suite measures, widest first: the default of each command and test that runs "all dtypes"
+NAMES: tuple[str, ...] = tuple(FORMATS)
 ALIASES = {"double": "float64", "float": "float32", "half": "float16", "fp64": "float64", "fp32": "float32",
            "fp16": "float16", "bf16": "bfloat16"}
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from suite import atomic, cases, compare, dtypes, modes, plugins, probes, promotion, selection
+from suite import atomic, cases, compare, dtypes, modes, plugins, probes, promotion, selection, truth_cache
 from suite.cases.base import Case
 from suite.errors import OneLineParser, UsageError
 from suite.inputs import grids
@@ -40,7 +40,6 @@ QUICK_MODE_DTYPES = ("float16", "bfloat16")
 QUICK_REDUCTIONS = ("none",)
 #: Quick probe dtypes: float32 in eager and compile, float16 in eager and autocast.
 QUICK_PROBE_DTYPES = ("float32", "float16")
-ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
 SCHEMA = "modes-1"
 
 
@@ -102,7 +101,7 @@ def sections(devices: Sequence[str] | str | None = None, mode_names: Sequence[st
     if "modes" in parts:
         start = time.perf_counter()
         selected = _select(case_names, QUICK_MODE_CASES if quick else cases.names())
-        mode_dtypes = list(dtype_names or (QUICK_MODE_DTYPES if quick else ALL_DTYPES))
+        mode_dtypes = list(dtype_names or (QUICK_MODE_DTYPES if quick else dtypes.NAMES))
         found = run_modes(selected, mode_dtypes, devices, mode_names, QUICK_REDUCTIONS if quick else None, quick)
         payload.update(modes_tables.comparisons_payload(found))
         payload["settings"]["mode_cases"] = [c.name for c in selected]
@@ -110,7 +109,7 @@ def sections(devices: Sequence[str] | str | None = None, mode_names: Sequence[st
         timings["modes"] = time.perf_counter() - start
     if "probes" in parts:
         start = time.perf_counter()
-        probe_dtypes = list(dtype_names or (QUICK_PROBE_DTYPES if quick else ALL_DTYPES))
+        probe_dtypes = list(dtype_names or (QUICK_PROBE_DTYPES if quick else dtypes.NAMES))
         tasks = probe_tasks(_select(case_names, cases.names()), probe_dtypes, devices, mode_names, quick)
         outcomes = probes.run_probes(tasks, isolate=isolate, jobs=jobs, memo=memo, run_unsaved=run_unsaved)
         payload["probes"] = [o.to_dict() for o in outcomes]
@@ -122,7 +121,7 @@ def sections(devices: Sequence[str] | str | None = None, mode_names: Sequence[st
         timings["probes"] = time.perf_counter() - start
     if "promotion" in parts:
         start = time.perf_counter()
-        promo_dtypes = list(dtype_names or (promotion.QUICK_DTYPES if quick else promotion.DTYPES))
+        promo_dtypes = list(dtype_names or (promotion.QUICK_DTYPES if quick else dtypes.NAMES))
         results = promotion.evaluate_all(_select(case_names, cases.names()), promo_dtypes, devices)
         payload["promotion"] = [r.to_dict() for r in results]
         timings["promotion"] = time.perf_counter() - start
@@ -173,6 +172,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     for path in (args.json, args.html):
         if path:
             atomic.check_writable(path)
+    truth_cache.check_folder()
     payload = sections(args.devices, args.modes, args.quick, case_names=selection.names(args.cases, "--cases"),
                        dtype_names=selection.names(args.dtypes, "--dtypes"),
                        isolate=True if args.isolate_all else None, parts=parts)

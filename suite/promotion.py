@@ -28,7 +28,6 @@ from suite.report.schema import encode_float
 #: Main-input values per promotion grid (crossed with the other inputs' small sets).
 COUNT = 48
 #: Dtypes crossed by :func:`combinations`.
-DTYPES = ("float64", "float32", "float16", "bfloat16")
 QUICK_DTYPES = ("float32", "float16")
 
 

@@ -615,14 +615,6 @@ def _flat_samples(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], rows
             yield {k: [v] for k, v in zip(names, element, strict=True)}
 
 
-def iter_samples(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], rows: bool,
-                 ) -> Iterator[tuple[tuple[int, ...], dict[str, list[float]]]]:
-    """Yield ``(index, sample)``: each element (``rows`` false) or each row along the last axis."""
-    outer = shape[:-1] if rows else shape
-    for position, sample in enumerate(_flat_samples(inputs, shape, rows)):
-        yield tuple(int(i) for i in np.unravel_index(position, outer)), sample
-
-
 def _evaluate_chunk(args: tuple[str, ReferenceFn, list[dict[str, list[float]]], int, int]) -> list[_SampleResult]:
     backend, reference, samples, precision, max_precision = args
     return [_evaluate_on(backend, reference, s, precision, max_precision) for s in samples]

@@ -21,7 +21,7 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from suite import cases, deviations, dtypes, judge, modes, run, search, selection
+from suite import cases, deviations, dtypes, judge, modes, run, search, selection, truth_cache
 from suite.cases.base import Case
 from suite.deviations import Deviation
 from suite.discover import toml_value
@@ -240,6 +240,7 @@ def main(args: argparse.Namespace) -> int:
     selection.require_device(args.device)
     if args.examples < 1:
         raise UsageError("--examples must be at least 1")
+    truth_cache.check_folder()
     status = 0
     for d in entries:
         if args.device.split(":")[0] not in d.devices or not combos(d, args.device):

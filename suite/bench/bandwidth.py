@@ -97,13 +97,6 @@ def minimal_traffic(input_bytes: Mapping[str, int], output_bytes: int, *, backwa
     return Traffic(reads, writes)
 
 
-def tensor_traffic(tensors: Mapping[str, torch.Tensor], output: torch.Tensor, *, backward: bool = False,
-                   grad_inputs: Iterable[str] = ()) -> Traffic:
-    """:func:`minimal_traffic` of actual tensors (their element counts times element sizes)."""
-    return minimal_traffic({k: t.numel() * t.element_size() for k, t in tensors.items()},
-                           output.numel() * output.element_size(), backward=backward, grad_inputs=grad_inputs)
-
-
 def throughput(traffic: Traffic, median_s: float, best_s: float, numel: int,
                copy: CopyBandwidth) -> dict[str, float]:
     """The figures every benchmark records in ``extra_info``: rates at the median call time, and the

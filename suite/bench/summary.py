@@ -115,7 +115,7 @@ def plot_png(table: Sequence[Row]) -> bytes:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError("the plot needs matplotlib: pip install '.[report]'") from None
+        raise UsageError("the plot needs matplotlib: pip install matplotlib") from None
     groups = sorted({(r.device, r.dtype) for r in table})
     case_names = sorted({r.case for r in table})
     colours = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(case_names)}

@@ -172,13 +172,6 @@ def hard_targets(fmt: Any) -> st.SearchStrategy[float]:
     return st.sampled_from([0.0, 1.0])
 
 
-def soft_targets(fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
-    """Targets strictly between 0 and 1 (label smoothing, distillation)."""
-    f = dtypes.get(fmt)
-    top = float(dtypes.next_toward(1.0, 0.0, f))
-    return floats_of(f, **{"min_value": f.smallest_subnormal, "max_value": top, "kind": "target", **kw})
-
-
 def targets(fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
     """Hard or soft targets, [0, 1]."""
     return st.one_of(hard_targets(fmt), floats_of(fmt, **{"min_value": 0.0, "max_value": 1.0,

@@ -34,8 +34,6 @@ from suite.report.progress import Progress
 from suite.report.safe_range import TYPICAL, safe_range
 from suite.truth import TruthSet
 
-DTYPES = ("float64", "float32", "float16", "bfloat16")
-
 
 @dataclass
 class Options:

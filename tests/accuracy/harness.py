@@ -15,6 +15,16 @@ from suite.cases.base import Case
 from suite.metrics import Label
 from suite.report import findings
 
+#: what a reproducer's batch needs: ``repr`` of a list writes infinities and NaNs as bare ``inf`` and ``nan``
+BATCH_IMPORTS = "from math import inf, nan\nimport numpy as np\n"
+
+
+def _batch_source(variable: str, batch: Mapping[str, np.ndarray]) -> str:
+    """A line of Python that rebuilds ``batch`` (float64 arrays by input name) as ``variable`` (after
+    :data:`BATCH_IMPORTS`), every value exact: ``repr`` of a float round-trips."""
+    arrays = {name: np.asarray(values, dtype=np.float64).tolist() for name, values in batch.items()}
+    return f"{variable} = {{k: np.array(v) for k, v in {arrays!r}.items()}}\n"
+
 
 def evaluate(case: Case, inputs: Mapping[str, np.ndarray], dtype: str, device: str,
              reductions: tuple[str, ...] | None = None, mode: str = "eager") -> run.CaseResult:
@@ -52,10 +62,9 @@ def _describe(result: run.CaseResult, q: run.QuantityResult, index: tuple[int, .
     if q.got.ndim:
         snippet = findings.reproducer_for(result, q, index, torch.__version__)
     else:  # a reduced value depends on the whole batch: reproduce it through the suite
-        batch = {k: v.tolist() for k, v in result.inputs.items()}
-        snippet = (f"import numpy as np\nfrom suite import cases, run\ninputs = {{k: np.array(v) for k, v in "
-                   f"{batch!r}.items()}}\nr = run.evaluate(cases.get({result.case.name!r}), inputs, "
-                   f"{result.fmt.name!r}, {result.device!r}, reductions=('none', {q.reduction!r}))\n"
+        snippet = (f"{BATCH_IMPORTS}from suite import cases, run\n{_batch_source('inputs', result.inputs)}"
+                   f"r = run.evaluate(cases.get({result.case.name!r}), inputs, {result.fmt.name!r}, "
+                   f"{result.device!r}, reductions=('none', {q.reduction!r}), mode={result.mode!r})\n"
                    f"print(r.get({q.reduction!r}, {q.quantity!r}).got)\n")
     text = (f"{where}: {count} element(s) fail; first: label {label}, ULP error "
             f"{'nan' if math.isnan(ulp) else f'{ulp:.4g}'} (budget {q.metrics.budget}), torch gave "
@@ -71,10 +80,8 @@ def check_nan(case: Case, clean: Mapping[str, np.ndarray], poisoned: Mapping[str
     found = nan_propagation.problems(case, clean, poisoned, dtype, device, mode, reductions)
     if not found:
         return
-    batches = {k: {name: v.tolist() for name, v in b.items()} for k, b in (("clean", clean), ("poisoned", poisoned))}
-    snippet = (f"from math import inf, nan\nimport numpy as np\nfrom suite import cases, nan_propagation\n"
-               f"clean = {{k: np.array(v) for k, v in {batches['clean']!r}.items()}}\n"
-               f"poisoned = {{k: np.array(v) for k, v in {batches['poisoned']!r}.items()}}\n"
+    snippet = (f"{BATCH_IMPORTS}from suite import cases, nan_propagation\n"
+               f"{_batch_source('clean', clean)}{_batch_source('poisoned', poisoned)}"
                f"print(nan_propagation.problems(cases.get({case.name!r}), clean, poisoned, {dtype!r}, {device!r}, "
                f"{mode!r}))\n")
     text = f"{case.name} {dtype} {device} {mode}: NaN inputs mishandled\n" + "\n".join(found)

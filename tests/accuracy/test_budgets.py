@@ -9,18 +9,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suite import cases, modes
+from suite import cases, dtypes, modes
 from suite.inputs import strategies
 from tests.accuracy.harness import check, evaluate
 from tests.conftest import DEVICES
 
-DTYPES = ("float64", "float32", "float16", "bfloat16")
 #: The loaded profile's settings (tests/conftest.py loads the profile before this module is imported).
 PROFILE = settings()
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", dtypes.NAMES)
 @pytest.mark.parametrize("case_name", cases.BUILTIN)
 @given(data=st.data())
 def test_within_budget(case_name: str, dtype: str, device: str, data: st.DataObject) -> None:
@@ -42,7 +41,7 @@ def test_within_budget_under_autocast(case_name: str, dtype: str, device: str, d
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", dtypes.NAMES)
 @pytest.mark.parametrize("case_name", cases.BUILTIN)
 # the fixture is meant to run once per test, not per example
 @settings(max_examples=max(1, PROFILE.max_examples // 3),
@@ -68,6 +67,6 @@ def test_within_budget_in_another_layout(case_name: str, layout: str, device: st
     differently) and reduces in another order.  The dtype is drawn, so that the layouts add a test per case
     rather than one per dtype."""
     case = cases.get(case_name)
-    dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
+    dtype = data.draw(st.sampled_from(dtypes.NAMES), label="dtype")
     inputs = data.draw(strategies.case_inputs(case, dtype), label="inputs")
     check(evaluate(case, inputs, dtype, device, mode=layout), case.reductions)

@@ -9,12 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suite import cases, modes
+from suite import cases, dtypes, modes
 from suite.inputs import strategies
 from tests.accuracy.harness import check_nan
 from tests.conftest import CUDA
 
-DTYPES = ("float64", "float32", "float16", "bfloat16")
 PROFILE = settings()
 #: Modes run eagerly (compiled ones are slower per example: see the compiled test below).
 EAGER_MODES = ("eager", "autocast", *modes.LAYOUT_MODES)
@@ -22,7 +21,7 @@ EAGER_MODES = ("eager", "autocast", *modes.LAYOUT_MODES)
 
 def _draw_and_check(case_name: str, mode: str, device: str, data: st.DataObject) -> None:
     case = cases.get(case_name)
-    dtype = data.draw(st.sampled_from([d for d in DTYPES if modes.applies(mode, d)]), label="dtype")
+    dtype = data.draw(st.sampled_from([d for d in dtypes.NAMES if modes.applies(mode, d)]), label="dtype")
     clean = data.draw(strategies.case_inputs(case, dtype), label="inputs")
     poisoned = data.draw(strategies.with_nans(clean), label="with NaN")
     check_nan(case, clean, poisoned, dtype, device, mode)
@@ -35,17 +34,19 @@ def test_nan_reaches_exactly_what_depends_on_it(case_name: str, mode: str, data:
     _draw_and_check(case_name, mode, "cpu", data)
 
 
+@pytest.mark.parametrize("mode", modes.COMPILE_MODES)
 @pytest.mark.parametrize("case_name", cases.BUILTIN)
 # the fixture is meant to run once per test, not per example
-@settings(max_examples=max(1, PROFILE.max_examples // 20),
+@settings(max_examples=max(1, PROFILE.max_examples // 30),
           suppress_health_check=[*PROFILE.suppress_health_check, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_nan_reaches_exactly_what_depends_on_it_compiled(case_name: str, data: st.DataObject,
+def test_nan_reaches_exactly_what_depends_on_it_compiled(case_name: str, mode: str, data: st.DataObject,
                                                          fresh_compiles: None) -> None:
-    """The same through ``torch.compile(dynamic=True)``, whose generated kernels lower clamps, maxima and
-    ``where`` in their own way (a ``maximum`` that drops NaN would swallow it).  Each example compiles every
-    reduction's forward and backward anew, so each test draws a twentieth of the profile's examples."""
-    _draw_and_check(case_name, "compile_dynamic", "cpu", data)
+    """The same through ``torch.compile``, static and ``dynamic=True``, whose generated kernels lower clamps,
+    maxima and ``where`` in their own way (a ``maximum`` that drops NaN would swallow it).  Each example
+    compiles every reduction's forward and backward anew, so each test draws a thirtieth of the profile's
+    examples."""
+    _draw_and_check(case_name, mode, "cpu", data)
 
 
 @CUDA

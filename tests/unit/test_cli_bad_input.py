@@ -54,6 +54,9 @@ def _write(path: Path, payload: object) -> str:
     (["discover", "--quick", "--cases", "bce", "--dtypes", "float64", "--device", "gpu"], "unknown device"),
     (["discover", "--quick", "--cases", "bce", "--dtypes", "float64", "--mode", "fast"], "unknown mode 'fast'"),
     (["discover", "--quick", "--cases", "bce", "--dtypes", "float64", "--workers", "0"], "--workers"),
+    (["discover", "--quick", "--cases", "bce,,kl_div"], "--cases 'bce,,kl_div' has an empty name"),
+    (["discover", "--quick", "--cases", "bce,nope"], "nope"),
+    (["audit", "--quick", "--ids", "bce-log-clamp-100", "--workers", "0"], "--workers must be at least 1"),
     (["audit", "--quick", "--ids", "bce-log-clamp-100", "--device", "gpu"], "unknown device"),
     (["audit", "--ids", "nope"], "no deviation 'nope'"),
     (["witness", "bce-log-clamp-100", "--device", "mps"], "only cpu and cuda are supported"),
@@ -205,3 +208,25 @@ def test_the_benchmark_gate_checks_its_suspects_path_before_comparing(tmp_path: 
     folder.mkdir()
     with pytest.raises(UsageError, match="it is a folder"):
         bench_compare.run([str(run), str(run), "--suspects", str(folder)])
+
+
+@pytest.mark.parametrize("argv", [["report", "--quick"], ["discover", "--quick", "--cases", "bce"],
+                                  ["audit", "--quick", "--ids", "bce-log-clamp-100"],
+                                  ["witness", "bce-log-clamp-100"], ["modes", "--quick"]])
+def test_a_truth_cache_folder_that_is_a_file_is_refused_before_any_work(
+        argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file, not a folder")
+    monkeypatch.setenv("SUITE_CACHE_DIR", str(blocker))
+    monkeypatch.chdir(tmp_path)  # a report's default output folder lands here, not in the checkout
+    line = _one_line_exit_2(argv, capsys)
+    assert f"SUITE_CACHE_DIR {blocker}" in line and "not a folder" in line, line
+    assert blocker.read_text() == "a file, not a folder"
+
+
+def test_a_cache_dir_option_inside_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("x")
+    line = _one_line_exit_2(["report", "--quick", "--out", str(tmp_path / "out"), "--cache-dir",
+                             str(blocker / "truth")], capsys)
+    assert f"--cache-dir {blocker / 'truth'}" in line and "is not a folder" in line, line
