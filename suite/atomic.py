@@ -92,7 +92,7 @@ def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         renameat2 = libc.renameat2
-    except (OSError, AttributeError):  # no C library, or one without renameat2 (not Linux, old glibc)
+    except (OSError, AttributeError, TypeError):  # no C library, or none with renameat2 (not Linux, old glibc)
         return False
     renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
     return int(renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)) == 0
