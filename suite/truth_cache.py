@@ -31,23 +31,29 @@ TRUTH_MODULES = (truth, exact_math, dtypes)
 DEFAULT_DIR = Path(".cache") / "truth"
 
 
+def _folder_and_origin(override: str | os.PathLike[str] | None) -> tuple[Path, str]:
+    """The cache folder and what chose it: ``override`` (``--cache-dir``), else ``SUITE_CACHE_DIR``, else
+    ``.cache/truth`` under the cwd."""
+    if override is not None:
+        return Path(override), "--cache-dir"
+    if "SUITE_CACHE_DIR" in os.environ:
+        return Path(os.environ["SUITE_CACHE_DIR"]), "SUITE_CACHE_DIR"
+    return DEFAULT_DIR, "the truth cache"
+
+
 def cache_folder(override: str | os.PathLike[str] | None = None) -> Path:
     """The cache folder: ``override``, else ``SUITE_CACHE_DIR``, else ``.cache/truth`` under the cwd."""
-    if override is not None:
-        return Path(override)
-    return Path(os.environ.get("SUITE_CACHE_DIR", DEFAULT_DIR))
+    return _folder_and_origin(override)[0]
 
 
 def check_folder(override: str | os.PathLike[str] | None = None) -> Path:
     """The cache folder, or a UsageError naming where it came from when no entry can be written there: checked
     before a command starts, not at its first new truth after minutes of mpmath work."""
-    folder = cache_folder(override)
-    source = "--cache-dir" if override is not None else (
-        "SUITE_CACHE_DIR" if "SUITE_CACHE_DIR" in os.environ else "the truth cache")
+    folder, origin = _folder_and_origin(override)
     try:
         atomic.check_writable(folder / "entry.npz")
     except UsageError as exc:
-        raise UsageError(f"{source} {folder}: {exc}") from None
+        raise UsageError(f"{origin} {folder}: {exc}") from None
     return folder
 
 
