@@ -23,7 +23,7 @@ from suite import dtypes, modes, run, truth_cache
 from suite.cases.base import Case
 from suite.dtypes import FloatArray, FloatFormat
 from suite.judge import failing
-from suite.metrics import Label, ulp_error
+from suite.metrics import Label, ordinal_gap, ulp_error
 from suite.report.schema import encode_float
 from suite.run import CaseResult, QuantityResult
 from suite.truth import TruthSet
@@ -122,11 +122,11 @@ def describe(result: CaseResult) -> str:
 
 
 def same_inputs(a: CaseResult, b: CaseResult) -> bool:
-    """True when both results were measured on the same case and bit-identical inputs (NaN equals NaN)."""
+    """True when both results were measured on the same case and bit-identical inputs (NaN equals NaN, +0 is
+    not -0)."""
     if a.case.name != b.case.name or set(a.inputs) != set(b.inputs):
         return False
-    return all(a.inputs[k].shape == b.inputs[k].shape and bool(np.array_equal(a.inputs[k], b.inputs[k],
-                                                                                 equal_nan=True))
+    return all(a.inputs[k].shape == b.inputs[k].shape and not _bitwise_differs(a.inputs[k], b.inputs[k]).any()
                for k in a.inputs)
 
 
@@ -155,9 +155,21 @@ def _ulps(q: QuantityResult, unit: FloatFormat) -> FloatArray:
 
 
 def _bitwise_differs(x: FloatArray, y: FloatArray) -> BoolArray:
+    """Where two arrays of values differ as floats do in bits: +0 against -0 differs, NaN against NaN does not."""
     same = (x == y) & (np.signbit(x) == np.signbit(y)) | (np.isnan(x) & np.isnan(y))
     result: BoolArray = ~same
     return result
+
+
+def _unbounded_gap(x: FloatArray, y: FloatArray, unit: FloatFormat) -> FloatArray:
+    """The gap where both sides' ULP errors are unbounded (a clamp or a spurious inf on each side): the number of
+    values of ``unit`` between the two results, 0 where they are the same value (BCE's 100 and 11 are far
+    apart although both are infinitely wrong)."""
+    out = np.zeros(np.shape(x))
+    pick = ~np.isnan(x) & ~np.isnan(y)
+    if pick.any():
+        out[pick] = ordinal_gap(dtypes.round_array(x[pick], unit), dtypes.round_array(y[pick], unit), unit)
+    return out
 
 
 def compare_quantity(result: CaseResult, qa: QuantityResult, qb: QuantityResult, budget: float,
@@ -168,7 +180,7 @@ def compare_quantity(result: CaseResult, qa: QuantityResult, qb: QuantityResult,
     la, lb = qa.metrics.labels, qb.metrics.labels
     with np.errstate(invalid="ignore"):
         gap = np.abs(ua - ub)
-    gap = np.where(np.isinf(ua) & np.isinf(ub), 0.0, gap)  # both spurious inf: no gap to measure
+    gap = np.where(np.isinf(ua) & np.isinf(ub), _unbounded_gap(qa.got, qb.got, unit), gap)
     label_differs = la != lb
     ulp_differs = ~label_differs & (np.nan_to_num(gap, nan=0.0) > budget)
     differing = label_differs | ulp_differs

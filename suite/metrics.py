@@ -2,7 +2,8 @@
 relative and absolute error, condition numbers, and exactly one label per element (see DESIGN.md).
 
 NaN and infinity are never averaged away: they become labels, and the numeric measures of those elements
-are NaN (undefined) or inf (unbounded), never 0.
+are NaN (undefined) or inf (unbounded), never 0 (except the ULP error of an infinite result that is the
+correctly rounded truth: an overflow done right has error 0, as any exact result).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy.typing as npt
 
 from suite import dtypes
 from suite.dtypes import FloatArray, FloatFormat
-from suite.truth import Status, Truth
+from suite.truth import BIG_SHIFT, Status, Truth
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -44,11 +45,6 @@ class Label(IntEnum):
     @property
     def text(self) -> str:
         return self.name.lower()
-
-
-#: Labels that are failures wherever they appear (judged by budgets as never acceptable by default).
-FAILURES = frozenset({Label.INACCURATE, Label.NAN, Label.SPURIOUS_INF, Label.CLAMPED, Label.FLUSHED,
-                      Label.RAISED, Label.DEVICE_ASSERT})
 
 
 @dataclass
@@ -99,15 +95,42 @@ def _distance(got: FloatArray, truth: Truth) -> FloatArray:
 
 
 def ulp_error(got: FloatArray, truth: Truth, fmt: FloatFormat) -> FloatArray:
-    """``|g - t| / ulp_D(t)``; NaN where ``g`` is NaN or the truth is not determined."""
+    """``|g - t| / ulp_D(t)`` (DESIGN.md), with the exponent of ``ulp_D`` at most ``emax``.
+
+    An infinite ``g`` that is the correctly rounded truth (an overflow, or an infinite truth) has error 0; any
+    other infinite ``g`` (a spurious inf, or one of the wrong sign) and a finite ``g`` for an infinite truth have
+    error inf.  A finite ``g`` for a finite truth beyond float64 is measured exactly from the truth's scaled
+    parts (inf beyond even those).  NaN where ``g`` is NaN, the truth is not determined, or ``g`` is float64's
+    largest value and the truth one beyond float64 without its scaled parts (:func:`_unjudgeable_float64_max`).
+    """
     u = truth_ulp(truth, fmt)
-    d = _distance(got, truth)
     with np.errstate(invalid="ignore", over="ignore"):
-        err = d / u
-    both_inf = np.isinf(got) & np.isinf(truth.hi) & (got == truth.hi)
-    err = np.where(both_inf & truth.determined, 0.0, err)
-    spurious = np.isinf(got) & np.isfinite(truth.hi) & truth.determined
-    return np.where(spurious, np.inf, err)
+        err = _distance(got, truth) / u
+    determined = truth.determined
+    finite_g = np.isfinite(got)
+    correctly_rounded_inf = ~finite_g & (got == truth.rounded(fmt))
+    unbounded = determined & ((~finite_g & ~np.isnan(got) & ~correctly_rounded_inf) | (finite_g & np.isinf(truth.hi)))
+    err = np.where(unbounded, np.inf, err)
+    err = np.where(finite_g & truth.beyond, _error_beyond_float64(got, truth, fmt), err)
+    err = np.where(correctly_rounded_inf, 0.0, err)
+    result: FloatArray = np.where(_unjudgeable_float64_max(got, truth), np.nan, err)
+    return result
+
+
+def _unjudgeable_float64_max(got: FloatArray, truth: Truth) -> BoolArray:
+    """Float64's largest finite value against a finite truth beyond float64 carried as inf without its scaled
+    parts: it may be the truth's correct rounding, so neither its error nor its label can be settled."""
+    result: BoolArray = (truth.determined & np.isinf(truth.hi) & ~truth.infinite & ~truth.beyond
+                         & (np.abs(got) == dtypes.FLOAT64.max_finite))
+    return result
+
+
+def _error_beyond_float64(got: FloatArray, truth: Truth, fmt: FloatFormat) -> FloatArray:
+    """``|g - t| / ulp_D(t)`` of finite ``g`` against truths beyond float64, whose ``big_hi + big_lo`` holds
+    ``t 2^-BIG_SHIFT``; ``ulp_D(t)`` is the ULP of ``fmt``'s top binade (the exponent is capped at ``emax``)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = (truth.big_hi - np.ldexp(got, -BIG_SHIFT)) + truth.big_lo
+        return np.abs(np.ldexp(scaled, BIG_SHIFT - (fmt.emax - fmt.precision + 1)))
 
 
 def ordinal_distance(got: FloatArray, truth: Truth, fmt: FloatFormat) -> FloatArray:
@@ -117,10 +140,20 @@ def ordinal_distance(got: FloatArray, truth: Truth, fmt: FloatFormat) -> FloatAr
     valid = ~np.isnan(got) & ~np.isnan(rounded)
     out = np.full(got.shape, np.nan)
     if valid.any():
-        a = dtypes.to_ordinal(got[valid], fmt)
-        b = dtypes.to_ordinal(rounded[valid], fmt)
-        out[valid] = np.abs(a - b).astype(np.float64)
+        out[valid] = ordinal_gap(got[valid], rounded[valid], fmt)
     return out
+
+
+def ordinal_gap(a: npt.ArrayLike, b: npt.ArrayLike, fmt: FloatFormat) -> FloatArray:
+    """Number of values of ``fmt`` between ``a`` and ``b`` (``+0`` and ``-0`` are 0 apart), as float64: exact
+    where both have one sign, and where they straddle zero the sum of two magnitudes, which in float64's
+    ordinals (up to 2^63 - 2^52 each) overflows int64 and is exact to 2^53."""
+    x, y = dtypes.to_ordinal(a, fmt), dtypes.to_ordinal(b, fmt)
+    straddle = (x < 0) != (y < 0)
+    within = np.abs(x - np.where(straddle, x, y)).astype(np.float64)  # no int64 overflow: one sign
+    across = np.abs(x).astype(np.float64) + np.abs(y).astype(np.float64)
+    result: FloatArray = np.where(straddle, across, within)
+    return result
 
 
 def measure(got: npt.ArrayLike, truth: Truth, fmt: FloatFormat, budget: float,
@@ -168,12 +201,11 @@ def _labels(g: FloatArray, truth: Truth, fmt: FloatFormat, algorithmic: FloatArr
     conditions: list[tuple[Any, Label]] = [
         (np.full(g.shape, failure is not None), failure or Label.RAISED),
         (truth.status == Status.UNDEFINED, Label.UNDEFINED),
+        (np.isnan(g), Label.NAN),  # wrong wherever the truth is defined, settled or not
         (truth.status == Status.UNDETERMINED, Label.UNDETERMINED),
-        (np.isnan(g), Label.NAN),
         (beyond & (g == rounded) & truth.infinite, Label.EXACT),
         (beyond & (g == rounded), Label.OVERFLOW),
-        # a finite truth beyond float64 is carried as inf: next to the largest finite value it cannot be judged
-        (beyond & ~truth.infinite & np.isinf(truth.hi) & (np.abs(g) == fmt.max_finite), Label.UNDETERMINED),
+        (_unjudgeable_float64_max(g, truth), Label.UNDETERMINED),
         (beyond & finite_g & ~truth.infinite & (algorithmic <= budget), Label.OK),  # max for a truth just past it
         (beyond & finite_g, Label.CLAMPED),
         (beyond, Label.INACCURATE),  # infinity of the wrong sign

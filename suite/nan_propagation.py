@@ -21,13 +21,13 @@ Judged, for a batch with NaNs against the same batch without them (``clean``):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from suite import dtypes, modes, probes, run
+from suite import dtypes, probes, run
 from suite.cases.base import Case
 from suite.dtypes import FloatArray
 
@@ -68,13 +68,8 @@ def _outcome(case: Case, used: Mapping[str, FloatArray], dtype: str, device: str
     backward_failed = screened is not None and (screened.backward or "").partition(": ")[0] in probes.FATAL
     grads: dict[str, FloatArray] = {}
     if names and not backward_failed:
-        try:
-            with modes.context(mode, device, fmt.torch_dtype):
-                out.backward(torch.ones_like(out))
-        except Exception:  # a refused backward leaves only the loss to judge
-            pass
-        else:
-            grads = {n: run.to_carrier(g) for n in names if (g := tensors[n].grad) is not None}
+        with contextlib.suppress(Exception):  # a refused backward leaves only the loss to judge
+            grads = run.backward_carriers(out, tensors, names, mode, device, fmt)
     return run.to_carrier(out), grads
 
 

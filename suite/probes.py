@@ -328,6 +328,7 @@ def execute(task: Task) -> Outcome:
     forward = modes.first_call_forward(case, task.reduction, task.mode, task.device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        warnings.simplefilter("ignore", ResourceWarning)  # the garbage collector's, of whatever object it frees
         try:
             with modes.context(task.mode, task.device, fmt.torch_dtype):
                 out = forward(tensors)
@@ -336,17 +337,19 @@ def execute(task: Task) -> Outcome:
             return _failure(task, exc)
         kind, message = _describe_value(out)
         outcome = Outcome(task, kind, message, str(out.dtype).removeprefix("torch."), list(out.shape))
-        outcome.backward = _backward(task, out, tensors)
+        outcome.backward = _backward(task, fmt.torch_dtype, out, tensors)
     texts = [str(w.message).strip().splitlines()[0] for w in caught if str(w.message).strip()]
     outcome.warnings = list(dict.fromkeys(texts))
     return outcome
 
 
-def _backward(task: Task, out: torch.Tensor, tensors: Tensors) -> str | None:
+def _backward(task: Task, dtype: torch.dtype, out: torch.Tensor, tensors: Tensors) -> str | None:
+    """The backward pass's outcome, run in the forward's context (autocast to the task's ``dtype``, as
+    :mod:`suite.run` does, not to the result's: a float32 result would make the suite itself warn)."""
     if not out.requires_grad:
         return None
     try:
-        with modes.context(task.mode, task.device, out.dtype):
+        with modes.context(task.mode, task.device, dtype):
             out.backward(torch.ones_like(out))
         _sync(task.device)
     except Exception as exc:

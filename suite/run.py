@@ -9,7 +9,7 @@ their exact truths and error measures.  Nothing here formats for humans.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +161,15 @@ def run_forward(case: Case, used: Mapping[str, FloatArray], fmt: FloatFormat, de
     with warnings.catch_warnings(), modes.context(mode, device, fmt.torch_dtype):
         warnings.simplefilter("ignore")
         return forward(tensors), tensors
+
+
+def backward_carriers(out: torch.Tensor, tensors: Mapping[str, torch.Tensor], names: Sequence[str], mode: str,
+                      device: str, fmt: FloatFormat, upstream: torch.Tensor | None = None) -> dict[str, FloatArray]:
+    """torch's gradients (carriers) of ``out`` for the inputs ``names`` that got one, with the upstream gradient
+    ``upstream`` (default ones), the backward run in the forward's context; raises what torch raises."""
+    with modes.context(mode, device, fmt.torch_dtype):  # the backward only: the measures need IEEE arithmetic
+        out.backward(torch.ones_like(out) if upstream is None else upstream)
+    return {n: to_carrier(g) for n in names if (g := tensors[n].grad) is not None}
 
 
 def _run_reduction(case: Case, used: dict[str, FloatArray], fmt: FloatFormat, device: str, mode: str,

@@ -205,7 +205,7 @@ def profile(result: run.CaseResult, q: run.QuantityResult) -> Profile:
     labels = q.metrics.labels.reshape(-1)[keep]
     values, inverse = np.unique(x, return_inverse=True)
     worst = np.full(values.size, -np.inf)
-    np.maximum.at(worst, inverse, np.nan_to_num(err, nan=-np.inf))
+    np.maximum.at(worst, inverse, np.where(np.isnan(err), -np.inf, err))  # inf stays inf
     worst[np.isneginf(worst)] = np.nan
     seen: dict[str, npt.NDArray[np.bool_]] = {}
     for code in np.unique(labels):

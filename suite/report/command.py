@@ -29,7 +29,8 @@ Measure how accurate torch's BCELoss, BCEWithLogitsLoss and kl_div are, against 
 Runs every registered case x dtype x device x mode x reduction, forward and gradients, on deterministic
 full-range grids (exhaustive for float16/bfloat16; for float32/float64, 4096 points even in bit patterns plus
 32 in every binade of magnitudes 1/32 to 1024), then a targeted Hypothesis search for the worst input of each
-case, dtype and device (eager, unreduced), and writes into --out:
+case, dtype, device and reduction (eager; a batch with a failure no known deviation explains first), and writes
+into --out:
   accuracy.json  every number, in a versioned schema (suite/report/schema.py)
   accuracy.md    summary, safe ranges, worst cases, search results, findings with reproducers
   index.html     the same with plots (ULP error and labels along the main input)
@@ -69,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="small grids (one to two hundred main-input values per case and dtype) for a "
                              "fast look; the default grids sweep each dtype's whole range")
     parser.add_argument("--search", type=int, default=25, metavar="N",
-                        help="examples of the targeted worst-input search per case, dtype and device "
-                             "(default: 25; 0 skips the search)")
+                        help="0 skips the search; else its examples per case, dtype, device and reduction "
+                             "(default: 25)")
     parser.add_argument("--search-seed", type=int, default=0, metavar="S",
                         help="seed of the targeted search; the same seed and torch give the same inputs "
                              "(default: 0)")

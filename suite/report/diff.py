@@ -239,8 +239,11 @@ def _compare_result(diff: Diff, key: str, a: dict[str, Any], b: dict[str, Any], 
 
 
 def _same(x: float, y: float) -> bool:
+    """Equal up to a relative 1e-9 (text round trips), NaN equal to NaN, an infinity only to itself."""
     if math.isnan(x) or math.isnan(y):
         return math.isnan(x) and math.isnan(y)
+    if math.isinf(x) or math.isinf(y):
+        return x == y
     return x == y or abs(x - y) <= 1e-9 * max(abs(x), abs(y))
 
 

@@ -43,8 +43,11 @@ def main(args: argparse.Namespace) -> int:
         unknown = sorted(cases - known)
         if unknown:
             raise UsageError(f"unknown case {unknown[0]!r}; the reports hold {', '.join(sorted(known))}")
-    result = diff.compare(a, b, cases)
-    text = diff.render(result, str(a_path), args.b)
+    try:
+        result = diff.compare(a, b, cases)
+        text = diff.render(result, str(a_path), args.b)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:  # a field the schema check does not reach
+        raise UsageError(f"{a_path} or {args.b} is malformed: {type(exc).__name__} {exc}") from None
     if args.out:
         atomic.write_text(args.out, text)
     print(text, end="")

@@ -122,7 +122,13 @@ def reproducer_for(result: CaseResult, q: QuantityResult, index: tuple[int, ...]
                    plugin: str | None = None) -> str:
     """Torch-only Python source that recomputes element ``index`` of quantity ``q`` of ``result`` and prints
     it next to the exact value (:func:`suite.report.reproducer.snippet`); ``plugin`` is the module that
-    registered a user's case (imported by the snippet when the case is not a plain torch expression)."""
+    registered a user's case (imported by the snippet when the case is not a plain torch expression).  A reduced
+    loss (a scalar) is recomputed from the whole batch, every input in its measured shape."""
+    if q.got.ndim == 0:
+        batch = {k: np.asarray(v).tolist() for k, v in result.inputs.items()}
+        p = reproducer.Point(batch, result.fmt.name, result.device, result.mode, q.reduction, q.quantity, 0,
+                             float(q.truth.hi[()]), float(q.got[()]), torch_version, batch=True)
+        return reproducer.snippet(result.case, p, plugin)
     sample, element = _sample(result, index)
     if q.reduction == "none":  # copies of the sample: torch's vectorised loop, as in the measured batch
         shape = (reproducer.UNREDUCED_COPIES, *((len(next(iter(sample.values()))),) if result.case.rows else ()))
@@ -133,8 +139,11 @@ def reproducer_for(result: CaseResult, q: QuantityResult, index: tuple[int, ...]
     return reproducer.snippet(result.case, p, plugin)
 
 
-def _finding_id(key: str, label: str, low: Any, high: Any) -> str:
-    return hashlib.sha1(f"{key}|{label}|{low}|{high}".encode()).hexdigest()[:12]
+def _finding_id(record: Mapping[str, Any], low: Any, high: Any) -> str:
+    """A finding's id, stable across runs: its result, label, region and attribution (elements that several
+    known deviations explain are listed once under each, and each of those findings has an id of its own)."""
+    text = f"{record['key']}|{record['label']}|{low}|{high}|{record['attribution']}"
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def result_key(result: CaseResult, q: QuantityResult) -> str:
@@ -183,7 +192,7 @@ def _element_findings(result: CaseResult, q: QuantityResult, failing: BoolArray,
             count = int(mask.sum())
             record = _base(result, q, label, attribution)
             record.update({
-                "id": _finding_id(record["key"], label.text, low, high), "count": count,
+                "id": _finding_id(record, low, high), "count": count,
                 "region": {"low": encode_float(low), "high": encode_float(high),
                            "values": int(np.unique(x[mask]).size)},
                 "others": _others(result, full, mask), "worst": point(result, q, index),
@@ -203,7 +212,7 @@ def _scalar_finding(result: CaseResult, q: QuantityResult, torch_version: str, p
     record = _base(result, q, label, attribution)
     case = result.case
     n = int(np.prod(result.truth.values.shape))
-    record.update({"id": _finding_id(record["key"], label.text, None, None), "count": 1, "region": None,
+    record.update({"id": _finding_id(record, None, None), "count": 1, "region": None,
                    "others": {}, "worst": point(result, q, ()),
                    "description": f"the {q.reduction} over the whole grid ({n} elements) is {label.text}",
                    "reproducer": f"# the {q.reduction} over the grid is {label.text}; no element fails on its own\n"})
@@ -225,12 +234,23 @@ def _scalar_finding(result: CaseResult, q: QuantityResult, torch_version: str, p
 def search_finding(result: CaseResult, q: QuantityResult, index: tuple[int, ...], torch_version: str,
                    plugin: str | None, how: str) -> dict[str, Any]:
     """The finding of one failing element the targeted search found (``how``: the search's settings, for the
-    description): a one-element region at its main-input value, attributed :data:`SEARCH_ATTRIBUTION`."""
+    description): a one-element region at its main-input value, or for a reduced value the drawn batch,
+    attributed :data:`SEARCH_ATTRIBUTION`."""
+    if q.got.ndim == 0:
+        label = Label(int(q.metrics.labels))
+        record = _base(result, q, label, SEARCH_ATTRIBUTION)
+        n = int(np.prod(result.truth.values.shape))
+        record.update({"id": _finding_id({**record, "key": record["key"] + "|search"}, n, n), "count": 1,
+                       "region": None, "others": {}, "worst": point(result, q, ()),
+                       "description": f"the {q.reduction} of a drawn batch of {n} elements is {label.text}: the "
+                                      f"worst input of {q.quantity} the targeted search found ({how})",
+                       "reproducer": reproducer_for(result, q, (), torch_version, plugin)})
+        return record
     mask = np.zeros(q.got.shape, bool)
     mask[index] = True
     (record,) = _element_findings(result, q, mask, torch_version, plugin, SEARCH_ATTRIBUTION)
     x = float(main_values(result, q.got.shape)[index])
-    record["id"] = _finding_id(record["key"] + "|search", record["label"], x, x)
+    record["id"] = _finding_id({**record, "key": record["key"] + "|search"}, x, x)
     record["description"] = (f"{record['label']} at {result.case.main_input.name} = {x!r}: the worst input of "
                              f"{q.quantity} the targeted search found ({how})")
     return record

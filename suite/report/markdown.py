@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from suite import budgets
+from suite.metrics import Label
 from suite.report import modes_tables, summary
 from suite.report.schema import SEARCH_ATTRIBUTION
 from suite.report.summary import Table
@@ -83,10 +85,16 @@ def render(payload: dict[str, Any]) -> str:
              f"deviations); plots in `index.html`\n",
              "How to read: ULP errors are against the exact value of the loss for the exact inputs; a correctly "
              "rounded result is within 0.5 ULP.  *failing* counts elements with a never-acceptable label "
-             "(nan, spurious_inf, clamped, flushed, inaccurate beyond the ULP budget, raised).  The safe range "
+             f"({_never_acceptable_text()}).  The safe range "
              "is the largest interval of grid values of the main input around its typical value where the "
              "unreduced loss and its gradient never fail, for every other input on the grid.\n",
              table(summary.summary(payload)), table(summary.safe_ranges(payload)),
              table(summary.worst(payload)), _search(payload), table(summary.label_totals(payload)),
              table(summary.findings(payload)), _comparisons(payload), _reproducers(payload)]
     return "\n".join(lines)
+
+
+def _never_acceptable_text() -> str:
+    """The never-acceptable labels of ``budgets.toml``, as the reader meets them (``inaccurate`` is an excess)."""
+    names = sorted(budgets.never_acceptable(), key=lambda n: Label[n.upper()])
+    return ", ".join("inaccurate beyond the ULP budget" if n == "inaccurate" else n for n in names)

@@ -9,8 +9,9 @@ one.  A case whose description is not such an expression (a user's plugin) is ca
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from suite.cases.base import Case
 
@@ -29,9 +30,10 @@ _LAYOUTS = {"strided": "{v} = torch.stack([{v}.detach(), torch.zeros_like({v})],
 class Point:
     """What a snippet reproduces: one element (``element`` within a row for row cases) of one quantity,
     with ``shape`` the batch shape to expand the sample to (None: the sample alone); an unreduced snippet shows
-    the element of the first copy."""
+    the element of the first copy.  With ``batch``, ``inputs`` are whole tensors as nested lists (a reduced
+    value of a drawn batch), used as they are."""
 
-    inputs: Mapping[str, Sequence[float]]
+    inputs: Mapping[str, Any]
     dtype: str
     device: str
     mode: str
@@ -42,6 +44,7 @@ class Point:
     got: float
     torch_version: str
     shape: tuple[int, ...] | None = None
+    batch: bool = False
 
 
 def _expression(case: Case) -> tuple[ast.Expression, list[str]] | None:
@@ -74,15 +77,27 @@ def _literal(value: float) -> str:
     return repr(float(value))
 
 
-def _tensor(values: Sequence[float], dtype: str, device: str, rows: bool, shape: tuple[int, ...] | None,
+def _nested(values: Any) -> str:
+    """A nested list of floats as Python source (NaN and infinities spelt with ``float``)."""
+    if isinstance(values, list | tuple):
+        return f"[{', '.join(_nested(v) for v in values)}]"
+    return _literal(values)
+
+
+def _tensor(values: Any, dtype: str, device: str, rows: bool, shape: tuple[int, ...] | None,
             grad: bool) -> str:
-    data = ", ".join(_literal(v) for v in values)
-    data = f"[[{data}]]" if rows else f"[{data}]"
+    data = _nested(values)
+    data = f"[{data}]" if rows else data
     where = "" if device == "cpu" else f", device={device!r}"
     text = f"torch.tensor({data}, dtype=torch.{dtype}{where})"
     if shape is not None:
         text += f".expand({', '.join(str(s) for s in shape)}).clone()"
     return text + (".requires_grad_()" if grad else "")
+
+
+def _depth(values: Any) -> int:
+    """Number of dimensions of a nested list."""
+    return 1 + _depth(values[0]) if isinstance(values, list) and values else int(isinstance(values, list))
 
 
 def _call_line(case: Case, variables: list[str], expression: ast.Expression | None, reduction: str,
@@ -109,12 +124,13 @@ def snippet(case: Case, point: Point, plugin: str | None = None) -> str:
     for spec, var in zip(case.inputs, variables, strict=True):
         rows = case.rows and spec.role == "data"
         shape = point.shape if spec.role == "data" else None
-        values = list(point.inputs[spec.name])
+        values = point.inputs[spec.name] if point.batch else list(point.inputs[spec.name])
+        rows = rows and not point.batch
         if point.mode == "strided" and spec.role == "data" and shape is None and not rows and len(values) == 1:
             values *= 2  # a one-element view is contiguous to torch, whatever its stride
         tensor = _tensor(values, point.dtype, point.device, rows, shape, spec.name == grad_of)
         lines.append(f"{var} = {tensor}")
-        dims = len(shape) if shape is not None else 1 + rows
+        dims = len(shape) if shape is not None else (_depth(values) if point.batch else 1 + rows)
         if point.mode in _LAYOUTS and (point.mode == "strided" or dims >= 2):
             lines.append(_LAYOUTS[point.mode].format(v=var))
     device_type = point.device.split(":")[0]

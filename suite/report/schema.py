@@ -47,8 +47,8 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
         {"case", "dtype", "device", "mode", "input", "kind", "center", "low", "high",
          "limits": {"low": why | null, "high": why | null}, "status": "range" | "whole_grid" | "none"}
       ],
-      "search": [                                    # targeted search, one per case/dtype/device/quantity
-        {"key" (as a result's, mode "eager", reduction "none"), "case", "dtype", "device", "mode",
+      "search": [                            # targeted search, one per case/dtype/device/reduction/quantity
+        {"key" (as a result's, mode "eager"), "case", "dtype", "device", "mode",
          "reduction", "quantity", "examples": int, "seed": int,
          "algorithmic_ulp": float,                   # of the worst element found (inf, or null for NaN)
          "score": float,                             # the search's target: the same, capped at 1e30
@@ -94,10 +94,15 @@ _TOP_LEVEL = {"schema": str, "schema_version": int, "created": str, "environment
               "cases": dict, "results": list, "findings": list, "safe_ranges": list, "search": list}
 _RESULT: dict[str, type | tuple[type, ...]] = {
     "key": str, "case": str, "dtype": str, "device": str, "mode": str, "reduction": str, "quantity": str,
-    "elements": int, "labels": dict, "histogram": dict, "budget": (int, float), "max_ulp": _NUMBER}
+    "elements": int, "labels": dict, "histogram": dict, "budget": (int, float), "max_ulp": _NUMBER,
+    "algorithmic": dict}
 _FINDING = {"id": str, "key": str, "case": str, "dtype": str, "label": str, "kind": str, "count": int,
             "reproducer": str, "attribution": str, "description": str}
-_SAFE = {"case": str, "dtype": str, "device": str, "input": str, "status": str}
+_Fields = dict[str, type | tuple[type, ...]]
+_FINDING_REGION: _Fields = {"low": _NUMBER, "high": _NUMBER, "values": int}
+_ALGORITHMIC: _Fields = {"max_ulp": _NUMBER, "over_budget": int}
+_SAFE: _Fields = {"case": str, "dtype": str, "device": str, "input": str, "status": str, "low": _NUMBER,
+                  "high": _NUMBER, "limits": dict}
 _SEARCH: dict[str, type | tuple[type, ...]] = {
     "key": str, "case": str, "dtype": str, "device": str, "mode": str, "reduction": str, "quantity": str,
     "examples": int, "seed": int, "bits": (int, float), "label": str, "unexplained": bool, "inputs": dict,
@@ -205,14 +210,23 @@ def validate(payload: Any, source: str = "accuracy.json") -> dict[str, Any]:
     for i, result in enumerate(payload["results"]):
         _check_fields(result, _RESULT, f"results[{i}]", source)
         _check_number(result["max_ulp"], f"results[{i}] field 'max_ulp'", source)
+        _check_fields(result["algorithmic"], _ALGORITHMIC, f"results[{i}].algorithmic", source)
+        _check_number(result["algorithmic"]["max_ulp"], f"results[{i}].algorithmic field 'max_ulp'", source)
         _check_key(result, f"results[{i}]", source)
         if result["key"] in keys:  # a diff matches results by key: a second one would hide the first
             raise UsageError(f"{source}: results[{i}] repeats the key {result['key']!r}")
         keys.add(result["key"])
     for i, finding in enumerate(payload["findings"]):
         _check_fields(finding, _FINDING, f"findings[{i}]", source)
+        if finding.get("region"):  # a reduced value's finding has none (the whole grid)
+            _check_fields(finding, {"input": str, "region": dict}, f"findings[{i}]", source)
+            _check_fields(finding["region"], _FINDING_REGION, f"findings[{i}].region", source)
+            for end in ("low", "high"):
+                _check_number(finding["region"][end], f"findings[{i}].region field {end!r}", source)
     for i, safe in enumerate(payload["safe_ranges"]):
         _check_fields(safe, _SAFE, f"safe_ranges[{i}]", source)
+        for end in ("low", "high"):
+            _check_number(safe[end], f"safe_ranges[{i}] field {end!r}", source)
     for i, record in enumerate(payload["search"]):
         _check_search(record, f"search[{i}]", source)
     if "comparisons" in payload:

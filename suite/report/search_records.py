@@ -1,5 +1,6 @@
-"""The report's targeted search: for one case, dtype and device, :func:`suite.search.worst_inputs` (eager,
-unreduced, a fixed seed) climbs toward the worst input of each quantity.  Each worst input becomes a
+"""The report's targeted search: for one case, dtype and device, :func:`suite.search.worst_inputs` (eager, a
+fixed seed) climbs toward the worst input of each quantity of each of the case's reductions: the reduced loss
+of a drawn batch is finite where the grid's, over infinite and clamped elements, never is.  Each worst input becomes a
 ``search`` record of ``accuracy.json`` (the search's own summary, :func:`suite.search.as_record`, plus the
 worst element re-measured, its verdict and a torch-only reproducer); an unexplained failing one is also a
 finding attributed ``"new (search)"`` (:func:`suite.report.findings.search_finding`), listed with the grid's.
@@ -19,7 +20,6 @@ from suite.report import findings
 from suite.report.schema import SEARCH_ATTRIBUTION, encode_float
 
 MODE = "eager"
-REDUCTION = "none"
 
 
 def _batch_key(inputs: Mapping[str, FloatArray]) -> tuple[Any, ...]:
@@ -38,35 +38,37 @@ def _attribution(verdict: judge.Verdict, index: tuple[int, ...]) -> str | None:
 
 def search_case(case: Case, fmt: FloatFormat, device: str, examples: int, seed: int, torch_version: str,
                 plugin: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Search records of every quantity of ``case`` in ``fmt`` on ``device``, and the findings among them.
+    """Search records of every quantity and reduction of ``case`` in ``fmt`` on ``device``, and the findings
+    among them.
 
     The worst batch of each quantity is evaluated again (same inputs, so the same values) to measure the
     worst element in full, judge it (the record's ``unexplained`` and ``attribution``) and write its
     reproducer with the grid findings' helpers.
     """
-    worst = search.worst_inputs(case, fmt.name, device, reduction=REDUCTION, max_examples=examples, seed=seed,
-                                mode=MODE)
     how = f"{examples} examples, seed {seed}"
-    evaluated: dict[tuple[Any, ...], run.CaseResult] = {}
     records: list[dict[str, Any]] = []
     found: list[dict[str, Any]] = []
-    for quantity, w in worst.items():
-        key = _batch_key(w.inputs)
-        if key not in evaluated:
-            evaluated[key] = run.evaluate(case, w.inputs, fmt, device, reductions=(REDUCTION,), mode=MODE)
-        result = evaluated[key]
-        q = result.get(REDUCTION, quantity)
-        attribution = _attribution(judge.judge(result, q, torch_version), w.index)
-        record = dict(search.as_record(w))
-        record.update({
-            "key": findings.result_key(result, q), "case": case.name, "dtype": fmt.name, "device": device,
-            "mode": MODE, "examples": examples, "seed": seed, "score": record["algorithmic_ulp"],
-            "algorithmic_ulp": encode_float(float(q.metrics.algorithmic_ulp[w.index])),
-            "attribution": attribution, "unexplained": attribution == SEARCH_ATTRIBUTION,
-            "worst": findings.point(result, q, w.index),
-            "reproducer": findings.reproducer_for(result, q, w.index, torch_version, plugin),
-        })
-        records.append(record)
-        if attribution == SEARCH_ATTRIBUTION:
-            found.append(findings.search_finding(result, q, w.index, torch_version, plugin, how))
+    for reduction in case.reductions:
+        worst = search.worst_inputs(case, fmt.name, device, reduction=reduction, max_examples=examples, seed=seed,
+                                    mode=MODE)
+        evaluated: dict[tuple[Any, ...], run.CaseResult] = {}
+        for quantity, w in worst.items():
+            key = _batch_key(w.inputs)
+            if key not in evaluated:
+                evaluated[key] = run.evaluate(case, w.inputs, fmt, device, reductions=(reduction,), mode=MODE)
+            result = evaluated[key]
+            q = result.get(reduction, quantity)
+            attribution = _attribution(judge.judge(result, q, torch_version), w.index)
+            record = dict(search.as_record(w))
+            record.update({
+                "key": findings.result_key(result, q), "case": case.name, "dtype": fmt.name, "device": device,
+                "mode": MODE, "examples": examples, "seed": seed, "score": record["algorithmic_ulp"],
+                "algorithmic_ulp": encode_float(float(q.metrics.algorithmic_ulp[w.index])),
+                "attribution": attribution, "unexplained": attribution == SEARCH_ATTRIBUTION,
+                "worst": findings.point(result, q, w.index),
+                "reproducer": findings.reproducer_for(result, q, w.index, torch_version, plugin),
+            })
+            records.append(record)
+            if attribution == SEARCH_ATTRIBUTION:
+                found.append(findings.search_finding(result, q, w.index, torch_version, plugin, how))
     return records, found

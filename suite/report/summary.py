@@ -215,7 +215,8 @@ def label_totals(payload: dict[str, Any]) -> Table:
 def _search_line(search: dict[str, Any] | None) -> str:
     if not search or not search.get("examples"):
         return "no targeted search"
-    return f"targeted search: {search['examples']} examples per case, dtype and device, seed {search['seed']}"
+    return (f"targeted search: {search['examples']} examples per case, dtype, device and reduction, "
+            f"seed {search['seed']}")
 
 
 def search_verdict(record: dict[str, Any]) -> str:
@@ -224,9 +225,10 @@ def search_verdict(record: dict[str, Any]) -> str:
 
 
 def search(payload: dict[str, Any]) -> Table:
-    """The targeted search: per case, dtype, device and quantity, the worst input found and its verdict."""
-    rows = [[r["case"], r["dtype"], r["device"], r["quantity"], number(r["algorithmic_ulp"]), r["label"],
-             search_verdict(r), point_text(r["worst"])] for r in payload["search"]]
-    return Table("Targeted search (eager, unreduced)",
-                 ["case", "dtype", "device", "quantity", "worst algorithmic ULP", "label", "known/new",
+    """The targeted search: per case, dtype, device, reduction and quantity, the worst input found and its
+    verdict."""
+    rows = [[r["case"], r["dtype"], r["device"], r["reduction"], r["quantity"], number(r["algorithmic_ulp"]),
+             r["label"], search_verdict(r), point_text(r["worst"])] for r in payload["search"]]
+    return Table("Targeted search (eager)",
+                 ["case", "dtype", "device", "reduction", "quantity", "worst algorithmic ULP", "label", "known/new",
                   "worst input"], rows)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from hypothesis import note
 
-from suite import judge, nan_propagation, run, search
+from suite import judge, nan_propagation, run, search, upstream
 from suite.cases.base import Case
 from suite.metrics import Label
 from suite.report import findings
@@ -86,5 +86,22 @@ def check_nan(case: Case, clean: Mapping[str, np.ndarray], poisoned: Mapping[str
                f"{mode!r}))\n")
     text = f"{case.name} {dtype} {device} {mode}: NaN inputs mishandled\n" + "\n".join(found)
     text += f"\nReproducer:\n{snippet}"
+    note(text)
+    raise AssertionError(text)
+
+
+def check_upstream(case: Case, inputs: Mapping[str, np.ndarray], dtype: str, device: str, mode: str = "eager",
+                   reductions: tuple[str, ...] | None = None) -> None:
+    """Assert that every gradient scales with the upstream gradient (:func:`suite.upstream.problems`), but for
+    an overflow :data:`suite.upstream.KNOWN_OVERFLOWS` registers, with a reproducer through the suite."""
+    known = upstream.known_overflow(case.registry_name, dtype, device, mode, torch.__version__)
+    found = [p.text for p in upstream.problems(case, inputs, dtype, device, mode, reductions)
+             if p.kind == upstream.FACTOR or known is None]
+    if not found:
+        return
+    snippet = (f"{BATCH_IMPORTS}from suite import cases, upstream\n{_batch_source('inputs', inputs)}"
+               f"print(upstream.problems(cases.get({case.name!r}), inputs, {dtype!r}, {device!r}, {mode!r}))\n")
+    text = f"{case.name} {dtype} {device} {mode}: gradients do not scale with the upstream gradient\n"
+    text += "\n".join(found) + f"\nReproducer:\n{snippet}"
     note(text)
     raise AssertionError(text)

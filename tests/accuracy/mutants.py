@@ -38,7 +38,8 @@ class Mutant:
     #: The property that catches it: ``budget`` (errors within budget, :func:`tests.accuracy.harness.check`),
     #: ``nan`` (NaN inputs reach exactly what depends on them, :func:`tests.accuracy.harness.check_nan`), or
     #: ``grid`` (errors within budget on the report's full deterministic grid: a bug so narrow that the few hundred
-    #: derandomised batches of the mutation test do not meet it).
+    #: derandomised batches of the mutation test do not meet it), or ``upstream`` (gradients scale with the
+    #: upstream gradient, :func:`tests.accuracy.harness.check_upstream`).
     judged_by: str = "budget"
 
     def case(self) -> cases.Case:
@@ -549,6 +550,54 @@ def _bce_gradient_half_reciprocals(t: Tensors) -> torch.Tensor:
     return (p - y) * (inv_p + inv_q)
 
 
+def bce_with_logits_pos_weight_unguarded_softplus(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits with a pos_weight as ``(1 - y) x + (1 + (pw - 1) y) log1p(exp(-x))`` where that overflows
+    (``exp(-x)`` does for x below -88.7 in float32), torch's value elsewhere: an inf where the loss is finite,
+    inside the region (x <= 0) of torch's own pos_weight overflow, which only its replayed formula tells apart."""
+    x, y, pw = t["input"], t["target"], t["pos_weight"]
+    unguarded = (1 - y) * x + (1 + (pw - 1) * y) * torch.log1p(torch.exp(-x))
+    torch_loss = F.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction="none")
+    return reduce(torch.where(torch.isinf(unguarded) & (x < 0), unguarded, torch_loss), reduction)
+
+
+class _UpstreamIgnored(torch.autograd.Function):
+    """Identity on the loss whose backward sends ones on, whatever the upstream gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, loss: torch.Tensor) -> torch.Tensor:
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx: Any, upstream: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(upstream)
+
+
+class _FirstUpstreamForAll(torch.autograd.Function):
+    """Identity on the loss whose backward gives every element the first element's upstream gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, loss: torch.Tensor) -> torch.Tensor:
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx: Any, upstream: torch.Tensor) -> torch.Tensor:
+        return upstream.reshape(-1)[:1].expand_as(upstream).clone()
+
+
+def bce_with_logits_ignores_upstream(t: Tensors, reduction: str) -> torch.Tensor:
+    """BCE-with-logits whose backward forgets to multiply by the upstream gradient (``grad_output``): right
+    for the ones every other test back-propagates, wrong under loss scaling or a weighted sum of losses."""
+    loss = F.binary_cross_entropy_with_logits(t["input"], t["target"], reduction="none")
+    return reduce(_UpstreamIgnored.apply(loss), reduction)
+
+
+def kl_div_first_upstream_for_all(t: Tensors, reduction: str) -> torch.Tensor:
+    """KL whose backward broadcasts the first element's upstream gradient to every element (a kernel that reads
+    ``grad_output`` as a scalar): right wherever the upstream gradient is uniform."""
+    loss = F.kl_div(t["input"], t["target"], reduction="none")
+    return reduce(_FirstUpstreamForAll.apply(loss), reduction)
+
+
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("bce_clamp_27", "bce", bce_clamp_27, "float32"),
     Mutant("bce_log_one_minus", "bce", bce_log_one_minus, "float32"),
@@ -638,4 +687,10 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "float32", judged_by="nan"),
     Mutant("bce_gradient_half_reciprocals", "bce",
            with_gradient(_bce_forward, "input", _bce_gradient_half_reciprocals), "float16", "grad_input"),
+    Mutant("bce_with_logits_pos_weight_unguarded_softplus", "bce_with_logits_pos_weight",
+           loss_only(_bce_with_logits_pos_weight_forward, bce_with_logits_pos_weight_unguarded_softplus), "float32"),
+    Mutant("bce_with_logits_ignores_upstream", "bce_with_logits", bce_with_logits_ignores_upstream, "float32",
+           "grad_input", reductions=("none", "mean"), judged_by="upstream"),
+    Mutant("kl_div_first_upstream_for_all", "kl_div", kl_div_first_upstream_for_all, "float32", "grad_input",
+           judged_by="upstream"),
 )}

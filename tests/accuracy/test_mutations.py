@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from suite import cases, dtypes, judge, search
 from suite.discover import evaluate_grid
 from suite.inputs import strategies
-from tests.accuracy.harness import check, check_nan, evaluate
+from tests.accuracy.harness import check, check_nan, check_upstream, evaluate
 from tests.accuracy.mutants import MUTANTS, Mutant
 
 
@@ -49,6 +49,9 @@ def test_broken_implementation_is_caught(mutant: tuple[Mutant, cases.Case]) -> N
         if chosen.judged_by == "nan":
             poisoned = data.draw(strategies.with_nans(inputs), label="with NaN")
             check_nan(case, inputs, poisoned, chosen.dtype, "cpu", chosen.mode, chosen.reductions)
+            return
+        if chosen.judged_by == "upstream":
+            check_upstream(case, inputs, chosen.dtype, "cpu", chosen.mode, chosen.reductions)
             return
         result = evaluate(case, inputs, chosen.dtype, "cpu", chosen.reductions, mode=chosen.mode)
         check(result, chosen.reductions, (chosen.quantity,))

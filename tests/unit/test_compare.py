@@ -83,6 +83,29 @@ def test_different_inputs_are_refused(eager: run.CaseResult) -> None:
         compare.compare(eager, other)
 
 
+def test_inputs_differing_only_in_the_sign_of_zero_are_refused(eager: run.CaseResult) -> None:
+    """-0 is another input than +0 (a sign-of-zero effect is not a difference between modes or devices)."""
+    other = run.evaluate(cases.get("bce_with_logits"), {**INPUTS, "target": [-0.0, 0.0, 1.0, 0.5]}, "float16",
+                         reductions=("none",), gradients=False)
+    assert not compare.same_inputs(eager, other)
+    with pytest.raises(ValueError, match="different case or inputs"):
+        compare.compare(eager, other)
+
+
+def test_two_different_clamps_of_an_infinite_truth_differ() -> None:
+    """BCE at p = 0, y = 1 is +inf: 100 (torch's clamp) and 11 are both infinitely wrong, and far apart: their
+    gap is the count of float32 values between them (numpy's bit patterns), not 0."""
+    bce = run.evaluate(cases.get("bce"), {"input": [0.0, 0.5], "target": [1.0, 0.0]}, "float32",
+                       reductions=("none",), gradients=False)
+    assert bce.get().got[0] == 100.0 and Label(bce.get().metrics.labels[0]) == Label.CLAMPED
+    got = bce.get().got.copy()
+    got[0] = 11.0
+    (q,) = compare.compare(bce, _with_loss(bce, got), budget=4.0).quantities
+    patterns = np.array([100.0, 11.0], dtype=np.float32).view(np.int32).astype(np.int64)
+    assert (q.label_differs, q.ulp_differs, q.bitwise_differs) == (0, 1, 1)
+    assert q.largest_gap == float(patterns[0] - patterns[1])
+
+
 def test_coarser_format() -> None:
     assert compare.coarser(dtypes.FLOAT32, dtypes.FLOAT16) is dtypes.FLOAT16
     assert compare.coarser(dtypes.FLOAT16, dtypes.BFLOAT16) is dtypes.BFLOAT16

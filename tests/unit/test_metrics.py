@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from suite import metrics
-from suite.dtypes import FLOAT16, FLOAT32, FloatFormat
+from suite.dtypes import FLOAT16, FLOAT32, FLOAT64, FloatFormat
 from suite.metrics import Label
-from suite.truth import Status, Truth
+from suite.truth import BIG_SHIFT, Status, Truth
 from tests.unit.helpers_float import torch_next
 
 
@@ -73,6 +73,59 @@ def test_infinities_and_nan_in_errors() -> None:
     assert err[0] == 0 and err[1] == np.inf and np.isnan(err[2])
     m = metrics.measure(got, truth, FLOAT32, budget=4.0)
     assert [Label(v) for v in m.labels] == [Label.EXACT, Label.SPURIOUS_INF, Label.NAN, Label.OVERFLOW]
+
+
+def test_correct_overflow_has_no_error_and_wrong_infinities_unbounded_error() -> None:
+    """1e5 rounds to +inf in float16 (above 65520): inf is its correct rounding, error 0 as for an infinite
+    truth met exactly; -inf there, or +inf for -inf, is infinitely wrong; 100 for +inf (BCE's clamp) too."""
+    truth = _truth([1e5, 1e5, -np.inf, np.inf, np.inf], infinite=[False, False, True, True, True])
+    got = np.array([np.inf, -np.inf, np.inf, 100.0, np.inf])
+    m = metrics.measure(got, truth, FLOAT16, budget=1.0)
+    assert m.ulp_error.tolist() == [0.0, np.inf, np.inf, np.inf, 0.0]
+    assert [Label(v) for v in m.labels] == [Label.OVERFLOW, Label.INACCURATE, Label.INACCURATE, Label.CLAMPED,
+                                           Label.EXACT]
+    assert m.histogram()[">16"] == 3 and m.histogram()["0"] == 2
+
+
+def _beyond_float64(value: float, *, big: bool = True) -> Truth:
+    """A truth ``value * 2^BIG_SHIFT`` (beyond float64), with its scaled parts or, ``big`` false, without."""
+    truth = _truth([np.inf])
+    if big:
+        truth.big_hi[:] = value
+    return truth
+
+
+def test_finite_result_against_truth_beyond_float64() -> None:
+    """2^1024 (float64's max + 1 ULP of 2^971) against float64's max: exactly 1 ULP, judged from the scaled
+    parts; float16's 65504 against it is clamped with a huge but finite error; without the scaled parts
+    float64's max cannot be judged (it may be the truth's rounding) and float16's 65504 is still clamped."""
+    truth = _beyond_float64(2.0 ** (1024 - BIG_SHIFT))
+    assert metrics.ulp_error(np.array([FLOAT64.max_finite]), truth, FLOAT64).tolist() == [1.0]
+    assert metrics.measure(np.array([FLOAT64.max_finite]), truth, FLOAT64, 4.0).labels.tolist() == [Label.OK]
+    err16 = metrics.ulp_error(np.array([65504.0]), truth, FLOAT16)
+    assert err16[0] == pytest.approx(2.0 ** (1024 - 5))  # (2^1024 - 65504) / 2^5, float16's top-binade ULP
+    assert metrics.measure(np.array([65504.0]), truth, FLOAT16, 1.0).labels.tolist() == [Label.CLAMPED]
+    unknown = _beyond_float64(0.0, big=False)
+    assert np.isnan(metrics.ulp_error(np.array([FLOAT64.max_finite]), unknown, FLOAT64)[0])
+    assert metrics.measure(np.array([FLOAT64.max_finite]), unknown, FLOAT64, 4.0).labels.tolist() == [
+        Label.UNDETERMINED]
+    assert metrics.measure(np.array([65504.0]), unknown, FLOAT16, 1.0).labels.tolist() == [Label.CLAMPED]
+
+
+def test_nan_is_a_failure_where_the_truth_is_undetermined() -> None:
+    """An unsettled truth is still defined: NaN there is wrong, a number cannot be judged."""
+    truth = _truth([np.nan, np.nan], status=[Status.UNDETERMINED] * 2)
+    labels = metrics.measure(np.array([np.nan, 1.0]), truth, FLOAT32, 4.0).labels
+    assert labels.tolist() == [Label.NAN, Label.UNDETERMINED]
+
+
+def test_ordinal_distance_across_float64_range_does_not_wrap() -> None:
+    """-inf to +inf in float64 is twice the bit pattern of +inf (numpy's view), beyond int64."""
+    inf_pattern = float(np.array([np.inf]).view(np.int64)[0])
+    truth = _truth([-np.inf], infinite=[True])
+    assert metrics.ordinal_distance(np.array([np.inf]), truth, FLOAT64).tolist() == [2 * inf_pattern]
+    near = np.nextafter(1e300, np.inf)
+    assert metrics.ordinal_gap([near, -5e-324], [1e300, 5e-324], FLOAT64).tolist() == [1.0, 2.0]
 
 
 def test_condition_separates_inherent_from_algorithmic_error() -> None:

@@ -52,6 +52,14 @@ def test_in_process_outcomes() -> None:
     assert "Integral inputs not supported" in out[3].message
 
 
+def test_an_autocast_probe_records_torchs_warnings_not_the_suites() -> None:
+    """BCE with logits under float16 CPU autocast computes in float32 (torch warns nothing for it); a backward
+    run in an autocast to the float32 result's dtype made torch warn "the target dtype is not supported"."""
+    (out,) = probes.run_probes([probes.Task("bce_with_logits", "target_above", "float16", "cpu", "autocast")])
+    assert out.result_dtype == "float32" and out.backward is not None
+    assert not [w for w in out.warnings if "autocast" in w.lower()]
+
+
 def test_a_compiled_probe_does_not_depend_on_the_probes_before_it() -> None:
     """Each probe compiles for its own inputs, as a user's first call does.  Reusing the function a probe of
     the (2, 4) shape compiled, dynamo would recompile the (2, 3) target with a symbolic size: the message

@@ -144,6 +144,13 @@ def test_budget_change_is_reported() -> None:
     assert [c.kind for c in diff.compare(report(), b).changes] == ["budget"]
 
 
+@pytest.mark.parametrize(("was", "now"), [(2.0, "inf"), ("inf", 2.0), ("inf", "-inf"), (0.0, "inf")])
+def test_a_max_ulp_turning_infinite_or_finite_is_a_change(was: Any, now: Any) -> None:
+    a, b = report(), report()
+    a["results"][0]["max_ulp"], b["results"][0]["max_ulp"] = was, now
+    assert [c.kind for c in diff.compare(a, b).changes] == ["max_ulp"]
+
+
 def _write(path: Path, payload: Any) -> str:
     path.write_text(json.dumps(payload))
     return str(path)
@@ -171,6 +178,29 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Capture
     assert cli.main(["diff", good, str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.json" in err
+
+
+def _without(path: tuple[str | int, ...]) -> dict[str, Any]:
+    payload = report()
+    *parents, last = path
+    target: Any = payload
+    for step in parents:
+        target = target[step]
+    del target[last]
+    return payload
+
+
+@pytest.mark.parametrize("path", [("results", 0, "algorithmic"), ("results", 0, "algorithmic", "max_ulp"),
+                                  ("findings", 0, "region", "low"), ("findings", 0, "input"),
+                                  ("safe_ranges", 0, "low"), ("safe_ranges", 0, "limits")], ids=str)
+def test_cli_a_report_lacking_a_field_the_diff_reads_is_one_line_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], path: tuple[str | int, ...]) -> None:
+    """Exit status 1 would tell CI the accuracy regressed; a malformed report is bad input."""
+    good = _write(tmp_path / "good.json", report())
+    bad = _write(tmp_path / "bad.json", _without(path))
+    assert cli.main(["diff", good, bad]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.json" in err and repr(path[-1]) in err
 
 
 def test_cli_unknown_case_and_unwritable_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from suite import cases, cli
+from suite import cases, cli, run
 from suite.report import collect, command, reproducer, schema, summary
 
 CASES = ["bce_with_logits", "kl_div"]
@@ -52,6 +52,8 @@ def test_json_is_strict_valid_and_complete(report: Path) -> None:
         assert sum(r["labels"].values()) == r["elements"]
         assert list(r["histogram"]) == ["0", "<=0.5", "<=1", "<=2", "<=4", "<=16", ">16"]
     assert payload["cases"]["kl_div"]["grid"]["float16"]["elements"] == 2 * LOGITS.size
+    ids = [f["id"] for f in payload["findings"]]  # elements several known deviations explain: one id each
+    assert len(set(ids)) == len(ids)
 
 
 def test_bce_with_logits_nan_at_infinite_logits_is_a_finding(report: Path) -> None:
@@ -93,6 +95,8 @@ def test_markdown_has_every_section(report: Path) -> None:
                     "## Reproducers", "```python"):
         assert heading in text
     assert "| bce_with_logits | float16 | cpu |" in text
+    assert "never-acceptable label (nan, spurious_inf, clamped, flushed, raised, device_assert)" in text.replace(
+        "inaccurate beyond the ULP budget, ", "")  # budgets.toml's labels, device_assert included
 
 
 def test_rows_of_a_mode_other_than_eager_name_it(report: Path) -> None:
@@ -175,4 +179,14 @@ def test_interrupted_run_keeps_previous_report(monkeypatch: pytest.MonkeyPatch, 
     assert code == 130
     assert (out / "accuracy.json").read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_profile_keeps_an_infinite_error_infinite() -> None:
+    """BCE at p = 0, y = 1 is +inf and torch clamps it to 100: an unbounded error, not float64's largest value
+    (which a log axis would draw as a real number)."""
+    result = run.evaluate(cases.get("bce"), {"input": [0.0, 0.5], "target": [1.0, 0.0]}, "float32",
+                          reductions=("none",), gradients=False)
+    p = collect.profile(result, result.get())
+    assert p.x.tolist() == [0.0, 0.5] and p.max_ulp[0] == math.inf and p.max_ulp[1] <= 0.5
+    assert p.labels["clamped"].tolist() == [True, False]
 
