@@ -76,12 +76,14 @@ def log_softmax_kl_div_grad_input(inputs: Mapping[str, FloatArray], shape: tuple
                                   input_fmt: FloatFormat, divisor: float) -> FloatArray:
     """log_softmax then kl_div: torch's logit gradient is ``exp(lsm) sum(t) - t`` (log_softmax's backward of
     ``-t``), where ``exp`` turns the log-probability's absolute error into a relative one: terms
-    ``p sum|t| (2 + |x - max| + |log sum| + L)`` and ``|t|``."""
+    ``p sum|t| (2 + |x - max| + |log sum| + L)`` and ``|t|``; and where ``exp(lsm)`` underflows, its absolute
+    error ``eta`` times ``sum|t|``, in ``S``'s units ``sum|t|`` times the smallest normal number (a row whose
+    targets sum to far above 1 makes a product beyond the subnormals of a probability that underflowed)."""
     x, t = _get(inputs, "input", shape), _get(inputs, "target", shape)
     p, size = _log_softmax_parts(x)
     with np.errstate(over="ignore", invalid="ignore"):
         row = np.broadcast_to(np.sum(np.abs(t), axis=-1, keepdims=True), shape)
-        return _times(_times(p, row), 2.0 + size) + np.abs(t)
+        return _times(_times(p, row), 2.0 + size) + np.abs(t) + row * fmt.smallest_normal
 
 
 def log_softmax_kl_div_loss(inputs: Mapping[str, FloatArray], shape: tuple[int, ...], fmt: FloatFormat,

@@ -297,3 +297,20 @@ def test_subnormal_kl_div_gradients_are_within_their_error_scale_and_near_it(ent
     unit = float(entry.error_unit({"input": np.array([x]), "target": np.array([t])}, (1,), 2, f64)[0])
     assert entry.max_scaled_error is not None
     assert 0.25 <= error / unit <= entry.max_scaled_error
+
+
+def test_a_softmax_underflow_times_a_huge_target_sum_is_the_logit_gradients_rounding() -> None:
+    """The targeted search's row (torch 2.13, float64): exp(-960) underflows to 0 in torch's exp(lsm) sum(t), and
+    the targets' sum 1.8e308 makes the exact gradient 2.2e-109, a normal number: flushed, within the error scale
+    of the formula's underflow (eta sum|t|), not beyond it as a kernel that dropped the whole sum would be."""
+    row = {"input": np.array([[745.1332191019414, -100.00000000000003, -1.1102230246251562e-16, 959.9885561190845,
+                               -0.0, 31.401946388208533]]),
+           "target": np.array([[0.9999999999989999, 1.0000000000010002e-12, 0.0, 1.7976931348623157e+308, 0.0,
+                                0.0]])}
+    result = run.evaluate(cases.get("log_softmax_kl_div"), row, "float64", reductions=("none",))
+    q = result.get("none", "grad_input")
+    assert Label(int(q.metrics.labels[0, 2])) == Label.FLUSHED and q.got[0, 2] == 0.0
+    verdict = judge.judge(result, q)
+    assert verdict.known["log-softmax-kl-div-grad-cancellation"][0, 2]
+    scale = error_scales.scale("log_softmax_kl_div_grad_input", row, (1, 6), dtypes.FLOAT64)
+    assert scale[0, 2] == pytest.approx(1.7976931348623157e+308 * dtypes.FLOAT64.smallest_normal, rel=1e-12)
