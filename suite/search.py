@@ -130,16 +130,21 @@ def worst_inputs(case: Case, dtype: str, device: str = "cpu", *, reduction: str 
                 continue
             ulps, bits = steer(q)
             _steer_residual(result, q)
-            best = found.setdefault(quantity, Worst(quantity, reduction))
-            if ulps < best.algorithmic_ulp and best.unexplained:
-                continue  # cannot outrank it: spare the judging
-            verdict = judge.judge(result, q)
-            if (bool(verdict.unexplained.any()), ulps, bits) > best.rank:
-                _record(best, result, q, verdict, ulps, bits)
+            consider(found.setdefault(quantity, Worst(quantity, reduction)), result, q, ulps, bits)
 
     with without_local_constants():
         explore()
     return found
+
+
+def consider(best: Worst, result: run.CaseResult, q: run.QuantityResult, ulps: float, bits: float) -> None:
+    """Keep ``result``'s batch as ``best`` when it outranks it (:attr:`Worst.rank`; ``ulps`` and ``bits`` are
+    its :func:`score`)."""
+    if ulps < best.algorithmic_ulp and best.unexplained:
+        return  # cannot outrank it: spare the judging
+    verdict = judge.judge(result, q)
+    if (bool(verdict.unexplained.any()), ulps, bits) > best.rank:
+        _record(best, result, q, verdict, ulps, bits)
 
 
 def _record(best: Worst, result: run.CaseResult, q: run.QuantityResult, verdict: judge.Verdict, ulps: float,
