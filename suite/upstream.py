@@ -43,8 +43,9 @@ class Problem:
 
 @dataclass(frozen=True)
 class KnownOverflow:
-    """A registered torch behaviour: the gradient of ``case`` in ``dtypes`` and ``mode`` on ``device`` overflows
-    with an upstream gradient larger than one, where it is finite for ones; ``witness`` shows it."""
+    """A registered torch behaviour: the gradient of ``case`` in ``dtypes`` and ``modes`` on ``device`` overflows
+    with an upstream gradient larger than one, where it is finite for ones; ``witness`` shows it (in the first
+    mode)."""
 
     id: str
     description: str
@@ -52,24 +53,26 @@ class KnownOverflow:
     torch: str
     case: str
     dtypes: tuple[str, ...]
-    mode: str
+    modes: tuple[str, ...]
     device: str
     witness: Mapping[str, list[float]] = field(default_factory=dict)
 
     def applies(self, case: str, dtype: str, device: str, mode: str, torch_version: str) -> bool:
         return (case == self.case and dtype in self.dtypes and device.split(":")[0] == self.device
-                and mode == self.mode and Version(torch_version.split("+")[0]) in SpecifierSet(self.torch))
+                and mode in self.modes and Version(torch_version.split("+")[0]) in SpecifierSet(self.torch))
 
 
 KNOWN_OVERFLOWS = (
     KnownOverflow(
-        "sigmoid-bce-cpu-autocast-half-grad-overflows-with-upstream",
-        "sigmoid then BCE under float16 CPU autocast: the logit gradient is -inf for an upstream gradient of 2 "
-        "where it is about -1 for ones (x = -11.09, y = 1)",
-        "CPU autocast computes BCE in float32 and the sigmoid in float16: BCE's backward gives dL/dp = -g/p, "
-        "-65281 g at p = 1.5e-5, which the sigmoid's float16 backward holds, inf beyond 65504, before it "
-        "multiplies by p (1 - p); AMP's loss scaling (g = 65536) meets it at every p below 1",
-        ">=2.2", "sigmoid_bce", ("float16",), "autocast", "cpu",
+        "sigmoid-bce-cpu-half-grad-overflows-with-upstream",
+        "sigmoid then BCE in float16 on CPU (under autocast too, not compiled): the logit gradient is -inf for an "
+        "upstream gradient of 2 where it is about -1 for ones (x = -11.09, y = 1)",
+        "BCE's backward gives dL/dp = -g/p, -65281 g at p = 1.5e-5, which the sigmoid's float16 backward holds "
+        "(CPU autocast computes BCE in float32 but keeps the sigmoid in float16), inf beyond 65504, before it "
+        "multiplies by p (1 - p); AMP's loss scaling (g = 65536) meets it at every p below 1.  Torch before 2.4 "
+        "raises for a float16 BCE on CPU, and 2.1 has no float16 CPU autocast; a compiled kernel keeps dL/dp in "
+        "float32",
+        ">=2.2", "sigmoid_bce", ("float16",), ("autocast", "eager", "strided", "transposed"), "cpu",
         {"input": [-11.0859375], "target": [1.0]}),
 )
 

@@ -8,12 +8,24 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from hypothesis import note
+from hypothesis import HealthCheck, note, settings
 
-from suite import judge, nan_propagation, run, search, upstream
+from suite import judge, modes, nan_propagation, run, search, upstream
 from suite.cases.base import Case
 from suite.metrics import Label
 from suite.report import findings
+
+#: Modes the property tests run eagerly (compiled ones cost more per example: :func:`compiled_settings`).
+EAGER_MODES = ("eager", "autocast", *modes.LAYOUT_MODES)
+
+
+def compiled_settings(fraction: int) -> settings:
+    """The active profile's settings for a test that compiles anew each example (through the function-scoped
+    ``fresh_compiles`` fixture, meant to run once per test, not per example): ``1/fraction`` of its examples."""
+    profile = settings()
+    return settings(max_examples=max(1, profile.max_examples // fraction),
+                    suppress_health_check=[*profile.suppress_health_check, HealthCheck.function_scoped_fixture])
+
 
 #: what a reproducer's batch needs: ``repr`` of a list writes infinities and NaNs as bare ``inf`` and ``nan``
 BATCH_IMPORTS = "from math import inf, nan\nimport numpy as np\n"

@@ -560,28 +560,25 @@ def bce_with_logits_pos_weight_unguarded_softplus(t: Tensors, reduction: str) ->
     return reduce(torch.where(torch.isinf(unguarded) & (x < 0), unguarded, torch_loss), reduction)
 
 
-class _UpstreamIgnored(torch.autograd.Function):
-    """Identity on the loss whose backward sends ones on, whatever the upstream gradient."""
+def _upstream_rewritten(rewrite: Callable[[torch.Tensor], torch.Tensor], doc: str) -> type[torch.autograd.Function]:
+    """An identity on the loss whose backward passes ``rewrite(upstream)`` on instead of the upstream gradient."""
 
-    @staticmethod
-    def forward(ctx: Any, loss: torch.Tensor) -> torch.Tensor:
-        return loss.clone()
+    class Rewritten(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, loss: torch.Tensor) -> torch.Tensor:
+            return loss.clone()
 
-    @staticmethod
-    def backward(ctx: Any, upstream: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(upstream)
+        @staticmethod
+        def backward(ctx: Any, upstream: torch.Tensor) -> torch.Tensor:
+            return rewrite(upstream)
+
+    Rewritten.__doc__ = doc
+    return Rewritten
 
 
-class _FirstUpstreamForAll(torch.autograd.Function):
-    """Identity on the loss whose backward gives every element the first element's upstream gradient."""
-
-    @staticmethod
-    def forward(ctx: Any, loss: torch.Tensor) -> torch.Tensor:
-        return loss.clone()
-
-    @staticmethod
-    def backward(ctx: Any, upstream: torch.Tensor) -> torch.Tensor:
-        return upstream.reshape(-1)[:1].expand_as(upstream).clone()
+_UpstreamIgnored = _upstream_rewritten(torch.ones_like, "ones, whatever the upstream gradient")
+_FirstUpstreamForAll = _upstream_rewritten(lambda u: u.reshape(-1)[:1].expand_as(u).clone(),
+                                           "the first element's upstream gradient for every element")
 
 
 def bce_with_logits_ignores_upstream(t: Tensors, reduction: str) -> torch.Tensor:

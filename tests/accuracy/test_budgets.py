@@ -6,12 +6,12 @@ excused; anything else fails with a shrunk, copy-paste reproducer."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suite import cases, dtypes, modes
 from suite.inputs import strategies
-from tests.accuracy.harness import check, evaluate
+from tests.accuracy.harness import check, compiled_settings, evaluate
 from tests.conftest import DEVICES
 
 #: The loaded profile's settings (tests/conftest.py loads the profile before this module is imported).
@@ -43,9 +43,7 @@ def test_within_budget_under_autocast(case_name: str, dtype: str, device: str, d
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", dtypes.NAMES)
 @pytest.mark.parametrize("case_name", cases.BUILTIN)
-# the fixture is meant to run once per test, not per example
-@settings(max_examples=max(1, PROFILE.max_examples // 3),
-          suppress_health_check=[*PROFILE.suppress_health_check, HealthCheck.function_scoped_fixture])
+@compiled_settings(3)
 @given(data=st.data())
 def test_within_budget_compiled(case_name: str, dtype: str, device: str, data: st.DataObject,
                                 fresh_compiles: None) -> None:

@@ -6,17 +6,15 @@ spreads it corrupts results that never saw it."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suite import cases, dtypes, modes
 from suite.inputs import strategies
-from tests.accuracy.harness import check_nan
+from tests.accuracy.harness import EAGER_MODES, check_nan, compiled_settings
 from tests.conftest import CUDA
 
 PROFILE = settings()
-#: Modes run eagerly (compiled ones are slower per example: see the compiled test below).
-EAGER_MODES = ("eager", "autocast", *modes.LAYOUT_MODES)
 
 
 def _draw_and_check(case_name: str, mode: str, device: str, data: st.DataObject) -> None:
@@ -36,9 +34,7 @@ def test_nan_reaches_exactly_what_depends_on_it(case_name: str, mode: str, data:
 
 @pytest.mark.parametrize("mode", modes.COMPILE_MODES)
 @pytest.mark.parametrize("case_name", cases.BUILTIN)
-# the fixture is meant to run once per test, not per example
-@settings(max_examples=max(1, PROFILE.max_examples // 30),
-          suppress_health_check=[*PROFILE.suppress_health_check, HealthCheck.function_scoped_fixture])
+@compiled_settings(30)
 @given(data=st.data())
 def test_nan_reaches_exactly_what_depends_on_it_compiled(case_name: str, mode: str, data: st.DataObject,
                                                          fresh_compiles: None) -> None:

@@ -7,17 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suite import cases, dtypes, modes, upstream
 from suite.inputs import strategies
-from tests.accuracy.harness import check_upstream
+from tests.accuracy.harness import EAGER_MODES, check_upstream, compiled_settings
 from tests.conftest import CUDA
 
 PROFILE = settings()
-#: Modes run eagerly (compiled ones are slower per example: see the compiled test below).
-EAGER_MODES = ("eager", "autocast", *modes.LAYOUT_MODES)
 
 
 def _draw_and_check(case_name: str, mode: str, device: str, data: st.DataObject) -> None:
@@ -36,9 +34,7 @@ def test_gradients_scale_with_the_upstream_gradient(case_name: str, mode: str, d
 
 @pytest.mark.parametrize("mode", modes.COMPILE_MODES)
 @pytest.mark.parametrize("case_name", cases.BUILTIN)
-# the fixture is meant to run once per test, not per example
-@settings(max_examples=max(1, PROFILE.max_examples // 30),
-          suppress_health_check=[*PROFILE.suppress_health_check, HealthCheck.function_scoped_fixture])
+@compiled_settings(30)
 @given(data=st.data())
 def test_gradients_scale_with_the_upstream_gradient_compiled(case_name: str, mode: str, data: st.DataObject,
                                                              fresh_compiles: None) -> None:
@@ -73,10 +69,10 @@ def _known_params() -> list[object]:
 def test_known_upstream_overflow_still_present(known: upstream.KnownOverflow) -> None:
     """Each registered overflow at its witness, strictly: it xfails while torch shows it, and a torch that fixes
     it turns it into an XPASS."""
-    if not known.applies(known.case, known.dtypes[0], known.device, known.mode, torch.__version__):
+    if not known.applies(known.case, known.dtypes[0], known.device, known.modes[0], torch.__version__):
         pytest.skip(f"{known.id} is not about torch {torch.__version__} (recorded for torch {known.torch})")
     inputs = {k: np.array(v) for k, v in known.witness.items()}
-    found = upstream.problems(cases.get(known.case), inputs, known.dtypes[0], known.device, known.mode)
+    found = upstream.problems(cases.get(known.case), inputs, known.dtypes[0], known.device, known.modes[0])
     overflows = [p.text for p in found if p.kind == upstream.OVERFLOW]
     if overflows:
         raise OverflowStillPresentError(f"{known.id}: {overflows[0]}")

@@ -56,7 +56,7 @@ def test_a_backward_that_misuses_the_upstream_gradient_is_found(broken: cases.Ca
 
 
 def test_an_overflow_with_the_larger_upstream_is_its_own_kind() -> None:
-    """torch's sigmoid-then-BCE under float16 CPU autocast (a registered behaviour): -1 for ones, -inf for 2."""
+    """torch's sigmoid-then-BCE in float16 on CPU (a registered behaviour): -1 for ones, -inf for 2."""
     known = upstream.known_overflow("sigmoid_bce", "float16", "cpu", "autocast", "2.13.0")
     assert known is not None and upstream.known_overflow("sigmoid_bce", "bfloat16", "cpu", "autocast",
                                                          "2.13.0") is None
