@@ -119,7 +119,8 @@ def problems(case: Case, inputs: Mapping[str, npt.ArrayLike], dtype: str, device
             s = scales_for(g.shape, case.rows) if reduction == "none" else np.full(g.shape, SCALES[0])
             divisor_of = REDUCTION_DIVISORS[reduction]
             divisor = 1 if divisor_of is None else divisor_of(g.shape)
-            judged = ordinary(case, used, fmt, g.shape) & _with_headroom(s * g * divisor, g_fmt)
+            with np.errstate(over="ignore"):  # a gradient near the top of float64 times s: inf, not judged
+                judged = ordinary(case, used, fmt, g.shape) & _with_headroom(s * g * divisor, g_fmt)
             found += _compare(f"{reduction} grad_{name}", g, g_scaled, g_fmt, s, judged)
     return found
 
@@ -153,7 +154,8 @@ def _compare(what: str, ones: FloatArray, scaled: FloatArray, fmt: FloatFormat, 
              ordinary_inputs: BoolArray) -> list[Problem]:
     """The problems where ``scaled`` (gradients for the upstream ``s``) is not ``s`` times ``ones``: a finite
     value off by more than the tolerance, or an overflow."""
-    expected = s * ones  # exact in float64: a power of two times a value of fmt
+    with np.errstate(over="ignore"):  # exact in float64 (a power of two times a value of fmt) or inf, not judged
+        expected = s * ones
     judged = ordinary_inputs & _normal(ones, fmt) & _normal(expected, fmt)
     with np.errstate(invalid="ignore"):
         off = judged & ~(np.abs(scaled - expected) <= RELATIVE_TOLERANCE * np.abs(expected))

@@ -226,11 +226,20 @@ def for_kind(kind: str, fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
     return strategy(fmt, **kw)
 
 
+#: One target in this many is drawn above 1 where the domain allows it (kl_div: distributions are the usual
+#: targets, but any nonnegative number is one, and a kernel may treat those above 1 wrongly).
+ABOVE_ONE_ODDS = 4
+
+
 def for_spec(spec: InputSpec, fmt: Any, **kw: Any) -> st.SearchStrategy[float]:
     """Values of one input of a case: its kind's strategy within the input's domain (never NaN)."""
     f = dtypes.get(fmt)
-    if spec.kind == "target" and spec.low == 0 and spec.high >= 1:
+    if spec.kind == "target" and spec.low == 0 and spec.high == 1:
         return targets(f)
+    if spec.kind == "target" and spec.low == 0 and spec.high > 1:  # kl_div's target: any nonnegative number
+        above = floats_of(f, min_value=1.0, max_value=min(spec.high, f.max_finite), kind="target")
+        within = targets(f)
+        return st.integers(0, ABOVE_ONE_ODDS - 1).flatmap(lambda k: above if k == 0 else within)
     if spec.kind in ("weight", "pos_weight"):
         return for_kind(spec.kind, f, min_value=max(0.0, spec.low), max_value=min(spec.high, f.max_finite))
     low, high = grids.KIND_RANGES[spec.kind]

@@ -436,6 +436,12 @@ def log_softmax_kl_div_global_max(t: Tensors, reduction: str) -> torch.Tensor:
     return F.kl_div(ls, t["target"], reduction=reduction)
 
 
+def kl_div_target_clamped_to_one(t: Tensors, reduction: str) -> torch.Tensor:
+    """KL whose kernel assumes targets are probabilities and clamps them to [0, 1]: right for distributions,
+    wrong by any factor for a target above 1, which kl_div's domain allows."""
+    return F.kl_div(t["input"], t["target"].clamp(max=1.0), reduction=reduction)
+
+
 def kl_div_sum_drops_vector_tail(t: Tensors, reduction: str) -> torch.Tensor:
     """KL whose ``sum`` (and ``mean``) has a vector loop over chunks of 8 and, once there is a full chunk,
     forgets the scalar remainder loop: the last ``numel % 8`` elements are dropped."""
@@ -662,6 +668,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            loss_only(_kl_div_log_target_forward, kl_div_log_target_clamped_exponent),
            "float32"),
     Mutant("log_softmax_kl_div_global_max", "log_softmax_kl_div", log_softmax_kl_div_global_max, "float32"),
+    Mutant("kl_div_target_clamped_to_one", "kl_div", loss_only(_kl_div_forward, kl_div_target_clamped_to_one),
+           "float32"),
     Mutant("kl_div_sum_drops_vector_tail", "kl_div", kl_div_sum_drops_vector_tail, "float32",
            reductions=("sum",)),
     Mutant("sigmoid_bce_mean_pairwise_overlap", "sigmoid_bce", sigmoid_bce_mean_pairwise_overlap, "float32",

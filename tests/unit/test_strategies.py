@@ -230,3 +230,11 @@ def test_with_nans_puts_nan_only_at_drawn_positions_of_a_copy() -> None:
         np.testing.assert_array_equal(clean[name], kept[name])
     seen = {k for p in _draws(xs.with_nans(clean), 100) for k, v in p.items() if np.isnan(v).any()}
     assert seen == set(clean)
+
+
+def test_targets_go_above_one_exactly_where_the_domain_does() -> None:
+    """kl_div takes any nonnegative target (a kernel may mishandle those above 1); BCE's are in [0, 1]."""
+    kl = np.array(_draws(xs.for_spec(cases.get("kl_div").spec("target"), dtypes.FLOAT32), 200))
+    assert (kl > 1).any() and ((kl >= 0) & (kl <= 1)).mean() > 0.5 and np.isfinite(kl).all()
+    bce = np.array(_draws(xs.for_spec(cases.get("bce").spec("target"), dtypes.FLOAT32), 200))
+    assert ((bce >= 0) & (bce <= 1)).all()
