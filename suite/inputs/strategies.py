@@ -267,6 +267,13 @@ def _parameter_shape(draw: Callable[[st.SearchStrategy[Any]], Any], shape: Shape
     return chosen
 
 
+#: Rows cases: one batch in this many has one or two wide rows, of a length in WIDE_ROW_SIDES: vectorised row
+#: kernels (log_softmax's) take other paths for rows of one or more full registers (8 or 16 float32 lanes) and
+#: their tails, which the usual rows of at most ``max_batch`` elements never reach.
+WIDE_ROW_ODDS = 4
+WIDE_ROW_SIDES = (9, 48)
+
+
 @st.composite
 def case_inputs(draw: Callable[[st.SearchStrategy[Any]], Any], case: Case, fmt: Any, *,
                 max_batch: int = 8) -> dict[str, FloatArray]:
@@ -275,9 +282,10 @@ def case_inputs(draw: Callable[[st.SearchStrategy[Any]], Any], case: Case, fmt: 
     Data inputs have one batch shape ``(B,)`` or ``(B, C)`` with sides up to ``max_batch`` (``B`` > 1 is
     common, for ``batchmean``; ``B = C`` often, where a parameter's axis is ambiguous); ``weight`` has
     that shape, ``(C,)`` or ``()``, ``pos_weight`` ``(C,)`` or ``()`` (it broadcasts over the last
-    dimension).  Rows cases get ``(B, K)`` rows with ``K >= 2``: logit
-    rows may hold ``-inf`` but are never all ``-inf``, target rows are in [0, 1] with zeros, sometimes
-    normalised to sum to about 1 (rounded to ``fmt``).
+    dimension).  Rows cases get ``(B, K)`` rows with ``K >= 2`` (one batch in :data:`WIDE_ROW_ODDS`: one or two
+    rows of :data:`WIDE_ROW_SIDES` elements): logit rows may hold ``-inf`` but are never all ``-inf``, target
+    rows are targets of the domain (:func:`for_spec`) with zeros, sometimes normalised to sum to about 1
+    (rounded to ``fmt``).
     """
     f = dtypes.get(fmt)
     if max_batch < 2:
@@ -287,6 +295,8 @@ def case_inputs(draw: Callable[[st.SearchStrategy[Any]], Any], case: Case, fmt: 
                                          max_side=max_batch))
     if len(shape) == 2 and shape[0] != shape[1] and draw(st.integers(0, 3)) == 0:
         shape = (shape[0], shape[0])  # square: a per-class weight (C,) with C = B, which must not act per sample
+    if case.rows and draw(st.integers(0, WIDE_ROW_ODDS - 1)) == 0:
+        shape = (draw(st.integers(1, 2)), draw(st.integers(*WIDE_ROW_SIDES)))
     out: dict[str, FloatArray] = {}
     for spec in case.inputs:
         elements = for_spec(spec, f)

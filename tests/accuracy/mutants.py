@@ -442,6 +442,21 @@ def kl_div_target_clamped_to_one(t: Tensors, reduction: str) -> torch.Tensor:
     return F.kl_div(t["input"], t["target"].clamp(max=1.0), reduction=reduction)
 
 
+#: Row width from which :func:`log_softmax_kl_div_wide_rows_in_bfloat16` takes its wrong path: a vectorised
+#: kernel's loop for rows of at least one 16-lane register.
+WIDE_ROW = 16
+
+
+def log_softmax_kl_div_wide_rows_in_bfloat16(t: Tensors, reduction: str) -> torch.Tensor:
+    """Distillation KL whose log_softmax, for rows of :data:`WIDE_ROW` or more, keeps its log-probabilities in
+    bfloat16 (a vectorised path with a 16-bit buffer): right for the narrow rows of most tests."""
+    x = t["input"]
+    ls = F.log_softmax(x, dim=-1)
+    if x.shape[-1] >= WIDE_ROW:
+        ls = ls + (ls.to(torch.bfloat16).to(x.dtype) - ls).detach()
+    return F.kl_div(ls, t["target"], reduction=reduction)
+
+
 def kl_div_sum_drops_vector_tail(t: Tensors, reduction: str) -> torch.Tensor:
     """KL whose ``sum`` (and ``mean``) has a vector loop over chunks of 8 and, once there is a full chunk,
     forgets the scalar remainder loop: the last ``numel % 8`` elements are dropped."""
@@ -670,6 +685,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("log_softmax_kl_div_global_max", "log_softmax_kl_div", log_softmax_kl_div_global_max, "float32"),
     Mutant("kl_div_target_clamped_to_one", "kl_div", loss_only(_kl_div_forward, kl_div_target_clamped_to_one),
            "float32"),
+    Mutant("log_softmax_kl_div_wide_rows_in_bfloat16", "log_softmax_kl_div",
+           loss_only(_log_softmax_kl_div_forward, log_softmax_kl_div_wide_rows_in_bfloat16), "float32"),
     Mutant("kl_div_sum_drops_vector_tail", "kl_div", kl_div_sum_drops_vector_tail, "float32",
            reductions=("sum",)),
     Mutant("sigmoid_bce_mean_pairwise_overlap", "sigmoid_bce", sigmoid_bce_mean_pairwise_overlap, "float32",

@@ -217,6 +217,18 @@ def test_square_batches_are_drawn() -> None:
     assert len(square) > 10
 
 
+def test_wide_rows_are_drawn_for_rows_cases_alone() -> None:
+    """Rows past a vector register's lanes (log_softmax's vectorised paths and their tails) are drawn, a few at
+    a time; elementwise cases keep sides of at most ``max_batch``."""
+    rows = [np.shape(b["input"]) for b in _draws(xs.case_inputs(cases.get("log_softmax_kl_div"), dtypes.FLOAT32), 200)]
+    wide = [s for s in rows if s[-1] > 8]
+    low, high = xs.WIDE_ROW_SIDES
+    assert len(wide) > 10 and all(low <= s[-1] <= high and s[0] <= 2 for s in wide)
+    assert any(s[-1] >= 16 for s in wide) and all(s[-1] >= 2 for s in rows)
+    flat = [np.shape(b["input"]) for b in _draws(xs.case_inputs(cases.get("kl_div"), dtypes.FLOAT32), 200)]
+    assert max(max(s) for s in flat) <= 8
+
+
 def test_with_nans_puts_nan_only_at_drawn_positions_of_a_copy() -> None:
     clean = {"input": np.array([[0.25, 0.5], [1.0, 2.0]]), "target": np.array([[0.0, 1.0], [0.5, 0.5]]),
              "weight": np.array(3.0)}
