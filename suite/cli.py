@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "modes": ("suite.modes_report", "compare eager/compile/autocast and CPU/CUDA, probe bad inputs, dtype promotion"),
     "discover": ("suite.discover", "propose known-deviation entries for failures the registry does not explain"),
     "audit": ("suite.audit", "measure how much of each known-deviation entry torch uses on the grids"),
+    "bias": ("suite.bias", "measure whether each loss and gradient rounds toward or away from zero on average"),
     "witness": ("suite.witness", "search a known deviation's region and print a batch that shows it (its witness)"),
 }
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from suite import cases, dtypes, judge, modes, run, selection, truth_cache
+from suite import dtypes, judge, modes, run, selection, truth_cache
 from suite.cases.base import Case
 from suite.errors import UsageError
 from suite.inputs import grids
@@ -156,11 +156,8 @@ def evaluate_grid(case: Case, fmt: dtypes.FloatFormat, device: str, mode: str, q
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        selected = [cases.get(n) for n in selection.names(args.cases, "--cases")] or cases.all_cases()
-        formats = [dtypes.get(d) for d in selection.names(args.dtypes, "--dtypes") or dtypes.NAMES]
-    except (KeyError, ValueError) as exc:
-        raise UsageError(str(exc.args[0])) from None
+    selected = selection.case_list(args.cases)
+    formats = [dtypes.get(d) for d in selection.dtype_names(args.dtypes)]
     selection.require_device(args.device)
     selection.require_mode(args.mode)
     if args.workers < 1:

@@ -120,6 +120,7 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
     explained only by a deviation about reductions (one that does not apply to ``none``) whose region holds the
     batch, and which explains either the reduced value's own label or the reduction's own error (its
     :func:`reduction_residual`) while the elements explain the reduced value's label, as for a faithful one.
+    Nothing is inherited from a batch with an unexplained failing element (:func:`_elements_explained`).
     Regions are matched with the quantity's exact value as well (:func:`with_exact`)."""
     version = torch_version or torch.__version__
     fails = failing(q)
@@ -133,7 +134,9 @@ def judge(result: CaseResult, q: QuantityResult, torch_version: str | None = Non
     shape = result.truth.values.shape if scalar else q.got.shape
     count = math.prod(result.truth.values.shape)
     insides = {d.id: d.in_region(with_exact(result.inputs, q), shape, dtype) for d in entries}
-    inherited = {d.id: _inherited(result, q, d, insides[d.id], fails) for d in entries} if scalar else {}
+    inheriting = scalar and _elements_explained(result, version)
+    inherited = {d.id: _inherited(result, q, d, insides[d.id], fails) if inheriting else np.zeros_like(fails)
+                 for d in entries} if scalar else {}
     elements_explain = any(bool(h.any()) for h in inherited.values())
     for d in entries:
         inside = insides[d.id]
@@ -215,6 +218,14 @@ def _divisor(q: QuantityResult, shape: tuple[int, ...]) -> int:
     """The reduction's divisor of the batch (1 for none and sum), which scales torch's gradients."""
     divisor_of = REDUCTION_DIVISORS[q.reduction]
     return 1 if divisor_of is None else divisor_of(shape)
+
+
+def _elements_explained(result: CaseResult, torch_version: str) -> bool:
+    """Whether every failing element of the batch's unreduced loss is explained: only then may a reduced loss
+    inherit their explanations, since a failure that no entry explains (a NaN where an entry explains another
+    element's inaccuracy) may be what the reduced value carries."""
+    root = result.quantities.get(("none", LOSS))
+    return root is None or not judge(result, root, torch_version).unexplained.any()
 
 
 def _inherited(result: CaseResult, q: QuantityResult, d: deviations.Deviation, inside: BoolArray,

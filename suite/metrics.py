@@ -117,6 +117,18 @@ def ulp_error(got: FloatArray, truth: Truth, fmt: FloatFormat) -> FloatArray:
     return result
 
 
+def signed_ulp_error(got: FloatArray, truth: Truth, fmt: FloatFormat) -> FloatArray:
+    """``(g - t) / ulp_D(t)`` signed so that a result nearer 0 than the truth is negative: how far, and which
+    way, a finite ``g`` rounds a finite nonzero truth; NaN elsewhere (an infinity, a NaN, a zero or undetermined
+    truth, one beyond float64), where rounding has no direction."""
+    u = truth_ulp(truth, fmt)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = ((got - truth.hi) - truth.lo) / u * np.sign(truth.hi)
+    usable = np.isfinite(got) & np.isfinite(truth.hi) & (truth.hi != 0)  # hi is NaN where undetermined
+    result: FloatArray = np.where(usable, err, np.nan)
+    return result
+
+
 def _unjudgeable_float64_max(got: FloatArray, truth: Truth) -> BoolArray:
     """Float64's largest finite value against a finite truth beyond float64 carried as inf without its scaled
     parts: it may be the truth's correct rounding, so neither its error nor its label can be settled."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from suite import atomic, cases, compare, dtypes, modes, plugins, probes, promotion, selection, truth_cache
+from suite import atomic, compare, dtypes, modes, plugins, probes, promotion, selection, truth_cache
 from suite.cases.base import Case
 from suite.errors import OneLineParser, UsageError
 from suite.inputs import grids
@@ -41,13 +41,6 @@ QUICK_REDUCTIONS = ("none",)
 #: Quick probe dtypes: float32 in eager and compile, float16 in eager and autocast.
 QUICK_PROBE_DTYPES = ("float32", "float16")
 SCHEMA = "modes-1"
-
-
-def _select(names: Sequence[str] | None, default: Sequence[str]) -> list[Case]:
-    try:
-        return [cases.get(n) for n in (names or default)]
-    except KeyError as exc:
-        raise UsageError(str(exc.args[0])) from None
 
 
 def run_modes(selected: Sequence[Case], dtype_names: Sequence[str], devices: Sequence[str],
@@ -90,17 +83,14 @@ def sections(devices: Sequence[str] | str | None = None, mode_names: Sequence[st
     names the others (``case device dtype stage``)."""
     devices = selection.devices(devices)
     mode_names = selection.mode_names(mode_names, default=modes.MODES)
-    try:
-        dtype_names = [dtypes.get(name).name for name in dtype_names] if dtype_names else None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    dtype_names = selection.dtype_names(dtype_names) if dtype_names else None
     notes = modes_tables.notes(devices, mode_names)
     payload: dict[str, Any] = {"schema": SCHEMA, "settings": {
         "torch": torch.__version__, "devices": devices, "modes": mode_names, "quick": quick}, "notes": notes}
     timings = {}
     if "modes" in parts:
         start = time.perf_counter()
-        selected = _select(case_names, QUICK_MODE_CASES if quick else cases.names())
+        selected = selection.case_list(case_names, default=QUICK_MODE_CASES if quick else None)
         mode_dtypes = list(dtype_names or (QUICK_MODE_DTYPES if quick else dtypes.NAMES))
         found = run_modes(selected, mode_dtypes, devices, mode_names, QUICK_REDUCTIONS if quick else None, quick)
         payload.update(modes_tables.comparisons_payload(found))
@@ -110,7 +100,7 @@ def sections(devices: Sequence[str] | str | None = None, mode_names: Sequence[st
     if "probes" in parts:
         start = time.perf_counter()
         probe_dtypes = list(dtype_names or (QUICK_PROBE_DTYPES if quick else dtypes.NAMES))
-        tasks = probe_tasks(_select(case_names, cases.names()), probe_dtypes, devices, mode_names, quick)
+        tasks = probe_tasks(selection.case_list(case_names), probe_dtypes, devices, mode_names, quick)
         outcomes = probes.run_probes(tasks, isolate=isolate, jobs=jobs, memo=memo, run_unsaved=run_unsaved)
         payload["probes"] = [o.to_dict() for o in outcomes]
         if not run_unsaved:
@@ -122,7 +112,7 @@ def sections(devices: Sequence[str] | str | None = None, mode_names: Sequence[st
     if "promotion" in parts:
         start = time.perf_counter()
         promo_dtypes = list(dtype_names or (promotion.QUICK_DTYPES if quick else dtypes.NAMES))
-        results = promotion.evaluate_all(_select(case_names, cases.names()), promo_dtypes, devices)
+        results = promotion.evaluate_all(selection.case_list(case_names), promo_dtypes, devices)
         payload["promotion"] = [r.to_dict() for r in results]
         timings["promotion"] = time.perf_counter() - start
     payload["settings"]["seconds"] = {k: round(v, 1) for k, v in timings.items()}

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 
 import torch
 
-from suite import modes
+from suite import cases, dtypes, modes
+from suite.cases.base import Case
 from suite.errors import UsageError
 
 SUPPORTED_DEVICE_TYPES = ("cpu", "cuda")
@@ -28,6 +29,28 @@ def names(values: Iterable[str] | str | None, option: str) -> list[str]:
             raise UsageError(f"{option} {value!r} has an empty name; separate names with single commas")
         out += [n for n in dict.fromkeys(items) if n not in out]
     return out
+
+
+def case_list(values: Iterable[str] | str | None, option: str = "--cases",
+              default: Iterable[str] | None = None) -> list[Case]:
+    """The registered cases an option names, or those of ``default`` (every case when None) when it names
+    none; an unknown name is a UsageError that lists the known ones."""
+    chosen = names(values, option) or list(cases.names() if default is None else default)
+    try:
+        return [cases.get(n) for n in chosen]
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+
+
+def dtype_names(values: Iterable[str] | str | None, option: str = "--dtypes",
+                default: Iterable[str] | None = None) -> list[str]:
+    """The canonical dtype names an option names (aliases such as ``bf16`` resolved), or ``default`` (every
+    dtype when None) when it names none; an unknown name is a UsageError."""
+    chosen = names(values, option) or list(dtypes.NAMES if default is None else default)
+    try:
+        return list(dict.fromkeys(dtypes.get(d).name for d in chosen))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def default_devices() -> list[str]:

@@ -124,16 +124,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from(args: argparse.Namespace) -> tuple[collect.Options, list[cases.Case]]:
     """Validated options: unknown cases, dtypes, devices or modes are a UsageError."""
     owners = plugins.load_all(args.plugin)
-    names = selection.names(args.cases, "--cases") or cases.names()
-    try:
-        selected = [cases.get(n) for n in names]
-    except KeyError as exc:
-        raise UsageError(str(exc.args[0])) from None
-    try:
-        chosen = selection.names(args.dtypes, "--dtypes") or list(dtypes.NAMES)
-        dtype_names = [dtypes.get(d).name for d in chosen]
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    selected = selection.case_list(args.cases)
+    names = [c.name for c in selected]
+    dtype_names = selection.dtype_names(args.dtypes)
     devices = selection.devices(args.devices)
     mode_names = selection.mode_names(args.modes)
     if args.workers < 1:

@@ -39,7 +39,8 @@ class Mutant:
     #: ``nan`` (NaN inputs reach exactly what depends on them, :func:`tests.accuracy.harness.check_nan`), or
     #: ``grid`` (errors within budget on the report's full deterministic grid: a bug so narrow that the few hundred
     #: derandomised batches of the mutation test do not meet it), or ``upstream`` (gradients scale with the
-    #: upstream gradient, :func:`tests.accuracy.harness.check_upstream`).
+    #: upstream gradient, :func:`tests.accuracy.harness.check_upstream`), or ``bias`` (rounding unbiased over the
+    #: population of ordinary inputs, :mod:`suite.bias`: an error within budget everywhere, always one way).
     judged_by: str = "budget"
 
     def case(self) -> cases.Case:
@@ -390,6 +391,17 @@ def bce_with_logits_bfloat16_truncating_store(t: Tensors, reduction: str) -> tor
     return reduce(loss + (truncated - loss).detach(), reduction)
 
 
+def bce_with_logits_float32_toward_zero(t: Tensors, reduction: str) -> torch.Tensor:
+    """float32 BCE-with-logits computed in float64 and stored rounding toward zero (a conversion with the wrong
+    rounding mode) instead of to nearest: within 1 ULP of the exact loss everywhere, always below it."""
+    x, y = t["input"], t["target"]
+    wide = F.binary_cross_entropy_with_logits(x.double(), y.double(), reduction="none")
+    nearest = wide.float()
+    away = torch.isfinite(nearest) & (nearest.double().abs() > wide.abs())
+    step = torch.nextafter(nearest, torch.zeros_like(nearest)) - nearest
+    return reduce(torch.where(away, nearest + step.detach(), nearest), reduction)
+
+
 def bce_with_logits_softplus_threshold_25(t: Tensors, reduction: str) -> torch.Tensor:
     """float64 BCE-with-logits as ``y softplus(-x) + (1 - y) softplus(x)`` with ``F.softplus(threshold=25)``
     (a cut-off tuned for float32 reused in float64): ``softplus(z) = z`` for 25 < z, where the dropped
@@ -672,6 +684,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "float64", "grad_target"),
     Mutant("bce_with_logits_bfloat16_truncating_store", "bce_with_logits", bce_with_logits_bfloat16_truncating_store,
            "bfloat16"),
+    Mutant("bce_with_logits_float32_toward_zero", "bce_with_logits", bce_with_logits_float32_toward_zero, "float32",
+           judged_by="bias"),
     Mutant("bce_with_logits_softplus_threshold_25", "bce_with_logits",
            loss_only(_bce_with_logits_forward, bce_with_logits_softplus_threshold_25),
            "float64"),

@@ -2,7 +2,8 @@
 as a user case with the exact reference of the loss it imitates, must be caught by the same property test
 that judges torch (of budgets, or of NaN propagation), in the quantity and reduction where it is wrong (other
 quantities it may also break are not looked at), with a shrunk counter-example and a reproducer; a mutant wrong
-only in a narrow segment of one binade must be caught by the report's full grid."""
+only in a narrow segment of one binade must be caught by the report's full grid, and one that errs within budget
+but always one way by the rounding-bias check (:mod:`suite.bias`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from suite import cases, dtypes, judge, search
+from suite import bias, cases, dtypes, judge, search
 from suite.discover import evaluate_grid
 from suite.inputs import strategies
 from tests.accuracy.harness import check, check_nan, check_upstream, evaluate
@@ -30,8 +31,9 @@ def mutant(request: pytest.FixtureRequest) -> Iterator[tuple[Mutant, cases.Case]
 
 
 #: Mutants the drawn batches must catch, and those only the full grid reaches.
-SEARCHED = sorted(name for name, m in MUTANTS.items() if m.judged_by != "grid")
+SEARCHED = sorted(name for name, m in MUTANTS.items() if m.judged_by not in ("grid", "bias"))
 GRIDDED = sorted(name for name, m in MUTANTS.items() if m.judged_by == "grid")
+BIASED = sorted(name for name, m in MUTANTS.items() if m.judged_by == "bias")
 
 
 @pytest.mark.parametrize("mutant", SEARCHED, indirect=True)
@@ -79,3 +81,14 @@ def test_narrow_bug_is_caught_by_the_full_grid(mutant: tuple[Mutant, cases.Case]
     for reduction in chosen.reductions:
         verdict = judge.judge(result, result.get(reduction, chosen.quantity))
         assert verdict.unexplained.any(), f"{chosen.name}: {reduction} {chosen.quantity} passes on the full grid"
+
+
+@pytest.mark.parametrize("mutant", BIASED, indirect=True)
+def test_biased_rounding_is_caught_by_the_population(mutant: tuple[Mutant, cases.Case]) -> None:
+    """The mutant's errors are within budget (the property test of budgets passes it), and its mean signed
+    error over the population of ordinary inputs is biased in the quantity it breaks."""
+    chosen, case = mutant
+    found = bias.measure_case(case, chosen.dtype, "cpu", chosen.mode)[chosen.quantity]
+    assert found.biased, found.describe()
+    result = evaluate(case, bias.population(case), chosen.dtype, "cpu", ("none",), mode=chosen.mode)
+    assert not judge.judge(result, result.get("none", chosen.quantity)).unexplained.any()

@@ -203,3 +203,24 @@ def test_a_reduced_loss_inherits_an_entrys_mechanism_from_its_elements() -> None
     assert fast_math <= applicable
     verdict = judge.judge(result, q, torch_version="2.1.2")
     assert "bce-log-clamp-100" in verdict.known and not fast_math & set(verdict.known)
+
+
+def _nan_at_half_target(t: Tensors, reduction: str) -> torch.Tensor:
+    loss = F.kl_div(t["input"], t["target"], reduction="none")
+    return reduce(torch.where(t["target"] == 0.5, torch.nan, loss), reduction)
+
+
+@pytest.mark.parametrize("variant", [_nan_at_half_target], indirect=True)
+def test_a_reduced_loss_inherits_nothing_from_a_batch_with_an_unexplained_element(variant: Case) -> None:
+    # float32 t = 3.4e38, x = 1.0000001: t log t and t x both overflow, torch's NaN is kl-div-product-overflow's
+    # (its replayed formula gives it); at t = 0.5 the variant's NaN is its own.  torch's kl_div has only the
+    # first, and its sum inherits the entry; the variant's sum, NaN for both reasons, is unexplained
+    inputs = {"input": np.array([1.0000001192092896, 0.25]), "target": np.array([3.4028234663852886e+38, 0.5])}
+    for case, explained in ((cases.get("kl_div"), True), (variant, False)):
+        result = run.evaluate(case, inputs, "float32", reductions=("none", "sum"), gradients=False)
+        root = judge.judge(result, result.get("none"))
+        assert "kl-div-product-overflow" in root.known and bool(root.unexplained.any()) is not explained
+        verdict = judge.judge(result, result.get("sum"))
+        assert Label(int(result.get("sum").metrics.labels)) is Label.NAN and judge.reduction_is_faithful(
+            result, result.get("sum"))
+        assert bool(verdict.unexplained) is not explained
