@@ -2,9 +2,10 @@
 
 A correctly rounded result errs by at most half an ULP either way, and over many ordinary inputs its signed
 errors average to about 0; so do torch's kernels, which compute in float32 or float64 and round to nearest
-(``python -m suite bias`` prints every mean; torch's stay well within :data:`MAX_BIAS`).  A store that truncates (the ``bits >> 16`` bfloat16 conversion of hand-written kernels), a
-flush, or a formula that always loses the same term errs by up to an ULP in one direction: within the ULP budget
-element by element, so no budget test sees it, but a bias that every sum and every training step accumulates.
+(``python -m suite bias`` prints every mean; torch's stay well within :data:`MAX_BIAS`).  A store that truncates
+(the ``bits >> 16`` bfloat16 conversion of hand-written kernels), a flush, or a formula that always loses the
+same term errs by up to an ULP in one direction: within the ULP budget element by element, so no budget test
+sees it, but a bias that every sum and every training step accumulates.
 
 :func:`measure` takes the mean signed ULP error (:func:`suite.metrics.signed_ulp_error`, negative toward zero)
 over a fixed population of ordinary inputs (:func:`population`), of the elements that are neither exact nor
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -96,6 +98,15 @@ def measure(q: run.QuantityResult) -> Bias:
         return Bias(0.0, math.inf, 0, 0.0)
     stderr = float(kept.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
     return Bias(float(kept.mean()), stderr, n, float((kept < 0).mean()))
+
+
+def records(case: Case, dtype: str, device: str, mode: str) -> list[dict[str, Any]]:
+    """The report's ``rounding_bias`` records (:mod:`suite.report.schema`) of one case, dtype, device and mode,
+    one per quantity (stderr ``"inf"`` where no element is inexact)."""
+    return [{"case": case.name, "dtype": dtype, "device": device, "mode": mode, "quantity": quantity,
+             "mean": round(b.mean, 4), "stderr": round(b.stderr, 4) if math.isfinite(b.stderr) else "inf",
+             "elements": b.elements, "toward_zero": round(b.toward_zero, 4), "biased": b.biased}
+            for quantity, b in measure_case(case, dtype, device, mode).items()]
 
 
 def measure_case(case: Case, dtype: str, device: str = "cpu", mode: str = "eager",

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 
 import suite
-from suite import cases, compare, dtypes, fp_environment, judge, modes, plugins, run, truth_cache
+from suite import bias, cases, compare, dtypes, fp_environment, judge, modes, plugins, run, truth_cache
 from suite.cases.base import Case
 from suite.dtypes import FloatArray, FloatFormat
 from suite.metrics import Label
@@ -248,6 +248,7 @@ class _Parts:
     findings: list[dict[str, Any]] = field(default_factory=list)
     safe_ranges: list[dict[str, Any]] = field(default_factory=list)
     search: list[dict[str, Any]] = field(default_factory=list)
+    rounding_bias: list[dict[str, Any]] = field(default_factory=list)
     profiles: list[Profile] = field(default_factory=list)
     sides: compare.SideComparisons = field(default_factory=compare.SideComparisons)
 
@@ -256,6 +257,7 @@ class _Parts:
         self.findings += other.findings
         self.safe_ranges += other.safe_ranges
         self.search += other.search
+        self.rounding_bias += other.rounding_bias
         self.profiles += other.profiles
         self.sides.extend(other.sides)
 
@@ -286,6 +288,7 @@ def collect_case(case: Case, fmt: FloatFormat, used: Mapping[str, FloatArray], t
             parts.results.extend(summarize(result, q) for q in result.quantities.values())
             parts.findings.extend(findings.find(result, version, plugin))
             parts.safe_ranges.append(safe_range_record(result))
+            parts.rounding_bias += bias.records(case, fmt.name, device, mode)
             for quantity in (run.LOSS, run.grad_name(case.main_input.name)):
                 q = result.quantities.get(("none", quantity))
                 if q is not None and mode == mode_names[0]:
@@ -516,7 +519,7 @@ def collect(options: Options, cases_to_run: list[Case], progress: Progress | Non
                     "jobs": options.jobs, "resumed_jobs": resumed, "missing": missing,
                     "bad_input_devices": options.probe_devices if options.bad_inputs else []},
         "cases": case_info, "results": parts.results, "findings": parts.findings,
-        "safe_ranges": parts.safe_ranges, "search": parts.search,
+        "safe_ranges": parts.safe_ranges, "search": parts.search, "rounding_bias": parts.rounding_bias,
         "comparisons": compared,
         "seconds": round(time.monotonic() - started, 1),
     }

@@ -2,9 +2,10 @@
 and max-ULP changes, budget changes, safe-range changes, and changes in the bad-input and mixed-dtype tables
 (:mod:`suite.report.diff_behaviour`).  B *regressed* when it has a finding A lacks, or one that A's known
 deviations explained and B's do not, more failing elements on an equal grid, a larger max ULP that is beyond
-its budget, a narrower safe range, or handles a bad input or a mixed-dtype call worse; or when a result only B
-measured (a mode or device A did not run), or one torch raised for in A and computes in B (a kernel a later
-release added), has a finding no known deviation explains.
+its budget, a narrower safe range, a quantity that rounds with a direction (:mod:`suite.bias`), or handles a bad
+input or a mixed-dtype call worse; or when a result only B measured (a mode or device A did not run), or one
+torch raised for in A and computes in B (a kernel a later release added), has a finding no known deviation
+explains.
 
 Where the two grids differ (another suite version, or a grid option), a finding that is new only because B's
 grid has points A's lacks is coverage, not torch: there a new finding regresses only when no known deviation
@@ -33,8 +34,8 @@ from suite.report.summary import is_new, number, region, safe_text
 
 @dataclass
 class Change:
-    kind: str  # new_finding, fixed_finding, attribution, failing, max_ulp, budget, safe_range, missing, added,
-    # bad_input, promotion
+    kind: str  # new_finding, fixed_finding, attribution, failing, max_ulp, budget, safe_range, bias, missing,
+    # added, bad_input, promotion
     key: str
     text: str
     regression: bool
@@ -156,9 +157,28 @@ def compare(a: dict[str, Any], b: dict[str, Any], cases: set[str] | None = None)
             grid = _grid_note(ra, rb, "/".join((*k, "none", "loss")))
             diff.add("safe_range", "/".join(k), f"safe range {safe_text(sa[k])} -> {safe_text(s)}{grid}",
                      regression=_narrower(sa[k], s) and not grid)
+    _compare_bias(diff, a, b, cases)
     compare_probes(diff, a, b, cases)
     compare_promotion(diff, a, b, cases)
     return diff
+
+
+def _bias_key(record: dict[str, Any]) -> str:
+    return "/".join(record[k] for k in ("case", "dtype", "device", "mode", "quantity"))
+
+
+def _compare_bias(diff: Diff, a: dict[str, Any], b: dict[str, Any], cases: set[str] | None) -> None:
+    """A quantity that rounds with a direction in B (:mod:`suite.bias`) but not in A regresses; one that no longer
+    does is fixed.  Quantities only one report measured, and reports written before bias was measured, are not
+    compared."""
+    before = {_bias_key(r): r for r in a.get("rounding_bias", [])}
+    for r in b.get("rounding_bias", []):
+        earlier = before.get(_bias_key(r))
+        if earlier is None or (cases is not None and r["case"] not in cases) or earlier["biased"] == r["biased"]:
+            continue
+        verdict = "biased" if r["biased"] else "no longer biased"
+        diff.add("bias", _bias_key(r), f"mean signed error {earlier['mean']:+.3f} -> {r['mean']:+.3f} ULP: {verdict}",
+                 regression=r["biased"])
 
 
 def _add_one_sided(diff: Diff, kind: str, name: str, result: dict[str, Any], what: str, new: bool) -> None:

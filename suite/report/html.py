@@ -91,7 +91,9 @@ def render(payload: dict[str, Any], plots: list[PlotFile]) -> str:
         "elements have a never-acceptable label. The safe range is the largest interval of grid values of the "
         "main input around its typical value where the unreduced loss and its gradient never fail.</p>",
         table(summary.summary(payload), bad_column=9), table(summary.safe_ranges(payload)), _plots(plots),
-        table(summary.worst(payload)), _search(payload), table(summary.label_totals(payload)),
+        table(summary.worst(payload)), _search(payload),
+        table(summary.rounding_bias(payload), bad_column=8, bad_text="biased"),
+        table(summary.label_totals(payload)),
         table(summary.findings(payload), bad_column=9, bad_text="new"),
         sections(payload["comparisons"]) if "comparisons" in payload else "", _reproducers(payload),
         "</body></html>", ""])

@@ -89,8 +89,9 @@ def render(payload: dict[str, Any]) -> str:
              "is the largest interval of grid values of the main input around its typical value where the "
              "unreduced loss and its gradient never fail, for every other input on the grid.\n",
              table(summary.summary(payload)), table(summary.safe_ranges(payload)),
-             table(summary.worst(payload)), _search(payload), table(summary.label_totals(payload)),
-             table(summary.findings(payload)), _comparisons(payload), _reproducers(payload)]
+             table(summary.worst(payload)), _search(payload), table(summary.rounding_bias(payload)),
+             table(summary.label_totals(payload)), table(summary.findings(payload)), _comparisons(payload),
+             _reproducers(payload)]
     return "\n".join(lines)
 
 

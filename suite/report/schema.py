@@ -47,6 +47,11 @@ Layout (``schema_version`` 1).  Floats that are not finite are written as ``null
         {"case", "dtype", "device", "mode", "input", "kind", "center", "low", "high",
          "limits": {"low": why | null, "high": why | null}, "status": "range" | "whole_grid" | "none"}
       ],
+      "rounding_bias": [                     # suite.bias, one per case/dtype/device/mode/quantity (absent: older)
+        {"case", "dtype", "device", "mode", "quantity", "mean": signed ULPs (negative: toward zero),
+         "stderr": float | "inf", "elements": int (inexact, within budget), "toward_zero": fraction,
+         "biased": bool}
+      ],
       "search": [                            # targeted search, one per case/dtype/device/reduction/quantity
         {"key" (as a result's, mode "eager"), "case", "dtype", "device", "mode",
          "reduction", "quantity", "examples": int, "seed": int,
@@ -107,6 +112,8 @@ _SEARCH: dict[str, type | tuple[type, ...]] = {
     "key": str, "case": str, "dtype": str, "device": str, "mode": str, "reduction": str, "quantity": str,
     "examples": int, "seed": int, "bits": (int, float), "label": str, "unexplained": bool, "inputs": dict,
     "index": list, "worst": dict, "reproducer": str}
+_BIAS: _Fields = {"case": str, "dtype": str, "device": str, "mode": str, "quantity": str, "mean": (int, float),
+                  "stderr": _NUMBER, "elements": int, "toward_zero": (int, float), "biased": bool}
 _COMPARISONS = {"notes": list, "modes": list, "devices": list, "autocast": list}
 _MISSING = {"jobs": list, "probe_groups": list}
 _SEARCH_NULLABLE: dict[str, type | tuple[type, ...]] = {"algorithmic_ulp": _NUMBER, "attribution": (str, type(None))}
@@ -229,6 +236,9 @@ def validate(payload: Any, source: str = "accuracy.json") -> dict[str, Any]:
             _check_number(safe[end], f"safe_ranges[{i}] field {end!r}", source)
     for i, record in enumerate(payload["search"]):
         _check_search(record, f"search[{i}]", source)
+    for i, record in enumerate(payload.get("rounding_bias", [])):  # absent from reports before it was measured
+        _check_fields(record, _BIAS, f"rounding_bias[{i}]", source)
+        _check_number(record["stderr"], f"rounding_bias[{i}] field 'stderr'", source)
     if "comparisons" in payload:
         _check_fields(payload["comparisons"], _COMPARISONS, "comparisons", source)
     if "missing" in payload["options"]:

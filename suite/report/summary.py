@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from suite import bias
 from suite.report import schema
 from suite.report.schema import decode_float
 
@@ -197,6 +198,24 @@ def safe_ranges(payload: dict[str, Any]) -> Table:
                      safe_text(s), limits.get("low") or "-", limits.get("high") or "-"])
     return Table("Safe ranges", ["case", "dtype", "device", "input", "typical", "safe range",
                                  "fails below at", "fails above at"], rows)
+
+
+#: Rows of the rounding-bias table besides the biased ones: the largest means, however small.
+BIAS_ROWS = 8
+
+
+def rounding_bias(payload: dict[str, Any]) -> Table:
+    """Every biased quantity (:mod:`suite.bias`), then the largest other means, largest first."""
+    records = sorted(payload.get("rounding_bias", []), key=lambda r: (not r["biased"], -abs(r["mean"])))
+    shown = [r for r in records if r["biased"]] + [r for r in records if not r["biased"]][:BIAS_ROWS]
+    rows = [[r["case"], r["dtype"], device_mode(r), r["quantity"], f"{r['mean']:+.3f}", number(r["stderr"]),
+             str(r["elements"]), f"{r['toward_zero']:.0%}", "biased" if r["biased"] else "-"] for r in shown]
+    biased = sum(r["biased"] for r in records)
+    return Table("Rounding bias", ["case", "dtype", "device", "quantity", "mean signed ULP", "std. error",
+                                   "elements", "toward zero", "verdict"], rows,
+                 f"{biased} of {len(records)} quantities biased: a mean signed error (negative toward zero) over "
+                 f"ordinary inputs beyond {bias.MAX_BIAS} ULP and {bias.Z_SCORE:g} standard errors, which "
+                 "round-to-nearest never has; the biased ones, then the largest other means")
 
 
 def label_totals(payload: dict[str, Any]) -> Table:

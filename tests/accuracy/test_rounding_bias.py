@@ -9,7 +9,6 @@ import pytest
 from suite import bias, cases, dtypes, modes
 from tests.conftest import DEVICES
 
-
 #: Every dtype eagerly, the 16-bit ones under autocast too.
 SETTINGS = [pytest.param(dtype, mode, id=f"{dtype}-{mode}") for mode in ("eager", "autocast")
             for dtype in dtypes.NAMES if modes.applies(mode, dtype)]

@@ -327,3 +327,30 @@ def test_results_only_one_report_measured_render_as_one_line_per_device_and_mode
     assert "- `cpu/transposed` (added): 2 results" in text and text.count("(added)") == 2
     back = diff.render(diff.compare(b, report()), "b", "a")
     assert "- `cpu/strided` (missing): 2 results measured in A only (not compared)\n" in back
+
+
+def _bias(mean: float, biased: bool) -> dict[str, Any]:
+    return {"case": "bce", "dtype": "bfloat16", "device": "cpu", "mode": "eager", "quantity": "loss", "mean": mean,
+            "stderr": 0.005, "elements": 4000, "toward_zero": 0.99 if biased else 0.5, "biased": biased}
+
+
+def test_a_quantity_turning_biased_is_a_regression_and_the_reverse_a_fix() -> None:
+    fair, truncating = report(), report()
+    fair["rounding_bias"], truncating["rounding_bias"] = [_bias(0.01, False)], [_bias(-0.49, True)]
+    worse = diff.compare(fair, truncating)
+    assert worse.regressed and [(c.kind, c.key) for c in worse.changes] == [("bias", "bce/bfloat16/cpu/eager/loss")]
+    assert "-0.490" in worse.changes[0].text and "biased" in worse.changes[0].text
+    better = diff.compare(truncating, fair)
+    assert not better.regressed and [c.kind for c in better.changes] == ["bias"]
+    assert diff.compare(report(), truncating).changes == []  # a report from before bias was measured
+
+
+def test_a_bias_record_without_its_fields_is_one_line_and_exit_2(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    broken = report()
+    broken["rounding_bias"] = [{k: v for k, v in _bias(0.0, False).items() if k != "biased"}]
+    for name, payload in (("a", report()), ("b", broken)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(payload))
+    assert cli.main(["diff", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "rounding_bias[0]" in err and "biased" in err and "\n" not in err

@@ -91,8 +91,8 @@ def test_an_eager_run_compiles_nothing_to_probe_the_arithmetic(report: Path) -> 
 
 def test_markdown_has_every_section(report: Path) -> None:
     text = (report / "accuracy.md").read_text()
-    for heading in ("# Accuracy of torch", "## Summary", "## Safe ranges", "## Worst cases", "## Findings",
-                    "## Reproducers", "```python"):
+    for heading in ("# Accuracy of torch", "## Summary", "## Safe ranges", "## Worst cases", "## Rounding bias",
+                    "## Findings", "## Reproducers", "```python"):
         assert heading in text
     assert "| bce_with_logits | float16 | cpu |" in text
     assert "never-acceptable label (nan, spurious_inf, clamped, flushed, raised, device_assert)" in text.replace(
@@ -190,3 +190,22 @@ def test_profile_keeps_an_infinite_error_infinite() -> None:
     assert p.x.tolist() == [0.0, 0.5] and p.max_ulp[0] == math.inf and p.max_ulp[1] <= 0.5
     assert p.labels["clamped"].tolist() == [True, False]
 
+
+
+def test_every_quantity_has_its_rounding_bias_and_torch_has_none(report: Path) -> None:
+    """One record per case, dtype, device, mode and quantity, measured on the population (not the hand grid)."""
+    payload = schema.validate(_strict((report / "accuracy.json").read_text()))
+    keys = {(r["case"], r["dtype"], r["quantity"]) for r in payload["rounding_bias"]}
+    assert keys == {(c, d, q) for c in CASES for d in ("float32", "float16")
+                    for q in ("loss", "grad_input", "grad_target")}
+    assert not any(r["biased"] for r in payload["rounding_bias"])
+    assert all(r["elements"] > 1000 for r in payload["rounding_bias"] if r["quantity"] == "loss")
+
+
+def test_the_bias_table_lists_biased_quantities_first() -> None:
+    records = [{"case": "bce", "dtype": "float32", "device": "cpu", "mode": "eager", "quantity": q, "mean": m,
+                "stderr": 0.01, "elements": 4000, "toward_zero": 0.5, "biased": b}
+               for q, m, b in (("loss", 0.05, False), ("grad_input", -0.45, True), ("grad_target", -0.1, False))]
+    table = summary.rounding_bias({"rounding_bias": records})
+    assert [row[3] for row in table.rows] == ["grad_input", "grad_target", "loss"]
+    assert table.rows[0][-1] == "biased" and table.caption.startswith("1 of 3 quantities biased")
