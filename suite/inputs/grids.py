@@ -52,6 +52,9 @@ QUICK_THRESHOLD_REACH = 1
 #: (not a power of two, so the product rounds; large losses overflow); pos_weight: below and above 1.
 TARGETS = (0.0, 0.9, 1.0)
 QUICK_TARGETS = (0.0, 0.1, 0.5, 0.9, 1.0)
+#: Targets above 1 where the domain allows them (kl_div's: any nonnegative number), in the full and quick grids:
+#: an unnormalised one here, and the format's largest finite value, whose t log t overflows.
+ABOVE_ONE_TARGETS = (2.0,)
 WEIGHTS = (0.0, 3.0)
 POS_WEIGHTS = (0.3, 3.0)
 #: Rows cases: width, the companions of the swept logit (slot 0), and target rows (dyadic, so each sums to
@@ -240,6 +243,8 @@ def other_values(spec: InputSpec, fmt: FloatFormat, *, quick: bool = False) -> F
     """The small set crossed with the main input for a non-main input, rounded to ``fmt``, in its domain."""
     if spec.kind in ("target", "probability"):
         values = dtypes.round_array(QUICK_TARGETS if quick else TARGETS, fmt)
+        if spec.kind == "target" and spec.high > 1:
+            values = np.concatenate([values, dtypes.round_array(ABOVE_ONE_TARGETS, fmt), [fmt.max_finite]])
     elif spec.kind == "log_target":
         with mpmath.workprec(PRECISION):
             logs = [dtypes.round_mpf(mpmath.log(mpmath.mpf(t)), fmt) if t > 0 else -math.inf
