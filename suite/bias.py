@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -98,15 +97,6 @@ def measure(q: run.QuantityResult) -> Bias:
         return Bias(0.0, math.inf, 0, 0.0)
     stderr = float(kept.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
     return Bias(float(kept.mean()), stderr, n, float((kept < 0).mean()))
-
-
-def records(case: Case, dtype: str, device: str, mode: str) -> list[dict[str, Any]]:
-    """The report's ``rounding_bias`` records (:mod:`suite.report.schema`) of one case, dtype, device and mode,
-    one per quantity (stderr ``"inf"`` where no element is inexact)."""
-    return [{"case": case.name, "dtype": dtype, "device": device, "mode": mode, "quantity": quantity,
-             "mean": round(b.mean, 4), "stderr": round(b.stderr, 4) if math.isfinite(b.stderr) else "inf",
-             "elements": b.elements, "toward_zero": round(b.toward_zero, 4), "biased": b.biased}
-            for quantity, b in measure_case(case, dtype, device, mode).items()]
 
 
 def measure_case(case: Case, dtype: str, device: str = "cpu", mode: str = "eager",

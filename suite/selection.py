@@ -42,11 +42,10 @@ def case_list(values: Iterable[str] | str | None, option: str = "--cases",
         raise UsageError(str(exc.args[0])) from None
 
 
-def dtype_names(values: Iterable[str] | str | None, option: str = "--dtypes",
-                default: Iterable[str] | None = None) -> list[str]:
-    """The canonical dtype names an option names (aliases such as ``bf16`` resolved), or ``default`` (every
-    dtype when None) when it names none; an unknown name is a UsageError."""
-    chosen = names(values, option) or list(dtypes.NAMES if default is None else default)
+def dtype_names(values: Iterable[str] | str | None, option: str = "--dtypes") -> list[str]:
+    """The canonical dtype names an option names (aliases such as ``bf16`` resolved), or every dtype when it
+    names none; an unknown name is a UsageError."""
+    chosen = names(values, option) or list(dtypes.NAMES)
     try:
         return list(dict.fromkeys(dtypes.get(d).name for d in chosen))
     except ValueError as exc:

@@ -288,12 +288,21 @@ def collect_case(case: Case, fmt: FloatFormat, used: Mapping[str, FloatArray], t
             parts.results.extend(summarize(result, q) for q in result.quantities.values())
             parts.findings.extend(findings.find(result, version, plugin))
             parts.safe_ranges.append(safe_range_record(result))
-            parts.rounding_bias += bias.records(case, fmt.name, device, mode)
+            parts.rounding_bias += bias_records(case, fmt, device, mode)
             for quantity in (run.LOSS, run.grad_name(case.main_input.name)):
                 q = result.quantities.get(("none", quantity))
                 if q is not None and mode == mode_names[0]:
                     parts.profiles.append(profile(result, q))
     parts.sides.extend(compare.compare_sides(results))
+
+
+def bias_records(case: Case, fmt: FloatFormat, device: str, mode: str) -> list[dict[str, Any]]:
+    """The ``rounding_bias`` records (:mod:`suite.report.schema`) of one case, dtype, device and mode: one per
+    quantity, measured on :func:`suite.bias.population`."""
+    return [{"case": case.name, "dtype": fmt.name, "device": device, "mode": mode, "quantity": quantity,
+             "mean": round(b.mean, 4), "stderr": schema.encode_float(round(b.stderr, 4)), "elements": b.elements,
+             "toward_zero": round(b.toward_zero, 4), "biased": b.biased}
+            for quantity, b in bias.measure_case(case, fmt.name, device, mode).items()]
 
 
 def _case_info(case: Case, plugin: str | None) -> dict[str, Any]:

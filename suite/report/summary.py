@@ -207,10 +207,10 @@ BIAS_ROWS = 8
 def rounding_bias(payload: dict[str, Any]) -> Table:
     """Every biased quantity (:mod:`suite.bias`), then the largest other means, largest first."""
     records = sorted(payload.get("rounding_bias", []), key=lambda r: (not r["biased"], -abs(r["mean"])))
-    shown = [r for r in records if r["biased"]] + [r for r in records if not r["biased"]][:BIAS_ROWS]
-    rows = [[r["case"], r["dtype"], device_mode(r), r["quantity"], f"{r['mean']:+.3f}", number(r["stderr"]),
-             str(r["elements"]), f"{r['toward_zero']:.0%}", "biased" if r["biased"] else "-"] for r in shown]
     biased = sum(r["biased"] for r in records)
+    rows = [[r["case"], r["dtype"], device_mode(r), r["quantity"], f"{r['mean']:+.3f}", number(r["stderr"]),
+             str(r["elements"]), f"{r['toward_zero']:.0%}", "biased" if r["biased"] else "-"]
+            for r in records[:biased + BIAS_ROWS]]
     return Table("Rounding bias", ["case", "dtype", "device", "quantity", "mean signed ULP", "std. error",
                                    "elements", "toward zero", "verdict"], rows,
                  f"{biased} of {len(records)} quantities biased: a mean signed error (negative toward zero) over "
